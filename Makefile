@@ -1,0 +1,29 @@
+# Two entry points: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+
+.PHONY: demo test lint benchmark clean
+
+$(VENV)/.installed-dev: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed-dev
+	$(PY) -m pipelines.zoo_demo
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check lstm_models pipelines tests benchmarks
+
+benchmark: $(VENV)/.installed-dev
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) mlflow.db mlruns .pytest_cache

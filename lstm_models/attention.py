@@ -1,0 +1,85 @@
+"""Attention over time: a learned score per timestep, softmax across time, weighted sum."""
+
+import keras
+import numpy as np
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="lstm_models")
+class TemporalAttention(keras.layers.Layer):
+    """Additive (Bahdanau-style) attention pooling over the time axis.
+
+    `score_t = v · tanh(W h_t + b)`, `a = softmax(score)` over timesteps (masked steps get zero
+    weight), `context = Σ_t a_t h_t`.
+
+    Args:
+        attention_units: Size of the hidden scoring layer; `None` uses the feature size.
+            Default: `None`.
+
+    Call arguments:
+        inputs: `(batch, timesteps, features)`, usually a recurrent layer's sequence output.
+        mask: Optional boolean `(batch, timesteps)`.
+
+    Returns:
+        `[context, weights]`: `(batch, features)` and `(batch, timesteps)`, rows summing to 1.
+
+    Example:
+        >>> context, weights = TemporalAttention()(keras.Input((20, 32)))
+    """
+
+    def __init__(self, attention_units=None, **kwargs):
+        super().__init__(**kwargs)
+        if attention_units is not None and (
+            isinstance(attention_units, bool) or not isinstance(attention_units, int) or attention_units <= 0
+        ):
+            raise ValueError(
+                "Expected a positive integer or None for attention_units. "
+                f"Received: attention_units={attention_units!r}"
+            )
+        self.attention_units = attention_units
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        hidden = self.attention_units or features
+        self.score_kernel = self.add_weight(shape=(features, hidden), name="score_kernel")
+        self.score_bias = self.add_weight(shape=(hidden,), name="score_bias", initializer="zeros")
+        self.score_vector = self.add_weight(shape=(hidden,), name="score_vector")
+        self.built = True
+
+    def call(self, inputs, mask=None):
+        hidden = ops.tanh(ops.matmul(inputs, self.score_kernel) + self.score_bias)
+        scores = ops.tensordot(hidden, self.score_vector, axes=[[2], [0]])
+        if mask is not None:
+            scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
+        weights = ops.softmax(scores, axis=-1)
+        context = ops.sum(inputs * ops.expand_dims(weights, -1), axis=1)
+        return [context, weights]
+
+    def compute_output_shape(self, input_shape):
+        return [(input_shape[0], input_shape[2]), (input_shape[0], input_shape[1])]
+
+    def compute_mask(self, inputs, mask=None):
+        return [None, None]
+
+    def get_config(self):
+        return {**super().get_config(), "attention_units": self.attention_units}
+
+
+def attention_weights(model, x, batch_size=256):
+    """Attention weights of a model's first `TemporalAttention` layer.
+
+    Args:
+        model: A model built with `build_model("attention_lstm", ...)` (or any model holding a
+            `TemporalAttention` layer).
+        x: Inputs as the model takes them, `(batch, timesteps, features)`.
+        batch_size: Prediction batch size. Default: `256`.
+
+    Returns:
+        NumPy array `(batch, timesteps)`; each row sums to 1.
+    """
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, TemporalAttention)]
+    if not layers:
+        raise ValueError(f"Model {model.name!r} has no TemporalAttention layer; build it with 'attention_lstm'.")
+    probe = keras.Model(model.inputs, layers[0].output[1])
+    return np.asarray(probe.predict(x, batch_size=batch_size, verbose=0))

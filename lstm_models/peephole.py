@@ -1,0 +1,352 @@
+"""Peephole LSTM (Gers & Schmidhuber, 2000): the gates also look at the cell state.
+
+Keras 3 ships no peephole cell, so this one is written with `keras.ops` only and keeps the weight
+layout and gate order (i, f, c, o) of `keras.layers.LSTMCell`, plus three diagonal peephole vectors.
+"""
+
+import keras
+from keras import activations, constraints, initializers, ops, regularizers, tree
+
+# `backend.rnn` is the time loop that `keras.layers.RNN.inner_loop` itself runs.
+from keras.src import backend
+
+# DropoutRNNCell is the mixin that `keras.layers.RNN` recognises to create one dropout mask per
+# sequence (variational dropout) instead of one per step; LSTMCell and GRUCell use it too.
+from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+
+
+def _check_rate(name, value):
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"Expected a float in [0, 1) for {name}. Received: {name}={value!r}")
+
+
+@keras.saving.register_keras_serializable(package="lstm_models")
+class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
+    """One time step of an LSTM with peephole connections.
+
+    Maths, with `c_prev` the previous cell state and `⊙` the element-wise product:
+    `i = σ(x·Wi + h·Ui + pi⊙c_prev + bi)`, `f = σ(x·Wf + h·Uf + pf⊙c_prev + bf)`,
+    `c = f⊙c_prev + i⊙tanh(x·Wc + h·Uc + bc)`, `o = σ(x·Wo + h·Uo + po⊙c + bo)`, `h = o⊙tanh(c)`.
+    With all peepholes at zero it computes exactly what `keras.layers.LSTMCell` computes.
+
+    Args:
+        units: Positive integer, dimensionality of the output and cell state.
+        activation: Activation for the cell candidate and the output. Default: `"tanh"`.
+        recurrent_activation: Activation for the gates. Default: `"sigmoid"`.
+        use_bias: Whether the cell uses a bias vector. Default: `True`.
+        kernel_initializer: Initializer for `kernel`. Default: `"glorot_uniform"`.
+        recurrent_initializer: Initializer for `recurrent_kernel`. Default: `"orthogonal"`.
+        bias_initializer: Initializer for `bias`. Default: `"zeros"`.
+        peephole_initializer: Initializer for the three peephole vectors. Default: `"zeros"`
+            (the cell starts as a plain LSTM and learns how much to look at the cell state).
+        unit_forget_bias: Add 1 to the forget-gate bias at initialisation. Default: `True`.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer, peephole_regularizer:
+            Optional regularizers. Default: `None`.
+        kernel_constraint, recurrent_constraint, bias_constraint, peephole_constraint:
+            Optional constraints. Default: `None`.
+        dropout: Fraction of the inputs to drop, one mask per sequence. Default: `0.0`.
+        recurrent_dropout: Fraction of the recurrent state to drop. Default: `0.0`.
+        seed: Seed for the dropout masks. Default: `None`.
+
+    Call arguments:
+        inputs: `(batch, features)`, one time step.
+        states: `[h, c]`, each `(batch, units)`.
+        training: Whether dropout is active.
+
+    Returns:
+        `h` of shape `(batch, units)` and the new states `[h, c]`.
+
+    Example:
+        >>> layer = keras.layers.RNN(PeepholeLSTMCell(32))
+        >>> layer(np.zeros((2, 10, 8))).shape
+        (2, 32)
+    """
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        peephole_initializer="zeros",
+        unit_forget_bias=True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        peephole_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        peephole_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+            raise ValueError(f"Expected a positive integer for units. Received: units={units!r}")
+        _check_rate("dropout", dropout)
+        _check_rate("recurrent_dropout", recurrent_dropout)
+        super().__init__(**kwargs)
+        self.units = units
+        self.activation = activations.get(activation)
+        self.recurrent_activation = activations.get(recurrent_activation)
+        self.use_bias = use_bias
+        self.unit_forget_bias = unit_forget_bias
+
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.peephole_initializer = initializers.get(peephole_initializer)
+
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.peephole_regularizer = regularizers.get(peephole_regularizer)
+
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.peephole_constraint = constraints.get(peephole_constraint)
+
+        self.dropout = float(dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed=seed)
+
+        self.state_size = [units, units]
+        self.output_size = units
+
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        self.kernel = self.add_weight(
+            shape=(input_dim, 4 * self.units),
+            name="kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, 4 * self.units),
+            name="recurrent_kernel",
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=(4 * self.units,),
+                name="bias",
+                initializer=self._bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        self.input_gate_peephole = self._add_peephole("input_gate_peephole")
+        self.forget_gate_peephole = self._add_peephole("forget_gate_peephole")
+        self.output_gate_peephole = self._add_peephole("output_gate_peephole")
+        self.built = True
+
+    def _add_peephole(self, name):
+        return self.add_weight(
+            shape=(self.units,),
+            name=name,
+            initializer=self.peephole_initializer,
+            regularizer=self.peephole_regularizer,
+            constraint=self.peephole_constraint,
+        )
+
+    def _bias_initializer(self, shape, dtype=None):
+        if not self.unit_forget_bias:
+            return self.bias_initializer(shape, dtype=dtype)
+        u = self.units
+        return ops.concatenate(
+            [
+                self.bias_initializer((u,), dtype=dtype),
+                ops.ones((u,), dtype=dtype),
+                self.bias_initializer((2 * u,), dtype=dtype),
+            ]
+        )
+
+    def call(self, inputs, states, training=False):
+        if training and self.dropout > 0.0:
+            inputs = inputs * self.get_dropout_mask(inputs)
+        return self.recurrent_step(self.project_inputs(inputs), states, training=training)
+
+    def project_inputs(self, inputs):
+        """`x·W + b` for all four gates: `(..., features)` -> `(..., 4 * units)`."""
+        z = ops.matmul(inputs, self.kernel)
+        return ops.add(z, self.bias) if self.use_bias else z
+
+    def recurrent_step(self, projected_inputs, states, training=False):
+        """One step given the already projected inputs `x·W + b` of shape `(batch, 4 * units)`."""
+        h_prev, c_prev = states[0], states[1]
+        if training and self.recurrent_dropout > 0.0:
+            h_prev = h_prev * self.get_recurrent_dropout_mask(h_prev)
+        z = ops.add(projected_inputs, ops.matmul(h_prev, self.recurrent_kernel))
+        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+
+        i = self.recurrent_activation(z_i + self.input_gate_peephole * c_prev)
+        f = self.recurrent_activation(z_f + self.forget_gate_peephole * c_prev)
+        c = f * c_prev + i * self.activation(z_c)
+        o = self.recurrent_activation(z_o + self.output_gate_peephole * c)
+        h = o * self.activation(c)
+        return h, [h, c]
+
+    def get_initial_state(self, batch_size=None):
+        return [ops.zeros((batch_size, size), dtype=self.compute_dtype) for size in self.state_size]
+
+    def get_config(self):
+        config = {
+            "units": self.units,
+            "activation": activations.serialize(self.activation),
+            "recurrent_activation": activations.serialize(self.recurrent_activation),
+            "use_bias": self.use_bias,
+            "unit_forget_bias": self.unit_forget_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "peephole_initializer": initializers.serialize(self.peephole_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "peephole_regularizer": regularizers.serialize(self.peephole_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "peephole_constraint": constraints.serialize(self.peephole_constraint),
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+        }
+        return {**super().get_config(), **config}
+
+
+_CELL_ARGS = (
+    "activation",
+    "recurrent_activation",
+    "use_bias",
+    "kernel_initializer",
+    "recurrent_initializer",
+    "bias_initializer",
+    "peephole_initializer",
+    "unit_forget_bias",
+    "kernel_regularizer",
+    "recurrent_regularizer",
+    "bias_regularizer",
+    "peephole_regularizer",
+    "kernel_constraint",
+    "recurrent_constraint",
+    "bias_constraint",
+    "peephole_constraint",
+    "dropout",
+    "recurrent_dropout",
+    "seed",
+)
+
+
+@keras.saving.register_keras_serializable(package="lstm_models")
+class PeepholeLSTM(keras.layers.RNN):
+    """Peephole LSTM layer: `keras.layers.RNN` over a `PeepholeLSTMCell`.
+
+    It subclasses `RNN`, not `LSTM`, so the cell's own maths always runs (an `LSTM` subclass
+    would take the cuDNN path on GPU and skip `cell.call`).
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        return_sequences: Return the full sequence instead of the last output. Default: `False`.
+        return_state: Also return the final `[h, c]` states. Default: `False`.
+        go_backwards: Process the sequence backwards (used by `Bidirectional`). Default: `False`.
+        stateful: Keep states between batches. Default: `False`.
+        unroll: Unroll the time loop (short sequences only). Default: `False`.
+        **kwargs: Any `PeepholeLSTMCell` argument (`dropout`, `peephole_initializer`, ...) or
+            base layer argument (`name`, `dtype`).
+
+    Call arguments:
+        sequences: `(batch, timesteps, features)`.
+        initial_state: Optional `[h, c]`, each `(batch, units)`.
+        mask: Optional boolean `(batch, timesteps)`.
+        training: Whether dropout is active.
+
+    Returns:
+        `(batch, units)`, or `(batch, timesteps, units)` with `return_sequences=True`, followed by
+        the states when `return_state=True`.
+
+    Example:
+        >>> keras.layers.Bidirectional(PeepholeLSTM(16, return_sequences=True))
+    """
+
+    def __init__(
+        self,
+        units,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        **kwargs,
+    ):
+        cell_kwargs = {name: kwargs.pop(name) for name in _CELL_ARGS if name in kwargs}
+        cell = PeepholeLSTMCell(
+            units,
+            dtype=kwargs.get("dtype"),
+            trainable=kwargs.get("trainable", True),
+            name="peephole_lstm_cell",
+            **cell_kwargs,
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            **kwargs,
+        )
+        self.input_spec = keras.layers.InputSpec(ndim=3)
+
+    @property
+    def units(self):
+        return self.cell.units
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        # The input projection does not depend on the state, so it runs once over the whole
+        # sequence as one large matmul; the time loop is left with the recurrent part only.
+        # On CPU the loop's cost is mostly per-op overhead, so this is what keeps the peephole
+        # cell level with the built-in LSTM (see docs/benchmarks.md).
+        cell = self.cell
+        if tree.is_nested(mask):
+            mask = mask[0]
+        if training and cell.dropout > 0.0:
+            dropout_mask = cell.get_dropout_mask(sequences[:, 0, :])
+            sequences = sequences * ops.expand_dims(dropout_mask, axis=1)
+        projected = cell.project_inputs(sequences)
+
+        def step(projected_inputs, states):
+            return cell.recurrent_step(projected_inputs, states, training=training)
+
+        return backend.rnn(
+            step,
+            projected,
+            list(initial_state),
+            go_backwards=self.go_backwards,
+            mask=mask,
+            unroll=self.unroll,
+            input_length=sequences.shape[1],
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_all_outputs=self.return_sequences,
+        )
+
+    def get_config(self):
+        cell_config = self.cell.get_config()
+        config = {"units": self.cell.units, **{name: cell_config[name] for name in _CELL_ARGS}}
+        base_config = super().get_config()
+        del base_config["cell"]
+        return {**base_config, **config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
