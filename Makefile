@@ -14,7 +14,7 @@ $(VENV)/.installed-dev: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed-dev
-	$(PY) -m pipelines.zoo_demo
+	$(PY) -m pipelines demo
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest

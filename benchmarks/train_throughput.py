@@ -1,0 +1,206 @@
+"""Train-step and predict throughput of every `build_model` variant, measured side by side.
+
+    .venv/bin/python benchmarks/train_throughput.py            # full run, rewrites its section of docs/benchmarks.md
+    .venv/bin/python benchmarks/train_throughput.py --quick    # smoke check: tiny sizes, prints the table only
+
+The main process runs `--repeats` worker processes one after another (this file with `--worker`).
+A worker builds and warms up every variant (the first fit epoch and predict trace the graphs), then
+times fit epochs and predict passes in rounds that interleave the variants in a shuffled order, so
+all variants of one worker run under the same load. It prints one JSON line of samples/s. The main
+takes per-variant medians across workers, and the median of each worker's ratio to `lstm`.
+"""
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("rnn", "lstm", "bilstm", "stacked_lstm", "gru", "peephole_lstm", "attention_lstm")
+BASELINE = "lstm"
+FULL = dict(batch_size=64, timesteps=100, features=40, units=128, classes=10, batches=16, rounds=8)
+QUICK = dict(batch_size=8, timesteps=10, features=4, units=8, classes=3, batches=2, rounds=2)
+# Pinned so that every worker, and every variant inside it, runs with the same thread pools.
+THREADS = os.cpu_count()
+START, END = "<!-- train_throughput:start -->", "<!-- train_throughput:end -->"
+
+
+def run_worker(index, variants, settings):
+    """Time every variant in this process and print `{variant: {"train": s/s, "predict": s/s}}`."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+    import keras
+
+    sys.path.insert(0, str(ROOT))
+    from lstm_models import build_model
+
+    s = settings
+    samples = s["batches"] * s["batch_size"]
+    rng = np.random.default_rng(index)
+    x = rng.normal(size=(samples, s["timesteps"], s["features"])).astype("float32")
+    y = rng.integers(0, s["classes"], size=samples)
+    order = list(variants)
+    random.Random(index).shuffle(order)
+
+    models = {}
+    for variant in order:
+        keras.utils.set_random_seed(index)
+        model = build_model(variant, (s["timesteps"], s["features"]), output_dim=s["classes"], units=s["units"])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=s["batch_size"], epochs=1, shuffle=False, verbose=0)
+        model.predict(x, batch_size=s["batch_size"], verbose=0)
+        models[variant] = model
+
+    seconds = {variant: {"train": [], "predict": []} for variant in order}
+    for _ in range(s["rounds"]):
+        for variant in order:
+            start = time.perf_counter()
+            models[variant].fit(x, y, batch_size=s["batch_size"], epochs=1, shuffle=False, verbose=0)
+            middle = time.perf_counter()
+            models[variant].predict(x, batch_size=s["batch_size"], verbose=0)
+            seconds[variant]["train"].append(middle - start)
+            seconds[variant]["predict"].append(time.perf_counter() - middle)
+    # The median round ignores a round slowed down by a burst of outside load.
+    result = {v: {k: samples / statistics.median(t) for k, t in times.items()} for v, times in seconds.items()}
+    print(json.dumps(result))
+
+
+def run_workers(repeats, variants, quick):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    results = []
+    for index in range(repeats):
+        command = [sys.executable, __file__, "--worker", str(index), "--variants", ",".join(variants)]
+        process = subprocess.run(command + ["--quick"] * quick, capture_output=True, text=True, env=env)
+        if process.returncode != 0:
+            sys.exit(f"Worker {index} failed:\n{process.stderr[-3000:]}")
+        results.append(json.loads(process.stdout.strip().splitlines()[-1]))
+        print(f"worker {index + 1}/{repeats} done", file=sys.stderr)
+    return results
+
+
+def summarize(results, variants):
+    """Per variant and kind: median samples/s, and median, min and max of the per-worker ratios."""
+    summary = {}
+    for variant in variants:
+        for kind in ("train", "predict"):
+            rates = [r[variant][kind] for r in results]
+            ratios = [r[variant][kind] / r[BASELINE][kind] for r in results]
+            summary[variant, kind] = statistics.median(rates), statistics.median(ratios), min(ratios), max(ratios)
+    return summary
+
+
+def machine():
+    cpuinfo = Path("/proc/cpuinfo")
+    match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text() if cpuinfo.exists() else "", re.M)
+    return f"{match.group(1) if match else platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def versions():
+    return f"Python {platform.python_version()}, " + ", ".join(
+        f"{name} {importlib.metadata.version(package)}"
+        for name, package in (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("NumPy", "numpy"))
+    )
+
+
+def render(summary, variants, settings, repeats):
+    s = settings
+    rows = [
+        "| variant | train samples/s | train vs lstm (min–max) | predict samples/s | predict vs lstm (min–max) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for variant in variants:
+        cells = []
+        for kind in ("train", "predict"):
+            rate, ratio, low, high = summary[variant, kind]
+            cells += [f"{rate:,.0f}", f"{ratio:.2f}x ({low:.2f}–{high:.2f})"]
+        rows.append(f"| `{variant}` | " + " | ".join(cells) + " |")
+    command = shlex.join([os.path.relpath(sys.executable), os.path.relpath(__file__), *sys.argv[1:]])
+    return "\n".join(
+        [
+            START,
+            "## Train and predict throughput",
+            "",
+            "Written by `benchmarks/train_throughput.py`; do not edit by hand between the markers.",
+            "",
+            *rows,
+            "",
+            f"- Machine: {machine()}; TensorFlow on CPU, intra-op and inter-op threads both set to "
+            f"{THREADS} in every worker.",
+            f"- Versions: {versions()}.",
+            f"- Date: {datetime.date.today().isoformat()}. Command: `{command}`.",
+            f"- Settings: batch {s['batch_size']}, {s['timesteps']} timesteps, {s['features']} features, "
+            f"{s['units']} units, {s['classes']} classes, classification head, Adam, sparse categorical "
+            f"cross-entropy, {s['batches']} batches of random data per epoch.",
+            f"- Method: {repeats} separate worker processes, run one after another. Each builds every variant, "
+            "runs one warm-up fit epoch and one predict pass (graph tracing), then times "
+            f"{s['rounds']} rounds of one fit epoch and one predict pass per variant, variants interleaved "
+            "in a shuffled order, and keeps the median round. samples/s is the median over workers; "
+            "the ratio is the median over workers of that worker's ratio to `lstm` (min–max across "
+            "workers in brackets).",
+            END,
+        ]
+    )
+
+
+def write_section(path, section):
+    """Replace this script's section of `path`, leaving other benchmarks' sections alone."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if START in text and END in text:
+        before, rest = text.split(START, 1)
+        text = before + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5, help="worker processes (default: 5)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (default: all)")
+    parser.add_argument("--output", type=Path, help="markdown file (default: docs/benchmarks.md; none with --quick)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke check")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; allowed: {', '.join(VARIANTS)}")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1. Received: --repeats={args.repeats}")
+    # The ratios need the baseline measured in every worker.
+    args.variants = variants if BASELINE in variants else [BASELINE, *variants]
+    if args.output is None and not args.quick:
+        args.output = ROOT / "docs" / "benchmarks.md"
+    return args
+
+
+def main():
+    args = parse_args()
+    settings = QUICK if args.quick else FULL
+    if args.worker is not None:
+        run_worker(args.worker, args.variants, settings)
+        return
+    results = run_workers(args.repeats, args.variants, args.quick)
+    section = render(summarize(results, args.variants), args.variants, settings, args.repeats)
+    print(section)
+    if args.output:
+        write_section(args.output, section)
+
+
+if __name__ == "__main__":
+    main()

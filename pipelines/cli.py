@@ -1,0 +1,126 @@
+"""`lstm-pipelines` (also `python -m pipelines`): train, tune, register, predict, export, demo."""
+
+import argparse
+import logging
+import os
+import sys
+
+from pipelines.tasks import TASK_MODULES
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def _add_config_arguments(parser):
+    parser.add_argument("task", choices=sorted(TASK_MODULES), help="which pipeline")
+    parser.add_argument("--config", help="YAML config (default: conf/<task>.yaml)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key, e.g. --set model.units=128 (repeatable)",
+    )
+
+
+def build_parser():
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(prog="lstm-pipelines", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="one training run; prints the MLflow run id and test metrics")
+    _add_config_arguments(train)
+
+    tune = commands.add_parser("tune", help="run or resume an Optuna study, one MLflow parent run")
+    _add_config_arguments(tune)
+    tune.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
+    tune.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    tune.add_argument("--study", help="study name (default: the task name); rerun to resume")
+    tune.add_argument("--storage", help="Optuna storage URL or journal file (default: optuna_journal.log)")
+    tune.add_argument("--register", action="store_true", help="register the best model as <task>@champion")
+
+    register = commands.add_parser("register", help="register a study's best model with the alias")
+    _add_config_arguments(register)
+    register.add_argument("--study", help="study name (default: the task name)")
+    register.add_argument("--storage", help="Optuna storage URL or journal file")
+
+    predict = commands.add_parser("predict", help="run a model on an input file and write a CSV")
+    predict.add_argument("--model", required=True, help="model URI, e.g. models:/stock_forecasting@champion")
+    predict.add_argument("--input", required=True, help="input file or folder")
+    predict.add_argument("--output", required=True, help="CSV to write")
+
+    export = commands.add_parser("export", help="export a model and check it against the Keras model")
+    export.add_argument("--model", required=True, help="model URI")
+    export.add_argument("--format", required=True, choices=["keras", "savedmodel", "tflite", "onnx"])
+    export.add_argument("--output", required=True, help="output folder")
+    export.add_argument("--int8", action="store_true", help="TFLite dynamic-range int8 quantisation")
+
+    demo = commands.add_parser("demo", help="a short tune of every task on offline data, then a summary")
+    demo.add_argument("--trials", type=int, default=None, help="trials per task (default: from the demo)")
+    return parser
+
+
+def _print_metrics(metrics):
+    for key in sorted(metrics):
+        if key.startswith("test_"):
+            print(f"  {key:<32} {metrics[key]:.6g}")
+
+
+def run(args):
+    """Dispatch parsed arguments to `pipelines.workflows`."""
+    from pipelines import workflows
+
+    if args.command == "train":
+        result = workflows.train(args.task, args.config, args.overrides)
+        print(f"run id: {result.run_id}\nmodel: {result.model_uri}\ntest metrics:")
+        _print_metrics(result.evaluation.metrics)
+        if result.evaluation.summary:
+            print(result.evaluation.summary)
+    elif args.command == "tune":
+        result = workflows.tune(
+            args.task, args.trials, args.config, args.overrides, args.timeout, args.study, args.storage, args.register
+        )
+        print(f"study: {result.study_name}  parent run: {result.parent_run_id}  trials: {result.counts}")
+        if result.best_trial is not None:
+            print(f"best trial {result.best_trial.number}: {result.best_trial.params}")
+            _print_metrics(result.best_trial.user_attrs.get("metrics", {}))
+        if result.model_version is not None:
+            print(f"registered {result.model_version.name} version {result.model_version.version}")
+    elif args.command == "register":
+        version = workflows.register(args.task, args.study, args.storage, args.config, args.overrides)
+        print(f"registered {version.name} version {version.version} ({version.source})")
+    elif args.command == "predict":
+        predictions = workflows.predict(args.model, args.input, args.output)
+        print(f"wrote {len(predictions)} rows to {args.output}")
+    elif args.command == "export":
+        result = workflows.export(args.model, args.format, args.output, int8=args.int8)
+        print(f"exported {result.format} to {result.path} ({result.size_bytes} bytes); "
+              f"max abs difference vs Keras: {result.max_abs_diff:.3g}")
+    elif args.command == "demo":
+        from pipelines import demo
+
+        demo.main(trials=args.trials)
+
+
+def main(argv=None):
+    """Entry point of the `lstm-pipelines` console script."""
+    from pipelines.errors import PipelineError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("mlflow", "alembic", "urllib3", "absl", "tensorflow", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        run(args)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished trials are kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def console():
+    """Console-script wrapper: exit with `main`'s status."""
+    sys.exit(main())

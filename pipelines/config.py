@@ -1,0 +1,285 @@
+"""Task configs: YAML in `conf/<task>.yaml`, validated against dataclasses where they are loaded.
+
+Every section is a dataclass; an unknown key or a value of the wrong type fails with the dotted key
+path (`model.units: expected int, got 'many'`). `--set a.b=value` overrides are applied to the raw
+YAML before validation, so they are checked the same way.
+"""
+
+import copy
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+PARAM_TYPES = ("categorical", "int", "float")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Recurrent model hyperparameters, passed to `lstm_models.build_model`."""
+
+    variant: str = "lstm"
+    units: int = 64
+    num_layers: int = 1
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation settings."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    early_stopping_patience: int = 5
+    clipnorm: float = 1.0
+    verbose: int = 2
+
+
+@dataclasses.dataclass
+class SearchParam:
+    """One dimension of the search space (`type` is categorical, int or float)."""
+
+    type: str
+    choices: list | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    """Optuna study settings; `space` maps dotted config keys to `SearchParam`s."""
+
+    trials: int = 10
+    timeout: float | None = None
+    direction: str = "minimize"
+    pruner_warmup_epochs: int = 3
+    space: dict[str, SearchParam] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class TrackingConfig:
+    """MLflow settings; `experiment` defaults to the task name."""
+
+    experiment: str | None = None
+    registered_model: str | None = None
+    alias: str = "champion"
+
+
+def _type_name(annotation) -> str:
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _check_value(value, annotation, key):
+    """Validate (and lightly coerce) one leaf value; returns the value to store."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _check_value(value, option, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0])
+    if dataclasses.is_dataclass(annotation):
+        return from_dict(annotation, value, key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        _, value_type = typing.get_args(annotation)
+        return {k: _check_value(v, value_type, f"{key}.{k}") for k, v in value.items()}
+    if origin is list or annotation is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return list(value)
+    if annotation is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is bool or annotation is str:
+        if isinstance(value, annotation):
+            return value
+    elif annotation is Any:
+        return value
+    raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
+
+
+def from_dict(cls, raw, prefix=""):
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types.
+
+    Args:
+        cls: A dataclass type.
+        raw: A mapping (from YAML); `None` means all defaults.
+        prefix: Dotted path of this mapping, for error messages.
+
+    Returns:
+        An instance of `cls`.
+    """
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            raise ConfigError(f"{path}: unknown key; allowed keys: {', '.join(fields)}")
+        values[key] = _check_value(value, hints[key], path)
+    missing = [
+        name
+        for name, field in fields.items()
+        if name not in values
+        and field.default is dataclasses.MISSING
+        and field.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{prefix or 'config'}: missing required key(s): {', '.join(missing)}")
+    return cls(**values)
+
+
+def make_config_class(data_class):
+    """The full config dataclass of a task whose `data` section is `data_class`."""
+
+    @dataclasses.dataclass
+    class Config:
+        data: data_class = dataclasses.field(default_factory=data_class)
+        model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+        train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+        search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
+        tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
+        seed: int = 42
+
+    Config.__name__ = Config.__qualname__ = f"{data_class.__name__.removesuffix('DataConfig')}Config"
+    return Config
+
+
+def parse_override(text):
+    """`"model.units=128"` -> `("model.units", 128)`; the value is parsed as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set model.units=128")
+    return key.strip(), yaml.safe_load(value) if value.strip() else None
+
+
+def set_dotted(raw, key, value):
+    """Set `raw["a"]["b"] = value` for key `"a.b"`, creating mappings on the way."""
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def get_dotted(config, key):
+    """Read `config.a.b` for key `"a.b"`."""
+    node = config
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def with_values(config, values):
+    """A copy of `config` with dotted keys replaced (used for Optuna suggestions).
+
+    Args:
+        config: A validated config.
+        values: `{"model.units": 32, ...}`.
+
+    Returns:
+        A new, revalidated config.
+    """
+    raw = to_dict(config)
+    for key, value in values.items():
+        set_dotted(raw, key, value)
+    return from_dict(type(config), raw)
+
+
+def to_dict(config):
+    """Plain nested dict of a config (for YAML, MLflow params and copies)."""
+    return copy.deepcopy(dataclasses.asdict(config))
+
+
+def flatten(raw, prefix=""):
+    """`{"model": {"units": 3}}` -> `{"model.units": 3}`; the search space is left out."""
+    flat = {}
+    for key, value in raw.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if path == "search.space":
+            continue
+        if isinstance(value, dict):
+            flat.update(flatten(value, path))
+        else:
+            flat[path] = value
+    return flat
+
+
+def _validate_space(config):
+    for key, param in config.search.space.items():
+        where = f"search.space.{key}"
+        try:
+            get_dotted(config, key)
+        except AttributeError:
+            raise ConfigError(f"{where}: {key} is not a config key") from None
+        if param.type not in PARAM_TYPES:
+            raise ConfigError(f"{where}.type: expected one of {', '.join(PARAM_TYPES)}, got {param.type!r}")
+        if param.type == "categorical" and not param.choices:
+            raise ConfigError(f"{where}.choices: a categorical parameter needs a non-empty list")
+        if param.type != "categorical" and (param.low is None or param.high is None or param.low > param.high):
+            raise ConfigError(f"{where}: {param.type} parameters need low <= high, got {param.low}..{param.high}")
+    if config.search.direction not in ("minimize", "maximize"):
+        raise ConfigError(f"search.direction: expected minimize or maximize, got {config.search.direction!r}")
+
+
+def load_config(config_class, path=None, overrides=()):
+    """Load, override and validate a task config.
+
+    Args:
+        config_class: The task's config dataclass (from `make_config_class`).
+        path: YAML file; `None` means defaults only.
+        overrides: `KEY=VALUE` strings from `--set`.
+
+    Returns:
+        A validated config instance.
+    """
+    raw = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    for text in overrides:
+        key, value = parse_override(text)
+        set_dotted(raw, key, value)
+    try:
+        config = from_dict(config_class, raw)
+        _validate_space(config)
+    except ConfigError as error:
+        source = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{source}{error}") from None
+    return config

@@ -1,0 +1,180 @@
+"""Export a Keras model to a deployment format, reload it from disk and check it against Keras.
+
+Formats:
+    keras: `model.keras`, reloaded with `keras.models.load_model` (safe mode on).
+    savedmodel: `saved_model/` from `model.export`, reloaded with `tf.saved_model.load`.
+    tflite: `model.tflite` (or `model_int8.tflite`, dynamic-range quantized weights), traced for
+        batch 1 because the converter cannot lower a recurrent loop over an unknown batch size.
+    onnx: `model.onnx` through tf2onnx, checked with onnxruntime. Needs the `export` extra
+        (`pip install -e '.[export]'`); tested with tf2onnx 1.17.0, onnx 1.23.2 and onnxruntime
+        1.31.1 next to tensorflow 2.21, numpy 2.4 and protobuf 7.
+
+Example:
+    >>> result = export_model(model, "tflite", "exports/", x_test[:32], int8=True)
+    >>> result.max_abs_diff, result.latency_ms_per_example
+"""
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# tf.lite does not export the error its converter raises.
+from tensorflow.lite.python.convert_phase import ConverterError
+
+EXPORT_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `export_model` wrote and how closely the reloaded export matches Keras.
+
+    Args:
+        format: One of `EXPORT_FORMATS`.
+        path: The file or directory written.
+        max_abs_diff: Largest `|export(sample) - keras(sample)|` over the sample inputs.
+        size_bytes: Size of `path` on disk (all files, for a directory).
+        latency_ms_per_example: Mean interpreter time per example at batch 1 (tflite only).
+            Default: `None`.
+    """
+
+    format: str
+    path: Path
+    max_abs_diff: float
+    size_bytes: int
+    latency_ms_per_example: float | None = None
+
+
+def export_model(model, fmt, output_dir, sample_inputs, int8=False):
+    """Export `model` to `output_dir` in format `fmt`, reload it and compare it with Keras.
+
+    Args:
+        model: A built `keras.Model` with one input and one output.
+        fmt: One of `EXPORT_FORMATS`.
+        output_dir: Directory to write into; created if missing.
+        sample_inputs: `(batch, timesteps, features)` inputs to compare the export on; they also
+            fix the timesteps of a tflite export when the model takes any length.
+        int8: Quantize weights to int8 (dynamic range, no calibration data); tflite only.
+            Default: `False`.
+
+    Returns:
+        An `ExportResult`.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"Unknown export format. Received: fmt={fmt!r}. Allowed: {', '.join(EXPORT_FORMATS)}")
+    if int8 and fmt != "tflite":
+        raise ValueError(f"int8 quantization is only available for tflite. Received: fmt={fmt!r}, int8=True")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    x = np.asarray(sample_inputs, dtype="float32")
+    expected = np.asarray(model.predict(x, verbose=0))
+
+    latency = None
+    if fmt == "keras":
+        path, actual = _export_keras(model, output_dir, x)
+    elif fmt == "savedmodel":
+        path, actual = _export_savedmodel(model, output_dir, x)
+    elif fmt == "tflite":
+        path, actual, latency = _export_tflite(model, output_dir, x, int8)
+    else:
+        path, actual = _export_onnx(model, output_dir, x)
+
+    if actual.shape != expected.shape:
+        raise RuntimeError(
+            f"The {fmt} export returned shape {actual.shape}, Keras returned {expected.shape} (path={path})"
+        )
+    return ExportResult(
+        format=fmt,
+        path=path,
+        max_abs_diff=float(np.max(np.abs(actual - expected))),
+        size_bytes=_size_bytes(path),
+        latency_ms_per_example=latency,
+    )
+
+
+def _size_bytes(path):
+    if path.is_file():
+        return path.stat().st_size
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+
+
+def _export_keras(model, output_dir, x):
+    """Native `.keras` archive. Returns `(path, outputs of the reloaded model on x)`."""
+    path = output_dir / "model.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    return path, np.asarray(reloaded.predict(x, verbose=0))
+
+
+def _export_savedmodel(model, output_dir, x):
+    """TensorFlow SavedModel with a `serve` endpoint. Returns `(path, outputs on x)`."""
+    path = output_dir / "saved_model"
+    model.export(path, format="tf_saved_model", verbose=False)
+    reloaded = tf.saved_model.load(str(path))
+    return path, reloaded.serve(tf.constant(x)).numpy()
+
+
+def _export_tflite(model, output_dir, x, int8):
+    """TFLite flatbuffer for batch 1. Returns `(path, outputs on x, ms per example)`."""
+    path = output_dir / ("model_int8.tflite" if int8 else "model.tflite")
+    path.write_bytes(_convert_tflite(model, (1, *x.shape[1:]), int8))
+
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    outputs = []
+    start = time.perf_counter()
+    for example in x:
+        interpreter.set_tensor(input_index, example[None])
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(output_index)[0])
+    latency_ms = 1000 * (time.perf_counter() - start) / len(x)
+    return path, np.stack(outputs), latency_ms
+
+
+def _convert_tflite(model, input_shape, int8):
+    """Flatbuffer bytes: builtin ops only, falling back to Select TF ops if those are not enough.
+
+    The converter needs a fixed batch size to lower the recurrent loop (`TensorListReserve`), so
+    the model is traced for `input_shape` into a temporary SavedModel first. Converting the
+    concrete function directly (`from_concrete_functions([fn], model)`) gives a flatbuffer whose
+    `READ_VARIABLE` inside the loop fails at invoke time (TF 2.21).
+    """
+    with tempfile.TemporaryDirectory() as saved_model_dir:
+        spec = tf.TensorSpec(input_shape, tf.float32, name="inputs")
+        model.export(saved_model_dir, format="tf_saved_model", input_signature=[spec], verbose=False)
+
+        def convert(supported_ops):
+            converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+            converter.target_spec.supported_ops = supported_ops
+            if int8:
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            return converter.convert()
+
+        try:
+            return convert([tf.lite.OpsSet.TFLITE_BUILTINS])
+        except ConverterError:
+            return convert([tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS])
+
+
+def _export_onnx(model, output_dir, x):
+    """ONNX graph through tf2onnx, run with onnxruntime. Returns `(path, outputs on x)`."""
+    try:
+        import onnxruntime
+        import tf2onnx
+    except ImportError as err:
+        raise RuntimeError(
+            f"ONNX export needs {err.name!r}, which is missing or broken ({err}). "
+            "Install the export extra: pip install -e '.[export]'"
+        ) from err
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="inputs")
+    function = tf.function(lambda inputs: model(inputs, training=False), input_signature=[spec])
+    path = output_dir / "model.onnx"
+    tf2onnx.convert.from_function(function, input_signature=[spec], output_path=str(path))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return path, session.run(None, {session.get_inputs()[0].name: x})[0]

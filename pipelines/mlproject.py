@@ -1,0 +1,38 @@
+"""Adapter for the MLproject entry points: MLflow passes every parameter, empty meaning unset.
+
+`overrides` is a space-separated list of KEY=VALUE pairs (`-P overrides="model.units=64 train.epochs=3"`).
+"""
+
+import argparse
+import sys
+
+from pipelines.cli import main
+
+
+def to_cli_arguments(argv):
+    """Translate the MLproject parameters into `lstm-pipelines` arguments."""
+    parser = argparse.ArgumentParser(prog="python -m pipelines.mlproject")
+    parser.add_argument("command", choices=["train", "tune", "register"])
+    parser.add_argument("--task", required=True)
+    for name in ("config", "overrides", "study", "storage", "register", "trials", "timeout"):
+        parser.add_argument(f"--{name}", default="")
+    args = parser.parse_args(argv)
+    cli = [args.command, args.task]
+    if args.config:
+        cli += ["--config", args.config]
+    for pair in args.overrides.split():
+        cli += ["--set", pair]
+    if args.command in ("tune", "register"):
+        cli += ["--study", args.study] if args.study else []
+        cli += ["--storage", args.storage] if args.storage else []
+    if args.command == "tune":
+        cli += ["--trials", str(int(float(args.trials)))]
+        if args.timeout and float(args.timeout) > 0:
+            cli += ["--timeout", args.timeout]
+        if args.register.lower() in ("1", "true", "yes"):
+            cli.append("--register")
+    return cli
+
+
+if __name__ == "__main__":
+    sys.exit(main(to_cli_arguments(sys.argv[1:])))

@@ -1,0 +1,195 @@
+"""Causal per-day features from OHLCV rows, and the preprocessor that scales windows and targets.
+
+Feature row ``j`` describes day ``j + 1`` and uses only days ``j`` and ``j + 1``. A window for origin
+day ``t`` (the last observed day) holds the feature rows of days ``t - window + 1 .. t``, so it needs
+the OHLCV rows of days ``t - window .. t``: ``window + 1`` rows. The target is the cumulative log
+return ``log close[t + k + 1] - log close[t]`` for ``k = 0 .. horizon - 1``, divided by
+``target_scale[k]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.preprocessing import StandardScaler
+
+from pipelines.errors import DataError
+
+FEATURE_NAMES = ("log_return", "log_range", "body", "gap", "log_volume_change")
+OHLCV = ("open", "high", "low", "close", "volume")
+
+
+def ohlcv_array(frame: pd.DataFrame | np.ndarray) -> np.ndarray:
+    """Return the open, high, low, close, volume values as a float64 ``(rows, 5)`` array.
+
+    Args:
+        frame: a DataFrame with those columns (case-insensitive, others ignored) or a
+            ``(rows, 5)`` array in that order.
+
+    Returns:
+        The values; prices must be finite and positive, volume finite and >= 0.
+    """
+    if isinstance(frame, pd.DataFrame):
+        lower = {str(col).strip().lower(): col for col in frame.columns}
+        missing = [col for col in OHLCV if col not in lower]
+        if missing:
+            raise DataError(f"OHLCV frame is missing column(s) {missing}; found {list(frame.columns)}")
+        values = frame[[lower[col] for col in OHLCV]].to_numpy(dtype=np.float64)
+    else:
+        values = np.asarray(frame, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] != len(OHLCV):
+            raise DataError(f"OHLCV array must have shape (rows, 5) in the order {OHLCV}; "
+                            f"got shape {values.shape}")
+    finite = np.isfinite(values)
+    bad = ~finite | np.concatenate([values[:, :4] <= 0, values[:, 4:] < 0], axis=1)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataError(f"OHLCV row {row}, column '{OHLCV[col]}': {values[row, col]} is not a valid "
+                        "value (prices must be > 0, volume >= 0, all finite)")
+    return values
+
+
+def compute_features(frame: pd.DataFrame | np.ndarray) -> np.ndarray:
+    """Compute ``FEATURE_NAMES`` for every day but the first.
+
+    Args:
+        frame: OHLCV rows, oldest first (see ``ohlcv_array``).
+
+    Returns:
+        float64 array ``(rows - 1, len(FEATURE_NAMES))``; row ``j`` describes day ``j + 1``.
+    """
+    values = ohlcv_array(frame)
+    open_, high, low, close, volume = (values[:, i] for i in range(5))
+    log_close = np.log(close)
+    return np.column_stack([
+        np.diff(log_close),
+        np.log(high[1:] / low[1:]),
+        log_close[1:] - np.log(open_[1:]),
+        np.log(open_[1:]) - log_close[:-1],
+        np.diff(np.log1p(volume)),
+    ])
+
+
+def log_return_targets(close: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+    """Unscaled targets ``log close[t + k + 1] - log close[t]`` for each origin ``t``.
+
+    Args:
+        close: the series' closes, oldest first.
+        origins: positions ``t`` with ``t + horizon < len(close)``.
+        horizon: number of future steps.
+
+    Returns:
+        float64 array ``(len(origins), horizon)``.
+    """
+    log_close = np.log(np.asarray(close, dtype=np.float64))
+    steps = np.asarray(origins)[:, None] + np.arange(1, horizon + 1)
+    return log_close[steps] - log_close[np.asarray(origins)][:, None]
+
+
+@dataclass(eq=False)
+class StockPreprocessor:
+    """Scaling fitted on training data only; plain numpy state, so it pickles and JSON round-trips.
+
+    Args:
+        window: feature rows per window (days looked back).
+        horizon: number of future closes forecast.
+        feature_mean: per-feature mean of the training feature rows.
+        feature_scale: per-feature standard deviation of the training feature rows.
+        target_scale: per-step standard deviation of the training targets, shape ``(horizon,)``.
+        feature_names: names of the feature columns. Default: ``FEATURE_NAMES``.
+    """
+
+    window: int
+    horizon: int
+    feature_mean: np.ndarray
+    feature_scale: np.ndarray
+    target_scale: np.ndarray
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+
+    @classmethod
+    def fit(cls, train_features: np.ndarray, train_targets: np.ndarray, window: int) -> StockPreprocessor:
+        """Fit on training rows only.
+
+        Args:
+            train_features: ``(rows, n_features)`` feature rows seen by training windows.
+            train_targets: ``(n, horizon)`` unscaled training targets.
+            window: the window length.
+
+        Returns:
+            The fitted preprocessor.
+        """
+        scaler = StandardScaler().fit(train_features)
+        target_scale = np.std(train_targets, axis=0)
+        target_scale = np.where(target_scale > 0, target_scale, 1.0)  # flat training prices
+        return cls(window=int(window), horizon=int(train_targets.shape[1]),
+                   feature_mean=scaler.mean_.copy(), feature_scale=scaler.scale_.copy(),
+                   target_scale=target_scale)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_mean)
+
+    def transform_features(self, features: np.ndarray) -> np.ndarray:
+        """Standardise feature rows with the training statistics.
+
+        Args:
+            features: ``(..., n_features)`` raw feature rows.
+
+        Returns:
+            float32 array of the same shape.
+        """
+        return ((np.asarray(features) - self.feature_mean) / self.feature_scale).astype(np.float32)
+
+    def windows_from_ohlcv(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Scaled model inputs for every origin a block of OHLCV rows allows.
+
+        Args:
+            frame: at least ``window + 1`` consecutive OHLCV rows, oldest first (see ``ohlcv_array``).
+
+        Returns:
+            float32 ``(rows - window, window, n_features)``; window ``i`` ends on row ``window + i``.
+        """
+        values = ohlcv_array(frame)
+        if len(values) < self.window + 1:
+            raise DataError(f"got {len(values)} OHLCV rows, but window={self.window} needs at least "
+                            f"{self.window + 1} (window + 1)")
+        scaled = self.transform_features(compute_features(values))
+        windows = np.lib.stride_tricks.sliding_window_view(scaled, self.window, axis=0)
+        return np.ascontiguousarray(windows.transpose(0, 2, 1))
+
+    def scale_targets(self, targets: np.ndarray) -> np.ndarray:
+        """Divide raw cumulative log returns ``(n, horizon)`` by ``target_scale`` (float32)."""
+        return (np.asarray(targets) / self.target_scale).astype(np.float32)
+
+    def to_prices(self, y_scaled: np.ndarray, last_close: np.ndarray | float) -> np.ndarray:
+        """Turn scaled model outputs into price forecasts.
+
+        Args:
+            y_scaled: ``(n, horizon)`` (or ``(horizon,)``) scaled cumulative log returns.
+            last_close: ``(n,)`` closes at each origin (or one float).
+
+        Returns:
+            float64 ``(n, horizon)``: ``last_close * exp(y_scaled * target_scale)``.
+        """
+        y = np.atleast_2d(np.asarray(y_scaled, dtype=np.float64))
+        if y.shape[1] != self.horizon:
+            raise ValueError(f"Expected y_scaled with {self.horizon} columns (horizon). "
+                             f"Received: shape={np.shape(y_scaled)}")
+        last = np.asarray(last_close, dtype=np.float64).reshape(-1, 1)
+        return last * np.exp(y * self.target_scale)
+
+    def to_dict(self) -> dict:
+        """JSON-safe state (lists and ints)."""
+        return {"window": self.window, "horizon": self.horizon,
+                "feature_mean": self.feature_mean.tolist(), "feature_scale": self.feature_scale.tolist(),
+                "target_scale": self.target_scale.tolist(), "feature_names": list(self.feature_names)}
+
+    @classmethod
+    def from_dict(cls, state: dict) -> StockPreprocessor:
+        """Rebuild from ``to_dict()`` output."""
+        return cls(window=int(state["window"]), horizon=int(state["horizon"]),
+                   feature_names=tuple(state.get("feature_names", FEATURE_NAMES)),
+                   **{key: np.asarray(state[key], dtype=np.float64)
+                      for key in ("feature_mean", "feature_scale", "target_scale")})

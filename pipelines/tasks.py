@@ -1,0 +1,101 @@
+"""What a task provides to the shared engine, and the registry of tasks by name."""
+
+import dataclasses
+import importlib
+from typing import Any
+
+from pipelines.errors import ConfigError
+
+TASK_MODULES = {
+    "stock_forecasting": "pipelines.stock_forecasting.task",
+    "speech_commands": "pipelines.speech_commands.task",
+    "anomaly_detection": "pipelines.anomaly_detection.task",
+}
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What a task's evaluation returns: split-prefixed metrics, figures, tables and version tags."""
+
+    metrics: dict[str, float]
+    figures: dict[str, Any] = dataclasses.field(default_factory=dict)
+    tables: dict[str, Any] = dataclasses.field(default_factory=dict)
+    summary: str = ""
+    headline: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class ServingBundle:
+    """A pyfunc model with its preprocessing: `python_model`, local `artifacts` files, `signature`."""
+
+    python_model: Any
+    artifacts: dict[str, str]
+    signature: Any
+
+
+class Task:
+    """Base class of a task. Subclasses set the class attributes and implement the methods.
+
+    Attributes:
+        name: Task name, also the MLflow experiment and registered model name.
+        config_class: The task's config dataclass (`pipelines.config.make_config_class`).
+        head: The `lstm_models` head the task uses.
+        loss: Keras loss name.
+        objective: Metric the tuner optimises (a key of `Evaluation.metrics`, e.g. `val_mase`).
+    """
+
+    name: str
+    config_class: type
+    head: str
+    loss: str
+    objective: str
+    keras_metrics: tuple = ()
+
+    def load_source(self, config):
+        """Read the raw data once (files, default data); returns anything `prepare` takes."""
+        raise NotImplementedError
+
+    def prepare(self, config, source):
+        """Turn the raw data into model-ready splits for this config (window length may vary).
+
+        Returns:
+            An object with `x_train, y_train, x_val, y_val, x_test, y_test`, `input_shape`,
+            `output_dim`.
+        """
+        raise NotImplementedError
+
+    def dataset_for_logging(self, config, source):
+        """An `mlflow.data` dataset describing the input, for `mlflow.log_input`."""
+        raise NotImplementedError
+
+    def evaluate(self, model, data, config):
+        """Evaluate a trained model on validation and test; returns an `Evaluation`."""
+        raise NotImplementedError
+
+    def serving_bundle(self, model, data, workdir):
+        """A pyfunc model taking raw inputs (preprocessing inside); returns a `ServingBundle`."""
+        raise NotImplementedError
+
+    def read_inputs(self, path):
+        """Read a user's input file for `predict`; returns what the served model takes."""
+        raise NotImplementedError
+
+
+def get_task(name):
+    """The task object registered under `name`.
+
+    Args:
+        name: One of `TASK_MODULES`.
+
+    Returns:
+        A `Task` instance.
+    """
+    if name not in TASK_MODULES:
+        raise ConfigError(f"unknown task {name!r}; available: {', '.join(TASK_MODULES)}")
+    try:
+        module = importlib.import_module(TASK_MODULES[name])
+    except ModuleNotFoundError as error:
+        if error.name == TASK_MODULES[name]:
+            raise ConfigError(f"task {name!r} is not implemented yet") from None
+        raise
+    return module.TASK

@@ -1,0 +1,165 @@
+"""Everything that talks to MLflow: runs, params, metrics, figures, models and the registry.
+
+The tracking URI comes from `MLFLOW_TRACKING_URI` (default `sqlite:///mlflow.db` in the working
+directory), so a tracking server is used by changing an environment variable, not code.
+"""
+
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import keras
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import yaml  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from pipelines.config import flatten, to_dict  # noqa: E402
+from pipelines.errors import PipelineError  # noqa: E402
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+logger = logging.getLogger(__name__)
+
+
+class TrackingUnavailable(PipelineError):
+    """The MLflow tracking server cannot be reached."""
+
+
+def tracking_uri():
+    """The tracking URI in force: `MLFLOW_TRACKING_URI` or the local SQLite default."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _check_server(uri, timeout=5.0):
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            if response.status == 200:
+                return
+            problem = f"HTTP {response.status}"
+    except (urllib.error.URLError, OSError) as error:
+        problem = str(getattr(error, "reason", error))
+    raise TrackingUnavailable(
+        f"MLflow tracking server {uri} is unreachable ({problem}). Start it (mlflow server ...) or "
+        "unset MLFLOW_TRACKING_URI to use the local sqlite:///mlflow.db."
+    )
+
+
+def setup_uri_only():
+    """Point MLflow at the tracking store (for loading models; no experiment needed)."""
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+
+
+def setup(experiment_name):
+    """Point MLflow at the tracking store, check it answers, and select the task's experiment.
+
+    Args:
+        experiment_name: Experiment to create or reuse (one per task).
+
+    Returns:
+        The experiment id.
+    """
+    setup_uri_only()
+    uri = tracking_uri()
+    try:
+        experiment = mlflow.set_experiment(experiment_name)
+    except Exception as error:  # the store itself is broken or unreachable
+        raise TrackingUnavailable(f"cannot open MLflow tracking store {uri}: {error}") from None
+    return experiment.experiment_id
+
+
+def metric_name(keras_name):
+    """Keras log key -> split-prefixed metric name (`loss` -> `train_loss`, `val_mae` stays)."""
+    return keras_name if keras_name.startswith(("val_", "test_", "train_")) else f"train_{keras_name}"
+
+
+class EpochMetricsLogger(keras.callbacks.Callback):
+    """Log every epoch's Keras metrics to the active MLflow run, with the epoch as step."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = {metric_name(k): float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
+        mlflow.log_metrics(metrics, step=epoch)
+
+
+def log_config(config):
+    """Log the full resolved config: flat params and `config.yaml` (with the search space)."""
+    raw = to_dict(config)
+    mlflow.log_params({key: "" if value is None else value for key, value in flatten(raw).items()})
+    mlflow.log_text(yaml.safe_dump(raw, sort_keys=False), "config.yaml")
+
+
+def log_figures(figures, folder="plots"):
+    """Log matplotlib figures as PNG artifacts and close them."""
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, f"{folder}/{name}.png")
+        plt.close(figure)
+
+
+def log_table(frame, artifact_file):
+    """Log a pandas DataFrame as a CSV artifact."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(artifact_file).name
+        frame.to_csv(path, index=False)
+        mlflow.log_artifact(str(path), str(Path(artifact_file).parent) if "/" in artifact_file else None)
+
+
+def pip_requirements():
+    """Pinned requirements written next to logged models (what this environment runs)."""
+    from importlib.metadata import version
+
+    packages = ("tensorflow", "keras", "mlflow", "pandas", "numpy", "scikit-learn")
+    return [f"{name}=={version(name)}" for name in packages]
+
+
+def log_serving_model(bundle, task_name):
+    """Log a pyfunc model (Keras model + preprocessing) to the active run.
+
+    Args:
+        bundle: A `ServingBundle` from the task.
+        task_name: Stored in the model metadata so `predict` knows how to read inputs.
+
+    Returns:
+        The logged model's URI (`models:/m-...`).
+    """
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=bundle.python_model,
+        artifacts=bundle.artifacts,
+        signature=bundle.signature,
+        metadata={"task": task_name},
+        pip_requirements=pip_requirements(),
+    )
+    return info.model_uri
+
+
+def register(model_uri, name, alias, tags):
+    """Register a logged model, point `alias` at the new version and tag it.
+
+    Args:
+        model_uri: URI of a logged model.
+        name: Registered model name (the task name by default).
+        alias: Alias to move to this version (`champion`).
+        tags: Version tags (study, trial, test metrics, baselines).
+
+    Returns:
+        The new `ModelVersion`.
+    """
+    version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+    MlflowClient().set_registered_model_alias(name, alias, version.version)
+    logger.info("registered %s version %s as %s@%s", model_uri, version.version, name, alias)
+    return version
+
+
+def set_run_status(run_id, status):
+    """Mark a run FINISHED, FAILED or KILLED (used for trials that never returned)."""
+    MlflowClient().set_terminated(run_id, status=status)

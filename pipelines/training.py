@@ -1,0 +1,77 @@
+"""Build, compile and fit one model from a config: the shared training step of every task."""
+
+import math
+
+import keras
+
+from lstm_models import build_model
+from pipelines.errors import PipelineError
+
+
+class TrainingDiverged(PipelineError):
+    """The loss became NaN or infinite; the run (or trial) is failed, nothing else is affected."""
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Raise `TrainingDiverged` as soon as a batch loss is not finite."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(f"training loss became {float(loss)} at batch {batch}; the run diverged")
+
+
+def build_and_compile(config, input_shape, head, output_dim, loss, metrics=()):
+    """An uncompiled zoo model, compiled with Adam and gradient clipping.
+
+    Args:
+        config: Task config (uses `model.*`, `train.learning_rate`, `train.clipnorm`).
+        input_shape: `(timesteps, features)`.
+        head: Model head, see `lstm_models.build_model`.
+        output_dim: Classes, forecast steps or reconstructed features.
+        loss: Keras loss name.
+        metrics: Keras metric names.
+
+    Returns:
+        A compiled `keras.Model`.
+    """
+    model = build_model(
+        config.model.variant,
+        input_shape,
+        head=head,
+        output_dim=output_dim,
+        units=config.model.units,
+        num_layers=config.model.num_layers,
+        dropout=config.model.dropout,
+        recurrent_dropout=config.model.recurrent_dropout,
+    )
+    optimizer = keras.optimizers.Adam(learning_rate=config.train.learning_rate, clipnorm=config.train.clipnorm)
+    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics))
+    return model
+
+
+def fit(model, data, config, callbacks=()):
+    """Fit on the training split with early stopping on the validation loss.
+
+    Args:
+        model: A compiled model.
+        data: Anything with `x_train, y_train, x_val, y_val`.
+        config: Task config (uses `train.*`).
+        callbacks: Extra Keras callbacks (metric logging, pruning).
+
+    Returns:
+        The Keras `History`.
+    """
+    stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.train.early_stopping_patience, restore_best_weights=True
+    )
+    return model.fit(
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        epochs=config.train.epochs,
+        batch_size=config.train.batch_size,
+        callbacks=[StopOnDivergence(), stopping, *callbacks],
+        verbose=config.train.verbose,
+        shuffle=True,
+    )

@@ -1,0 +1,238 @@
+"""Everything that talks to Optuna: studies, storage, the search space, the objective.
+
+A tune is one Optuna study and one MLflow parent run; each trial is a nested MLflow run. The parent
+run id lives in the study's user attributes, so a resumed tune, or another worker on the same
+storage, logs under the same parent.
+"""
+
+import dataclasses
+import logging
+import math
+import tempfile
+import time
+
+import mlflow
+import optuna
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+from optuna_integration import KerasPruningCallback
+
+from pipelines import runner, tracking
+from pipelines.config import with_values
+from pipelines.errors import PipelineError
+from pipelines.training import TrainingDiverged
+
+DEFAULT_JOURNAL = "optuna_journal.log"
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+logger = logging.getLogger(__name__)
+
+
+class StorageUnavailable(PipelineError):
+    """The Optuna storage cannot be opened."""
+
+
+@dataclasses.dataclass
+class TuneResult:
+    """Outcome of a tune call."""
+
+    study_name: str
+    parent_run_id: str
+    best_trial: optuna.trial.FrozenTrial | None
+    counts: dict[str, int]
+    model_version: object = None
+
+
+def open_storage(storage):
+    """An Optuna storage from a URL or a journal file path (default: `optuna_journal.log`).
+
+    Args:
+        storage: `None`, a journal file path, or any Optuna RDB URL (`sqlite:///...`,
+            `postgresql://...`).
+
+    Returns:
+        An Optuna storage object or URL string.
+    """
+    storage = storage or DEFAULT_JOURNAL
+    if "://" not in storage:
+        return JournalStorage(JournalFileBackend(storage))
+    try:
+        return optuna.storages.RDBStorage(
+            storage, heartbeat_interval=10, grace_period=30, engine_kwargs=_engine_kwargs(storage)
+        )
+    except Exception as error:
+        raise StorageUnavailable(f"cannot open Optuna storage {storage}: {error}") from None
+
+
+def _engine_kwargs(url):
+    if url.startswith("postgresql"):
+        return {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}
+    return {}
+
+
+def suggest(trial, space):
+    """Ask the trial for every parameter of the search space.
+
+    Args:
+        trial: An Optuna trial.
+        space: `{dotted_key: SearchParam}` from the config.
+
+    Returns:
+        `{dotted_key: value}`.
+    """
+    values = {}
+    for key, param in space.items():
+        if param.type == "categorical":
+            values[key] = trial.suggest_categorical(key, param.choices)
+        elif param.type == "int":
+            step = int(param.step or 1)
+            values[key] = trial.suggest_int(key, int(param.low), int(param.high), step=step, log=param.log)
+        else:
+            values[key] = trial.suggest_float(key, param.low, param.high, step=param.step, log=param.log)
+    return values
+
+
+def load_or_create_study(name, storage, direction, seed):
+    """Create the study, or load it to resume; TPE seeded from the config seed.
+
+    The sampler seed is offset by the number of trials already in the study, so a resumed study
+    or a second worker does not replay the first worker's random start-up trials.
+    """
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction=direction,
+        load_if_exists=True,
+    )
+    offset = len(study.get_trials(deepcopy=False))
+    study.sampler = optuna.samplers.TPESampler(seed=seed + offset, n_startup_trials=5)
+    return study
+
+
+def _parent_run(study, task_name, on_new_parent=None):
+    """Reuse the study's parent run, or start one and record its id in the study."""
+    parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    if parent_id is not None:
+        return mlflow.start_run(run_id=parent_id)
+    run = mlflow.start_run(run_name=f"tune-{study.study_name}", tags={"optuna.study": study.study_name})
+    study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
+    mlflow.set_tag("task", task_name)
+    if on_new_parent is not None:
+        on_new_parent()
+    return run
+
+
+def _objective(task, config, source, study_name, parent_run_id):
+    def objective(trial):
+        trial_config = with_values(config, suggest(trial, config.search.space))
+        run = mlflow.start_run(run_name=f"trial-{trial.number}", parent_run_id=parent_run_id, nested=True)
+        trial.set_user_attr("mlflow_run_id", run.info.run_id)
+        mlflow.set_tags({"optuna.study": study_name, "optuna.trial": trial.number})
+        pruning = KerasPruningCallback(trial, "val_loss")
+        try:
+            result = runner.train_and_log(task, trial_config, source, callbacks=[pruning])
+            value = result.evaluation.metrics[task.objective]
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"{task.objective} is {value}")
+        except optuna.TrialPruned:
+            mlflow.set_tag("optuna.state", "PRUNED")
+            mlflow.end_run(status="KILLED")
+            raise
+        except BaseException as error:
+            mlflow.set_tags({"optuna.state": "FAIL", "error": f"{type(error).__name__}: {error}"[:5000]})
+            mlflow.end_run(status="FAILED")
+            raise
+        trial.set_user_attr("model_uri", result.model_uri)
+        trial.set_user_attr("metrics", {k: float(v) for k, v in result.evaluation.metrics.items()})
+        trial.set_user_attr("headline", result.evaluation.headline)
+        mlflow.set_tag("optuna.state", "COMPLETE")
+        mlflow.end_run(status="FINISHED")
+        return value
+
+    return objective
+
+
+def _log_study_summary(study, task):
+    """Best params, metrics and model, and the Optuna plots, on the parent run."""
+    counts = {state.name.lower(): 0 for state in TrialState}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name.lower()] += 1
+    mlflow.log_metrics({f"trials_{state}": count for state, count in counts.items()})
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not completed:
+        return counts, None
+    best = study.best_trial
+    mlflow.log_params({f"best.{key}": value for key, value in best.params.items()})
+    mlflow.log_metrics({f"best_{key}": value for key, value in best.user_attrs.get("metrics", {}).items()})
+    mlflow.set_tags(
+        {"best_trial": best.number, "best_model_uri": best.user_attrs.get("model_uri", ""), "best_value": best.value}
+    )
+    figures = {"optimization_history": optuna.visualization.matplotlib.plot_optimization_history(study).figure}
+    if len(completed) >= 2:
+        try:
+            figures["param_importances"] = optuna.visualization.matplotlib.plot_param_importances(study).figure
+        except (RuntimeError, ValueError) as error:  # e.g. every trial had the same parameters
+            logger.info("no parameter importance plot: %s", error)
+    tracking.log_figures(figures, folder="optuna")
+    model_uri = best.user_attrs.get("model_uri")
+    if model_uri:
+        with tempfile.TemporaryDirectory() as folder:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
+            mlflow.log_artifacts(local, "best_model")
+    return counts, best
+
+
+def tune(task, config, source, trials, timeout=None, study_name=None, storage=None, on_parent=None):
+    """Run (or resume) a study until it holds `trials` finished trials or `timeout` passes.
+
+    Args:
+        task: A `Task`.
+        config: Validated config; `config.search.space` is the search space.
+        source: Raw data from `task.load_source`.
+        trials: Target number of finished (complete or pruned) trials in the study.
+        timeout: Seconds for this call, or `None`.
+        study_name: Study name; default the task name.
+        storage: An opened storage (`open_storage`) or a URL / journal path.
+        on_parent: Called once inside a newly created parent run (e.g. to log the dataset).
+
+    Returns:
+        A `TuneResult`.
+    """
+    study_name = study_name or task.name
+    if storage is None or isinstance(storage, str):
+        storage = open_storage(storage)
+    study = load_or_create_study(study_name, storage, config.search.direction, config.seed)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=config.search.pruner_warmup_epochs)
+    study.pruner = pruner
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    remaining = trials - finished
+    with _parent_run(study, task.name, on_parent) as parent:
+        if remaining > 0:
+            logger.info("study %s: %d finished trials, running up to %d more", study_name, finished, remaining)
+            start = time.monotonic()
+            study.optimize(
+                _objective(task, config, source, study_name, parent.info.run_id),
+                n_trials=remaining,
+                timeout=timeout,
+                catch=(Exception,),
+                callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED)],
+                show_progress_bar=True,
+            )
+            mlflow.log_metric("tune_seconds", time.monotonic() - start)
+        else:
+            logger.info("study %s already has %d finished trials (asked for %d)", study_name, finished, trials)
+        counts, best = _log_study_summary(study, task)
+    return TuneResult(study_name, parent.info.run_id, best, counts)
+
+
+def best_trial(study_name, storage=None):
+    """The best completed trial of an existing study (`storage`: opened, URL or journal path)."""
+    if storage is None or isinstance(storage, str):
+        storage = open_storage(storage)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise PipelineError(f"no study named {study_name!r} in this Optuna storage") from None
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise PipelineError(f"study {study_name!r} has no completed trial yet")
+    return study.best_trial

@@ -1,0 +1,126 @@
+"""The user-facing commands (train, tune, register, predict, export), independent of the CLI."""
+
+import logging
+from pathlib import Path
+
+import mlflow
+
+from pipelines import tracking, tuning
+from pipelines.config import CONF_DIR, load_config
+from pipelines.errors import PipelineError
+from pipelines.runner import train_and_log
+from pipelines.tasks import get_task
+
+logger = logging.getLogger(__name__)
+
+
+def load_task_config(task, config_path=None, overrides=()):
+    """The task's config: `--config` file, else `conf/<task>.yaml` if present, plus overrides."""
+    if config_path is None and (CONF_DIR / f"{task.name}.yaml").is_file():
+        config_path = CONF_DIR / f"{task.name}.yaml"
+    return load_config(task.config_class, config_path, overrides)
+
+
+def _experiment(task, config):
+    return tracking.setup(config.tracking.experiment or task.name)
+
+
+def train(task_name, config_path=None, overrides=()):
+    """One training run, logged to MLflow.
+
+    Returns:
+        A `RunResult` (run id, model URI, evaluation).
+    """
+    task = get_task(task_name)
+    config = load_task_config(task, config_path, overrides)
+    _experiment(task, config)
+    source = task.load_source(config)
+    with mlflow.start_run(run_name=f"train-{config.model.variant}", tags={"task": task.name}):
+        mlflow.log_input(task.dataset_for_logging(config, source), context="training")
+        return train_and_log(task, config, source)
+
+
+def tune(task_name, trials, config_path=None, overrides=(), timeout=None, study=None, storage=None, register=False):
+    """Run or resume an Optuna study; optionally register the best model.
+
+    Returns:
+        A `TuneResult`.
+    """
+    task = get_task(task_name)
+    config = load_task_config(task, config_path, overrides)
+    _experiment(task, config)
+    source = task.load_source(config)
+    storage_handle = tuning.open_storage(storage)
+    result = tuning.tune(task, config, source, trials, timeout, study, storage_handle, on_parent=_log_input(task, config, source))
+    if register:
+        result.model_version = register_best(task, config, result.study_name, storage_handle)
+    return result
+
+
+def _log_input(task, config, source):
+    def log():
+        mlflow.log_input(task.dataset_for_logging(config, source), context="training")
+
+    return log
+
+
+def register_best(task, config, study_name, storage):
+    """Register the study's best model as `<task>` and move the alias (`champion`) to it.
+
+    Returns:
+        The new `ModelVersion`.
+    """
+    best = tuning.best_trial(study_name, storage)
+    model_uri = best.user_attrs.get("model_uri")
+    if not model_uri:
+        raise PipelineError(f"best trial {best.number} of study {study_name!r} has no logged model")
+    tags = {"study": study_name, "trial": best.number, "objective": f"{task.objective}={best.value:.6g}"}
+    tags.update({k: f"{v:.6g}" for k, v in best.user_attrs.get("metrics", {}).items() if k.startswith("test_")})
+    name = config.tracking.registered_model or task.name
+    return tracking.register(model_uri, name, config.tracking.alias, tags)
+
+
+def register(task_name, study=None, storage=None, config_path=None, overrides=()):
+    """CLI `register`: register the best model of an existing study."""
+    task = get_task(task_name)
+    config = load_task_config(task, config_path, overrides)
+    _experiment(task, config)
+    return register_best(task, config, study or task.name, tuning.open_storage(storage))
+
+
+def _load_served_model(model_uri):
+    tracking.setup_uri_only()
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except Exception as error:
+        raise PipelineError(f"cannot load model {model_uri}: {error}") from None
+
+
+def predict(model_uri, input_path, output_path):
+    """Run a registered or logged model on a user's input file and write a CSV.
+
+    Returns:
+        The predictions as a DataFrame.
+    """
+    model = _load_served_model(model_uri)
+    task_name = (model.metadata.metadata or {}).get("task")
+    if task_name is None:
+        raise PipelineError(f"model {model_uri} was not logged by lstm-pipelines (no 'task' in its metadata)")
+    inputs = get_task(task_name).read_inputs(input_path)
+    predictions = model.predict(inputs)
+    Path(output_path).parent.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(output_path, index=False)
+    return predictions
+
+
+def export(model_uri, fmt, output_dir, int8=False):
+    """Export the Keras model inside a served model and check it against the original.
+
+    Returns:
+        An `ExportResult` (path, max abs difference, size).
+    """
+    from pipelines.export import export_model
+
+    model = _load_served_model(model_uri)
+    served = model.unwrap_python_model()
+    return export_model(served.keras_model, fmt, output_dir, served.sample_inputs, int8=int8)

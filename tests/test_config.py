@@ -1,0 +1,95 @@
+"""Config loading: every shipped config builds; bad keys and types name the dotted path."""
+
+import dataclasses
+
+import pytest
+
+from pipelines.config import (
+    CONF_DIR,
+    ModelConfig,
+    load_config,
+    make_config_class,
+    parse_override,
+    with_values,
+)
+from pipelines.errors import ConfigError
+
+
+@dataclasses.dataclass
+class ToyDataConfig:
+    path: str | None = None
+    window: int = 10
+
+
+ToyConfig = make_config_class(ToyDataConfig)
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "conf.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_overrides(tmp_path):
+    path = _write(tmp_path, "data:\n  window: 20\nmodel:\n  units: 16\n")
+    config = load_config(ToyConfig, path, ["model.units=128", "data.path=prices.csv", "train.learning_rate=1e-2"])
+    assert config.data.window == 20
+    assert config.model.units == 128
+    assert config.data.path == "prices.csv"
+    assert config.train.learning_rate == pytest.approx(0.01)
+    assert config.model == ModelConfig(units=128)
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        ("model:\n  unitz: 3\n", [], r"model.unitz: unknown key; allowed keys: variant, units"),
+        ("model:\n  units: many\n", [], r"model.units: expected int, got 'many'"),
+        ("train:\n  learning_rate: fast\n", [], r"train.learning_rate: expected float"),
+        ("", ["data.window=1.5"], r"data.window: expected int, got 1.5"),
+        ("", ["seed=true"], r"seed: expected int, got True"),
+        ("", ["nonsense.key=1"], r"nonsense: unknown key"),
+        ("search:\n  space:\n    model.unitz: {type: int, low: 1, high: 2}\n", [], r"search.space.model.unitz"),
+        ("search:\n  space:\n    model.units: {type: normal}\n", [], r"search.space.model.units.type"),
+        ("search:\n  space:\n    model.units: {type: int, low: 5, high: 1}\n", [], r"low <= high"),
+        ("search:\n  space:\n    model.units: {type: int, lo: 5}\n", [], r"search.space.model.units.lo: unknown key"),
+        ("model: [1, 2]\n", [], r"model: expected a mapping"),
+    ],
+)
+def test_bad_config_names_the_dotted_key(tmp_path, text, overrides, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(ToyConfig, _write(tmp_path, text), overrides)
+    assert str(tmp_path / "conf.yaml") in str(info.value)
+
+
+def test_override_syntax_errors():
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_override("model.units")
+    assert parse_override("model.variant=gru") == ("model.variant", "gru")
+    assert parse_override("search.timeout=") == ("search.timeout", None)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(ToyConfig, tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(ToyConfig, _write(tmp_path, "model: {units: [\n"))
+
+
+def test_with_values_revalidates_and_copies():
+    config = load_config(ToyConfig)
+    changed = with_values(config, {"model.units": 8, "data.window": 5})
+    assert (changed.model.units, changed.data.window) == (8, 5)
+    assert config.model.units == 64, "the original config must not change"
+    with pytest.raises(ConfigError, match="model.units: expected int"):
+        with_values(config, {"model.units": "x"})
+
+
+@pytest.mark.parametrize("path", sorted(CONF_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_builds(path):
+    from pipelines.tasks import get_task
+
+    task = get_task(path.stem)
+    config = load_config(task.config_class, path)
+    assert config.search.space, "each task ships a search space"
+    assert task.objective.startswith("val_")
