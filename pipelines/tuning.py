@@ -162,7 +162,10 @@ def _log_study_summary(study, task):
     if not completed:
         return counts, None
     best = study.best_trial
-    mlflow.log_params({f"best.{key}": value for key, value in best.params.items()})
+    # Tags and a JSON artifact, not params: MLflow params are immutable and a resumed study may
+    # find a new best trial.
+    mlflow.set_tags({f"best.{key}": value for key, value in best.params.items()})
+    mlflow.log_dict({"trial": best.number, "value": best.value, "params": best.params}, "best_params.json")
     mlflow.log_metrics({f"best_{key}": value for key, value in best.user_attrs.get("metrics", {}).items()})
     mlflow.set_tags(
         {"best_trial": best.number, "best_model_uri": best.user_attrs.get("model_uri", ""), "best_value": best.value}

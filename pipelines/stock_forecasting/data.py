@@ -39,7 +39,7 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 REPAIRABLE = ("open", "high", "low")
 DEFAULT_SOURCE = "pmdarima.datasets.load_msft"
 _FIRST_DATA_LINE = 2  # line 1 is the header
-_TZ_OFFSET = r"(?<=\d\d:\d\d)(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)$"
+_TZ_OFFSET = r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?)(?:Z|[+-]\d\d:?\d\d)$"  # keeps the time, drops the offset
 
 
 def load_prices(path: str | Path) -> dict[str, pd.DataFrame]:
@@ -64,7 +64,8 @@ def load_prices(path: str | Path) -> dict[str, pd.DataFrame]:
         raise DataError(f"{path}: no such file or folder")
     prices: dict[str, pd.DataFrame] = {}
     for file in files:
-        name, frame = normalise_prices(_read_csv(file), source=str(file), default_name=_stem_name(file))
+        raw, lines = _read_csv(file)
+        name, frame = normalise_prices(raw, source=str(file), default_name=_stem_name(file), lines=lines)
         if name in prices:
             raise DataError(f"{file}: series '{name}' is also in {prices[name].attrs['source']}")
         prices[name] = frame
@@ -97,22 +98,20 @@ def load_prices_or_default(path: str | Path | None) -> dict[str, pd.DataFrame]:
     return load_prices(path)
 
 
-def normalise_prices(raw: pd.DataFrame, source: str, default_name: str) -> tuple[str, pd.DataFrame]:
-    """Validate a raw price table (one row per line of the file) and return the clean frame.
+def normalise_prices(raw: pd.DataFrame, source: str, default_name: str,
+                     lines: np.ndarray | None = None) -> tuple[str, pd.DataFrame]:
+    """Validate a raw price table and return the clean frame; the one path every loader takes.
 
     Args:
-        raw: the table as read, strings or numbers; row ``i`` is line ``i + 2`` of ``source``
-            unless ``raw`` carries a ``_line`` column with the true line numbers.
+        raw: the table as read (strings or numbers), one row per data line.
         source: the file name (or data set name) used in error messages and ``attrs["source"]``.
         default_name: the series name when ``raw`` has no ``Name`` column.
+        lines: the file line of each row. Default: row ``i`` is line ``i + 2``.
 
     Returns:
         ``(series_name, frame)`` with a DatetimeIndex ``date`` and float64 OHLCV columns.
     """
-    if "_line" in raw.columns:
-        lines = raw["_line"].to_numpy(int)
-        raw = raw.drop(columns="_line")
-    else:
+    if lines is None:
         lines = np.arange(len(raw)) + _FIRST_DATA_LINE
     if raw.empty:
         raise DataError(f"{source}: no data rows (line {_FIRST_DATA_LINE} is empty)")
@@ -123,23 +122,23 @@ def normalise_prices(raw: pd.DataFrame, source: str, default_name: str) -> tuple
 
     frame = pd.DataFrame(values, index=pd.DatetimeIndex(dates, name="date"))
     repairs: dict[str, int] = {}
-    frame, lines = _ascending(frame, lines, source, repairs)
+    frame, lines = _ascending(frame, lines, source, columns["date"], repairs)
     _check_values(frame, lines, source, columns, repairs)
     frame.attrs["source"] = source
     frame.attrs["repairs"] = repairs
     return name, frame
 
 
-def _read_csv(file: Path) -> pd.DataFrame:
-    """Read a CSV as strings, dropping blank lines but remembering every row's line number."""
+def _read_csv(file: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """Read a CSV as strings; drop blank lines, returning the file line number of each kept row."""
     try:
         raw = pd.read_csv(file, dtype=str, skip_blank_lines=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise DataError(f"{file}: file is empty (no header on line 1)") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise DataError(f"{file}: cannot be read as CSV: {err}") from None
-    raw["_line"] = np.arange(len(raw)) + _FIRST_DATA_LINE
-    return raw[raw.drop(columns="_line").notna().any(axis=1)].reset_index(drop=True)
+    kept = raw.notna().any(axis=1).to_numpy()
+    return raw[kept].reset_index(drop=True), np.flatnonzero(kept) + _FIRST_DATA_LINE
 
 
 def _stem_name(file: Path) -> str:
@@ -171,7 +170,8 @@ def _text(raw: pd.Series) -> pd.Series:
 
 
 def _parse_dates(raw: pd.Series, source: str, lines: np.ndarray, column: str) -> pd.Series:
-    text = _text(raw).str.replace(_TZ_OFFSET, "", regex=True)
+    original = _text(raw)
+    text = original.str.replace(_TZ_OFFSET, r"\1", regex=True)
     dates = pd.to_datetime(text, format="ISO8601", errors="coerce")
     if dates.isna().all() and text.notna().any():
         with warnings.catch_warnings():  # "could not infer format": falls back to per-row parsing
@@ -180,7 +180,7 @@ def _parse_dates(raw: pd.Series, source: str, lines: np.ndarray, column: str) ->
     bad = np.flatnonzero(dates.isna().to_numpy())
     if bad.size:
         i = bad[0]
-        value = "" if pd.isna(text.iloc[i]) else text.iloc[i]
+        value = "" if pd.isna(original.iloc[i]) else original.iloc[i]
         raise DataError(f"{source}, line {lines[i]}, column '{column}': cannot parse date '{value}'")
     return dates
 
@@ -214,7 +214,7 @@ def _series_name(raw: pd.DataFrame, column: str | None, source: str, lines: np.n
     return str(first)
 
 
-def _ascending(frame: pd.DataFrame, lines: np.ndarray, source: str,
+def _ascending(frame: pd.DataFrame, lines: np.ndarray, source: str, column: str,
                repairs: dict[str, int]) -> tuple[pd.DataFrame, np.ndarray]:
     """Reject duplicate or shuffled dates; reverse a file that is entirely newest-first."""
     dates = frame.index
@@ -222,7 +222,7 @@ def _ascending(frame: pd.DataFrame, lines: np.ndarray, source: str,
     if duplicated.size:
         i = duplicated[0]
         j = np.flatnonzero(dates == dates[i])[0]
-        raise DataError(f"{source}, lines {lines[j]} and {lines[i]}, column 'date': duplicate date "
+        raise DataError(f"{source}, lines {lines[j]} and {lines[i]}, column '{column}': duplicate date "
                         f"{dates[i].date()}")
     steps = np.diff(dates.asi8)
     if (steps > 0).all():
@@ -232,7 +232,7 @@ def _ascending(frame: pd.DataFrame, lines: np.ndarray, source: str,
         logger.warning("%s: %d rows were in descending date order; reversed them", source, len(frame))
         return frame.iloc[::-1], lines[::-1]
     i = np.flatnonzero(steps < 0)[0] + 1
-    raise DataError(f"{source}, line {lines[i]}, column 'date': {dates[i].date()} comes after "
+    raise DataError(f"{source}, line {lines[i]}, column '{column}': {dates[i].date()} comes after "
                     f"{dates[i - 1].date()} on line {lines[i - 1]}; dates must be ascending "
                     "(or the whole file descending)")
 

@@ -9,8 +9,7 @@ from mlflow.types import ColSpec, Schema
 
 from pipelines.errors import DataError
 from pipelines.serving import KerasServingModel
-
-PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+from pipelines.stock_forecasting.data import COLUMNS as PRICE_COLUMNS
 
 
 def serving_signature(horizon):

@@ -132,7 +132,7 @@ class StockForecasting(Task):
         frame = next(iter(prices.values()))
         out = frame.reset_index()
         out["date"] = out["date"].dt.strftime("%Y-%m-%d")
-        return out[["date", *price_data.PRICE_COLUMNS]]
+        return out[["date", *price_data.COLUMNS]]
 
 
 def _mase_scale(data, index_frame):

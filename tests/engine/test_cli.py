@@ -1,0 +1,58 @@
+"""The command line: help for every command, clear errors for bad input, MLproject translation."""
+
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.mlproject import to_cli_arguments
+
+COMMANDS = {
+    "train": "--set KEY=VALUE",
+    "tune": "--trials",
+    "register": "--study",
+    "predict": "--model",
+    "export": "--format",
+    "demo": "--trials",
+}
+
+
+@pytest.mark.parametrize(("command", "option"), COMMANDS.items())
+def test_every_command_has_help(command, option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert option in capsys.readouterr().out
+
+
+def test_console_entry_point_runs_as_module():
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipelines", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0
+    assert "train" in completed.stdout and "tune" in completed.stdout
+
+
+def test_bad_override_is_a_clear_error(capsys):
+    assert main(["train", "stock_forecasting", "--set", "model.unitz=3"]) == 2
+    assert "model.unitz: unknown key" in capsys.readouterr().err
+
+
+def test_missing_data_file_is_a_clear_error(capsys, tmp_path):
+    missing = tmp_path / "nope.csv"
+    assert main(["train", "stock_forecasting", "--set", f"data.path={missing}"]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_unknown_task_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "weather"])
+    assert "invalid choice: 'weather'" in capsys.readouterr().err
+
+
+def test_mlproject_parameters_become_cli_arguments():
+    assert to_cli_arguments(
+        ["tune", "--task", "stock_forecasting", "--trials", "5.0", "--timeout", "0", "--study", "",
+         "--storage", "", "--register", "true", "--config", "", "--overrides", "model.units=8 train.epochs=1"]
+    ) == ["tune", "stock_forecasting", "--set", "model.units=8", "--set", "train.epochs=1", "--trials", "5", "--register"]

@@ -1,0 +1,57 @@
+"""The shared training step and the MLflow edge: divergence, metric names, unreachable server."""
+
+import socket
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from pipelines import tracking
+from pipelines.config import ModelConfig, TrainConfig
+from pipelines.training import StopOnDivergence, TrainingDiverged, build_and_compile
+
+
+class _Config:
+    model = ModelConfig(variant="lstm", units=4)
+    train = TrainConfig(learning_rate=1e-3)
+
+
+def test_nan_loss_raises_training_diverged():
+    model = build_and_compile(_Config, (5, 2), "regression", 1, "mse")
+    x = np.random.rand(64, 5, 2).astype("float32")
+    y = np.full((64, 1), np.nan, dtype="float32")  # a NaN target makes the very first loss NaN
+    with pytest.raises(TrainingDiverged, match="loss became nan"):
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[StopOnDivergence()])
+
+
+def test_finite_training_is_not_interrupted():
+    model = build_and_compile(_Config, (5, 2), "regression", 1, "mse")
+    x = np.random.rand(64, 5, 2).astype("float32")
+    history = model.fit(x, x[:, -1, :1], epochs=2, batch_size=16, verbose=0, callbacks=[StopOnDivergence()])
+    assert len(history.epoch) == 2
+
+
+@pytest.mark.parametrize(
+    ("keras_name", "expected"),
+    [("loss", "train_loss"), ("mae", "train_mae"), ("val_loss", "val_loss"), ("val_mae", "val_mae")],
+)
+def test_metric_names_carry_their_split(keras_name, expected):
+    assert tracking.metric_name(keras_name) == expected
+
+
+def test_unreachable_tracking_server_fails_fast(monkeypatch):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    start = time.monotonic()
+    with pytest.raises(tracking.TrackingUnavailable, match=f"127.0.0.1:{port} is unreachable"):
+        tracking.setup("stock_forecasting")
+    assert time.monotonic() - start < 10
+
+
+def test_default_tracking_uri_is_local_sqlite(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert tracking.tracking_uri() == "sqlite:///mlflow.db"
+    keras.backend.clear_session()

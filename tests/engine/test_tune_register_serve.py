@@ -1,0 +1,109 @@
+"""End to end on the stock task: tune -> nested MLflow runs -> register -> load @champion -> predict."""
+
+import math
+
+import mlflow
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipelines import workflows
+from pipelines.cli import main as cli_main
+from tests.synthetic import write_ohlcv_csv
+
+TINY = [
+    "train.epochs=2",
+    "train.verbose=0",
+    "model.units=4",
+    "data.window=10",
+    "data.horizon=3",
+]
+SPACE = [
+    "search.space={model.variant: {type: categorical, choices: [lstm, gru]}, "
+    "train.learning_rate: {type: float, low: 0.001, high: 0.01, log: true}}"
+]
+
+
+@pytest.fixture
+def prices_csv(tmp_path):
+    return write_ohlcv_csv(tmp_path / "prices.csv", days=300)
+
+
+@pytest.mark.slow
+def test_tune_resume_register_and_serve(prices_csv, tmp_path):
+    overrides = [*TINY, *SPACE, f"data.path={prices_csv}"]
+    storage = str(tmp_path / "journal.log")
+    first = workflows.tune("stock_forecasting", 2, overrides=overrides, study="s1", storage=storage, register=True)
+    assert first.counts["complete"] + first.counts["pruned"] == 2
+
+    client = MlflowClient()
+    children = client.search_runs(
+        [client.get_experiment_by_name("stock_forecasting").experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{first.parent_run_id}'",
+    )
+    assert len(children) == 2
+    child = children[0]
+    assert child.data.params["data.window"] == "10"
+    assert child.data.params["model.variant"] in ("lstm", "gru")
+    assert {"val_mase", "test_rmse", "test_u2", "test_naive_rmse", "test_arima_rmse"} <= set(child.data.metrics)
+    assert child.data.tags["optuna.trial"] in ("0", "1")
+    assert len(client.get_metric_history(child.info.run_id, "val_loss")) >= 1
+    parent = client.get_run(first.parent_run_id)
+    assert parent.data.tags["best.model.variant"] == first.best_trial.params["model.variant"]
+    assert "best_test_rmse" in parent.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(first.parent_run_id, "optuna")}
+    assert "optuna/optimization_history.png" in artifacts
+    assert parent.data.tags["mlflow.runName"] == "tune-s1"
+
+    # The champion alias points at the registered version, whose tags name the study and trial.
+    version = client.get_model_version_by_alias("stock_forecasting", "champion")
+    assert version.tags["study"] == "s1"
+    assert int(version.tags["trial"]) == first.best_trial.number
+    assert math.isclose(float(version.tags["test_rmse"]), first.best_trial.user_attrs["metrics"]["test_rmse"], rel_tol=1e-5)
+
+    # Served model: raw OHLCV rows in, prices out, near the last close.
+    model = mlflow.pyfunc.load_model("models:/stock_forecasting@champion")
+    rows = pd.read_csv(prices_csv).rename(columns=str.lower).tail(11)
+    forecast = model.predict(rows[["open", "high", "low", "close", "volume"]].astype(float))
+    assert list(forecast.columns) == ["step_1", "step_2", "step_3"]
+    assert forecast.shape == (1, 3)
+    last_close = rows["close"].iloc[-1]
+    assert np.all(np.abs(forecast.to_numpy() / last_close - 1) < 0.2)
+
+    # Resume: the same study keeps its two trials and parent run, and runs just one more.
+    second = workflows.tune("stock_forecasting", 3, overrides=overrides, study="s1", storage=storage)
+    assert second.parent_run_id == first.parent_run_id
+    study = optuna.load_study(study_name="s1", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(storage)))
+    assert len(study.trials) == 3
+
+    # predict CLI writes one forecast per window of the input file.
+    output = tmp_path / "forecast.csv"
+    assert cli_main(["predict", "--model", "models:/stock_forecasting@champion", "--input", str(prices_csv),
+                     "--output", str(output)]) == 0
+    written = pd.read_csv(output)
+    assert len(written) == 300 - 10 and written["date"].iloc[-1] == pd.read_csv(prices_csv)["Date"].iloc[-1]
+
+
+@pytest.mark.slow
+def test_failing_trial_is_recorded_and_study_goes_on(prices_csv, tmp_path):
+    # stacked_lstm needs num_layers >= 2: with num_layers=1 that trial raises a ValueError.
+    space = [
+        "search.space={model.variant: {type: categorical, choices: [stacked_lstm, lstm]}}",
+        "model.num_layers=1",
+    ]
+    result = workflows.tune(
+        "stock_forecasting", 3, overrides=[*TINY, *space, f"data.path={prices_csv}"], study="f",
+        storage=str(tmp_path / "j.log"),
+    )
+    assert result.counts["fail"] >= 1 and result.counts["complete"] >= 1
+    client = MlflowClient()
+    runs = client.search_runs(
+        [client.get_experiment_by_name("stock_forecasting").experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'",
+    )
+    failed = [run for run in runs if run.info.status == "FAILED"]
+    assert failed and "stacked_lstm needs at least 2 layers" in failed[0].data.tags["error"]
+    assert all(run.info.status != "RUNNING" for run in runs)
