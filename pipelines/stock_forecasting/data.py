@@ -54,8 +54,7 @@ def load_prices(path: str | Path) -> dict[str, pd.DataFrame]:
     """
     path = Path(path)
     if path.is_dir():
-        files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".csv"),
-                       key=lambda p: p.name)
+        files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".csv"), key=lambda p: p.name)
         if not files:
             raise DataError(f"{path}: folder has no .csv files")
     elif path.is_file():
@@ -98,8 +97,9 @@ def load_prices_or_default(path: str | Path | None) -> dict[str, pd.DataFrame]:
     return load_prices(path)
 
 
-def normalise_prices(raw: pd.DataFrame, source: str, default_name: str,
-                     lines: np.ndarray | None = None) -> tuple[str, pd.DataFrame]:
+def normalise_prices(
+    raw: pd.DataFrame, source: str, default_name: str, lines: np.ndarray | None = None
+) -> tuple[str, pd.DataFrame]:
     """Validate a raw price table and return the clean frame; the one path every loader takes.
 
     Args:
@@ -152,14 +152,18 @@ def _find_columns(raw: pd.DataFrame, source: str) -> dict[str, str]:
     for column in raw.columns:
         key = str(column).strip().lower()
         if key in found and key in (*COLUMNS, "date", "name"):
-            raise DataError(f"{source}, line 1: columns '{found[key]}' and '{column}' are the same "
-                            "column (names are case-insensitive)")
+            raise DataError(
+                f"{source}, line 1: columns '{found[key]}' and '{column}' are the same "
+                "column (names are case-insensitive)"
+            )
         found.setdefault(key, column)
     missing = [col for col in ("date", *COLUMNS) if col not in found]
     if missing:
-        raise DataError(f"{source}, line 1: missing required column(s) {missing}; found "
-                        f"{[str(c) for c in raw.columns]} (need date, open, high, low, close, volume, "
-                        "case-insensitive)")
+        raise DataError(
+            f"{source}, line 1: missing required column(s) {missing}; found "
+            f"{[str(c) for c in raw.columns]} (need date, open, high, low, close, volume, "
+            "case-insensitive)"
+        )
     return {key: found[key] for key in ("date", *COLUMNS, "name") if key in found}
 
 
@@ -197,8 +201,7 @@ def _parse_numbers(raw: pd.Series, source: str, lines: np.ndarray, column: str) 
     return values
 
 
-def _series_name(raw: pd.DataFrame, column: str | None, source: str, lines: np.ndarray,
-                 default_name: str) -> str:
+def _series_name(raw: pd.DataFrame, column: str | None, source: str, lines: np.ndarray, default_name: str) -> str:
     if column is None:
         return default_name
     names = _text(raw[column])
@@ -209,21 +212,25 @@ def _series_name(raw: pd.DataFrame, column: str | None, source: str, lines: np.n
     other = np.flatnonzero(names.notna().to_numpy() & (names != first).fillna(False).to_numpy())
     if other.size:
         i = other[0]
-        raise DataError(f"{source}, line {lines[i]}, column '{column}': series name '{names.iloc[i]}' "
-                        f"differs from '{first}' on line {lines[present[0]]}; one series per file")
+        raise DataError(
+            f"{source}, line {lines[i]}, column '{column}': series name '{names.iloc[i]}' "
+            f"differs from '{first}' on line {lines[present[0]]}; one series per file"
+        )
     return str(first)
 
 
-def _ascending(frame: pd.DataFrame, lines: np.ndarray, source: str, column: str,
-               repairs: dict[str, int]) -> tuple[pd.DataFrame, np.ndarray]:
+def _ascending(
+    frame: pd.DataFrame, lines: np.ndarray, source: str, column: str, repairs: dict[str, int]
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Reject duplicate or shuffled dates; reverse a file that is entirely newest-first."""
     dates = frame.index
     duplicated = np.flatnonzero(dates.duplicated())
     if duplicated.size:
         i = duplicated[0]
         j = np.flatnonzero(dates == dates[i])[0]
-        raise DataError(f"{source}, lines {lines[j]} and {lines[i]}, column '{column}': duplicate date "
-                        f"{dates[i].date()}")
+        raise DataError(
+            f"{source}, lines {lines[j]} and {lines[i]}, column '{column}': duplicate date {dates[i].date()}"
+        )
     steps = np.diff(dates.asi8)
     if (steps > 0).all():
         return frame, lines
@@ -232,20 +239,25 @@ def _ascending(frame: pd.DataFrame, lines: np.ndarray, source: str, column: str,
         logger.warning("%s: %d rows were in descending date order; reversed them", source, len(frame))
         return frame.iloc[::-1], lines[::-1]
     i = np.flatnonzero(steps < 0)[0] + 1
-    raise DataError(f"{source}, line {lines[i]}, column '{column}': {dates[i].date()} comes after "
-                    f"{dates[i - 1].date()} on line {lines[i - 1]}; dates must be ascending "
-                    "(or the whole file descending)")
+    raise DataError(
+        f"{source}, line {lines[i]}, column '{column}': {dates[i].date()} comes after "
+        f"{dates[i - 1].date()} on line {lines[i - 1]}; dates must be ascending "
+        "(or the whole file descending)"
+    )
 
 
-def _check_values(frame: pd.DataFrame, lines: np.ndarray, source: str, columns: dict[str, str],
-                  repairs: dict[str, int]) -> None:
+def _check_values(
+    frame: pd.DataFrame, lines: np.ndarray, source: str, columns: dict[str, str], repairs: dict[str, int]
+) -> None:
     """Fill repairable blanks in place, then reject blank, non-positive or negative values."""
 
     def fail(col: str, mask: np.ndarray, problem: str) -> None:
         i = np.flatnonzero(mask)[0]
         value = frame[col].iloc[i]
-        raise DataError(f"{source}, line {lines[i]}, column '{columns[col]}': {problem}"
-                        + ("" if np.isnan(value) else f" (got {value:g})"))
+        raise DataError(
+            f"{source}, line {lines[i]}, column '{columns[col]}': {problem}"
+            + ("" if np.isnan(value) else f" (got {value:g})")
+        )
 
     for col in ("close", "volume"):
         blank = frame[col].isna().to_numpy()

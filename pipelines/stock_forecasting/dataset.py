@@ -53,8 +53,9 @@ class StockDataset:
     horizon: int
 
 
-def split_origins(n_rows: int, window: int, horizon: int, val_fraction: float,
-                  test_fraction: float) -> dict[str, np.ndarray]:
+def split_origins(
+    n_rows: int, window: int, horizon: int, val_fraction: float, test_fraction: float
+) -> dict[str, np.ndarray]:
     """Origin positions of each split for a series of ``n_rows`` days, purged at the boundaries.
 
     Args:
@@ -83,8 +84,9 @@ def rows_needed(window: int, horizon: int, val_fraction: float, test_fraction: f
     return n_rows
 
 
-def prepare_dataset(prices: dict[str, pd.DataFrame], window: int, horizon: int, val_fraction: float,
-                    test_fraction: float) -> StockDataset:
+def prepare_dataset(
+    prices: dict[str, pd.DataFrame], window: int, horizon: int, val_fraction: float, test_fraction: float
+) -> StockDataset:
     """Build scaled windows and targets for every series and split them chronologically.
 
     Args:
@@ -103,14 +105,18 @@ def prepare_dataset(prices: dict[str, pd.DataFrame], window: int, horizon: int, 
         origins[name] = split_origins(len(frame), window, horizon, val_fraction, test_fraction)
         if min(len(o) for o in origins[name].values()) < 1:
             needed = rows_needed(window, horizon, val_fraction, test_fraction)
-            raise DataError(f"{frame.attrs.get('source', name)}: series '{name}' has {len(frame)} rows, "
-                            f"needs at least {needed} for window={window}, horizon={horizon}, "
-                            f"val_fraction={val_fraction}, test_fraction={test_fraction}")
+            raise DataError(
+                f"{frame.attrs.get('source', name)}: series '{name}' has {len(frame)} rows, "
+                f"needs at least {needed} for window={window}, horizon={horizon}, "
+                f"val_fraction={val_fraction}, test_fraction={test_fraction}"
+            )
 
     features = {name: compute_features(frame) for name, frame in prices.items()}
     closes = {name: frame["close"].to_numpy(np.float64) for name, frame in prices.items()}
-    targets = {name: {split: log_return_targets(closes[name], o, horizon) for split, o in origins[name].items()}
-               for name in prices}
+    targets = {
+        name: {split: log_return_targets(closes[name], o, horizon) for split, o in origins[name].items()}
+        for name in prices
+    }
     # Feature row j describes day j + 1, so rows [:t] cover days 1 .. t of the training windows.
     train_rows = np.concatenate([features[name][: origins[name]["train"][-1]] for name in prices])
     train_targets = np.concatenate([targets[name]["train"] for name in prices])
@@ -121,23 +127,35 @@ def prepare_dataset(prices: dict[str, pd.DataFrame], window: int, horizon: int, 
         windows = preprocessor.windows_from_ohlcv(frame)  # window i ends on day window + i
         for split in SPLITS:
             o = origins[name][split]
-            arrays[split].append((windows[o - window], preprocessor.scale_targets(targets[name][split]),
-                                  _index_frame(name, frame, o, horizon)))
+            arrays[split].append(
+                (
+                    windows[o - window],
+                    preprocessor.scale_targets(targets[name][split]),
+                    _index_frame(name, frame, o, horizon),
+                )
+            )
 
     def join(split: str, part: int):
         items = [item[part] for item in arrays[split]]
         return pd.concat(items, ignore_index=True) if part == 2 else np.concatenate(items)
 
     return StockDataset(
-        x_train=join("train", 0), y_train=join("train", 1),
-        x_val=join("val", 0), y_val=join("val", 1),
-        x_test=join("test", 0), y_test=join("test", 1),
+        x_train=join("train", 0),
+        y_train=join("train", 1),
+        x_val=join("val", 0),
+        y_val=join("val", 1),
+        x_test=join("test", 0),
+        y_test=join("test", 1),
         preprocessor=preprocessor,
-        train_index=join("train", 2), val_index=join("val", 2), test_index=join("test", 2),
+        train_index=join("train", 2),
+        val_index=join("val", 2),
+        test_index=join("test", 2),
         train_closes={name: closes[name][: origins[name]["train"][-1] + 1] for name in prices},
         history=dict(prices),
-        feature_names=FEATURE_NAMES, n_features=len(FEATURE_NAMES),
-        window=int(window), horizon=int(horizon),
+        feature_names=FEATURE_NAMES,
+        n_features=len(FEATURE_NAMES),
+        window=int(window),
+        horizon=int(horizon),
     )
 
 
@@ -163,5 +181,7 @@ def _check_arguments(prices, window, horizon, val_fraction, test_fraction) -> No
         if not 0 < value < 1:
             raise ValueError(f"Expected {arg} in (0, 1). Received: {arg}={value}")
     if val_fraction + test_fraction >= 1:
-        raise ValueError("Expected val_fraction + test_fraction < 1. Received: "
-                         f"val_fraction={val_fraction}, test_fraction={test_fraction}")
+        raise ValueError(
+            "Expected val_fraction + test_fraction < 1. Received: "
+            f"val_fraction={val_fraction}, test_fraction={test_fraction}"
+        )

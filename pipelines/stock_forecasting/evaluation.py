@@ -31,6 +31,7 @@ class ForecastReport:
     beats_naive: bool
     summary: str
     walk_forward: pd.DataFrame
+    per_series: pd.DataFrame
     figures: dict[str, Figure] = field(default_factory=dict)
 
     def as_metrics(self, split: str) -> dict[str, float]:
@@ -46,13 +47,19 @@ class ForecastReport:
         flat = {f"{split}_{key}": value for key, value in self.metrics.items()}
         for name, scores in self.baselines.items():
             flat.update({f"{split}_{name}_{key}": value for key, value in scores.items()})
-        flat.update({f"{split}_dm_statistic": self.dm_statistic, f"{split}_dm_p_value": self.dm_p_value,
-                     f"{split}_beats_naive": float(self.beats_naive)})
+        flat.update(
+            {
+                f"{split}_dm_statistic": self.dm_statistic,
+                f"{split}_dm_p_value": self.dm_p_value,
+                f"{split}_beats_naive": float(self.beats_naive),
+            }
+        )
         return flat
 
 
-def evaluate_forecasts(dataset: StockDataset, index_frame: pd.DataFrame, model_prices: np.ndarray,
-                       folds: int = 4) -> ForecastReport:
+def evaluate_forecasts(
+    dataset: StockDataset, index_frame: pd.DataFrame, model_prices: np.ndarray, folds: int = 4
+) -> ForecastReport:
     """Score the model and every baseline on exactly the windows of ``index_frame``.
 
     Args:
@@ -67,8 +74,9 @@ def evaluate_forecasts(dataset: StockDataset, index_frame: pd.DataFrame, model_p
     actual = index_frame[actual_columns(dataset.horizon)].to_numpy(np.float64)
     model_prices = np.asarray(model_prices, dtype=np.float64)
     if model_prices.shape != actual.shape:
-        raise ValueError(f"Expected model_prices of shape {actual.shape} (windows, horizon). "
-                         f"Received: {model_prices.shape}")
+        raise ValueError(
+            f"Expected model_prices of shape {actual.shape} (windows, horizon). Received: {model_prices.shape}"
+        )
     if folds < 1:
         raise ValueError(f"Expected a positive integer for folds. Received: folds={folds}")
     last_close = index_frame["last_close"].to_numpy(np.float64)
@@ -83,16 +91,46 @@ def evaluate_forecasts(dataset: StockDataset, index_frame: pd.DataFrame, model_p
     u2 = scores["model"]["u2"]
     beats = bool(u2 < 1 and statistic < 0 and p_value < SIGNIFICANCE)
     return ForecastReport(
-        metrics=scores.pop("model"), baselines=scores, dm_statistic=statistic, dm_p_value=p_value,
-        beats_naive=beats, summary=_summary(beats, u2, p_value, len(actual)),
+        metrics=scores.pop("model"),
+        baselines=scores,
+        dm_statistic=statistic,
+        dm_p_value=p_value,
+        beats_naive=beats,
+        summary=_summary(beats, u2, p_value, len(actual)),
         walk_forward=walk_forward_table(index_frame, actual, forecasts, folds),
-        figures={"forecast_vs_actual": forecast_figure(dataset, index_frame, forecasts),
-                 "residuals": residual_figure(index_frame, actual, model_prices)},
+        per_series=per_series_table(series, actual, forecasts),
+        figures={
+            "forecast_vs_actual": forecast_figure(dataset, index_frame, forecasts),
+            "residuals": residual_figure(index_frame, actual, model_prices),
+        },
     )
 
 
-def walk_forward_table(index_frame: pd.DataFrame, actual: np.ndarray, forecasts: dict[str, np.ndarray],
-                       folds: int) -> pd.DataFrame:
+def per_series_table(series: np.ndarray, actual: np.ndarray, forecasts: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per series: windows, and RMSE and U2 (vs that series' naive) of every forecaster.
+
+    Args:
+        series: series name of each window.
+        actual: actual prices ``(n, horizon)``.
+        forecasts: ``{name: (n, horizon)}`` including ``"naive"``.
+
+    Returns:
+        A DataFrame with ``series, windows, <name>_rmse, <name>_u2``.
+    """
+    rows = []
+    for name in pd.unique(series):
+        rows_of = series == name
+        row = {"series": name, "windows": int(rows_of.sum())}
+        for forecaster, prices in forecasts.items():
+            row[f"{forecaster}_rmse"] = rmse(actual[rows_of], prices[rows_of])
+            row[f"{forecaster}_u2"] = theils_u2(actual[rows_of], prices[rows_of], forecasts["naive"][rows_of])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def walk_forward_table(
+    index_frame: pd.DataFrame, actual: np.ndarray, forecasts: dict[str, np.ndarray], folds: int
+) -> pd.DataFrame:
     """Rolling-origin view: the origin dates cut into ``folds`` consecutive periods, each scored.
 
     Args:
@@ -109,8 +147,12 @@ def walk_forward_table(index_frame: pd.DataFrame, actual: np.ndarray, forecasts:
     rows = []
     for fold, period in enumerate(periods, start=1):
         mask = dates.isin(period)
-        row = {"fold": fold, "start": pd.Timestamp(period[0]), "end": pd.Timestamp(period[-1]),
-               "windows": int(mask.sum())}
+        row = {
+            "fold": fold,
+            "start": pd.Timestamp(period[0]),
+            "end": pd.Timestamp(period[-1]),
+            "windows": int(mask.sum()),
+        }
         for name, f in forecasts.items():
             row[f"{name}_rmse"] = rmse(actual[mask], f[mask])
             row[f"{name}_u2"] = theils_u2(actual[mask], f[mask], forecasts["naive"][mask])
@@ -118,8 +160,9 @@ def walk_forward_table(index_frame: pd.DataFrame, actual: np.ndarray, forecasts:
     return pd.DataFrame(rows)
 
 
-def forecast_figure(dataset: StockDataset, index_frame: pd.DataFrame, forecasts: dict[str, np.ndarray],
-                    series: str | None = None) -> Figure:
+def forecast_figure(
+    dataset: StockDataset, index_frame: pd.DataFrame, forecasts: dict[str, np.ndarray], series: str | None = None
+) -> Figure:
     """Actual closes of one series over its evaluation period with the 1-step and h-step forecasts.
 
     Args:
@@ -192,5 +235,7 @@ def _figure(size: tuple[float, float]) -> Figure:
 
 def _summary(beats: bool, u2: float, p_value: float, n: int) -> str:
     verdict = "beats" if beats else "does not beat"
-    return (f"The model {verdict} the naive forecast on {n} windows (Theil's U2 = {u2:.3f}, "
-            f"Diebold-Mariano p = {p_value:.3g}).")
+    return (
+        f"The model {verdict} the naive forecast on {n} windows (Theil's U2 = {u2:.3f}, "
+        f"Diebold-Mariano p = {p_value:.3g})."
+    )

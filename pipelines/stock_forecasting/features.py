@@ -40,14 +40,15 @@ def ohlcv_array(frame: pd.DataFrame | np.ndarray) -> np.ndarray:
     else:
         values = np.asarray(frame, dtype=np.float64)
         if values.ndim != 2 or values.shape[1] != len(OHLCV):
-            raise DataError(f"OHLCV array must have shape (rows, 5) in the order {OHLCV}; "
-                            f"got shape {values.shape}")
+            raise DataError(f"OHLCV array must have shape (rows, 5) in the order {OHLCV}; got shape {values.shape}")
     finite = np.isfinite(values)
     bad = ~finite | np.concatenate([values[:, :4] <= 0, values[:, 4:] < 0], axis=1)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise DataError(f"OHLCV row {row}, column '{OHLCV[col]}': {values[row, col]} is not a valid "
-                        "value (prices must be > 0, volume >= 0, all finite)")
+        raise DataError(
+            f"OHLCV row {row}, column '{OHLCV[col]}': {values[row, col]} is not a valid "
+            "value (prices must be > 0, volume >= 0, all finite)"
+        )
     return values
 
 
@@ -63,13 +64,15 @@ def compute_features(frame: pd.DataFrame | np.ndarray) -> np.ndarray:
     values = ohlcv_array(frame)
     open_, high, low, close, volume = (values[:, i] for i in range(5))
     log_close = np.log(close)
-    return np.column_stack([
-        np.diff(log_close),
-        np.log(high[1:] / low[1:]),
-        log_close[1:] - np.log(open_[1:]),
-        np.log(open_[1:]) - log_close[:-1],
-        np.diff(np.log1p(volume)),
-    ])
+    return np.column_stack(
+        [
+            np.diff(log_close),
+            np.log(high[1:] / low[1:]),
+            log_close[1:] - np.log(open_[1:]),
+            np.log(open_[1:]) - log_close[:-1],
+            np.diff(np.log1p(volume)),
+        ]
+    )
 
 
 def log_return_targets(close: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
@@ -123,9 +126,13 @@ class StockPreprocessor:
         scaler = StandardScaler().fit(train_features)
         target_scale = np.std(train_targets, axis=0)
         target_scale = np.where(target_scale > 0, target_scale, 1.0)  # flat training prices
-        return cls(window=int(window), horizon=int(train_targets.shape[1]),
-                   feature_mean=scaler.mean_.copy(), feature_scale=scaler.scale_.copy(),
-                   target_scale=target_scale)
+        return cls(
+            window=int(window),
+            horizon=int(train_targets.shape[1]),
+            feature_mean=scaler.mean_.copy(),
+            feature_scale=scaler.scale_.copy(),
+            target_scale=target_scale,
+        )
 
     @property
     def n_features(self) -> int:
@@ -153,8 +160,9 @@ class StockPreprocessor:
         """
         values = ohlcv_array(frame)
         if len(values) < self.window + 1:
-            raise DataError(f"got {len(values)} OHLCV rows, but window={self.window} needs at least "
-                            f"{self.window + 1} (window + 1)")
+            raise DataError(
+                f"got {len(values)} OHLCV rows, but window={self.window} needs at least {self.window + 1} (window + 1)"
+            )
         scaled = self.transform_features(compute_features(values))
         windows = np.lib.stride_tricks.sliding_window_view(scaled, self.window, axis=0)
         return np.ascontiguousarray(windows.transpose(0, 2, 1))
@@ -175,21 +183,32 @@ class StockPreprocessor:
         """
         y = np.atleast_2d(np.asarray(y_scaled, dtype=np.float64))
         if y.shape[1] != self.horizon:
-            raise ValueError(f"Expected y_scaled with {self.horizon} columns (horizon). "
-                             f"Received: shape={np.shape(y_scaled)}")
+            raise ValueError(
+                f"Expected y_scaled with {self.horizon} columns (horizon). Received: shape={np.shape(y_scaled)}"
+            )
         last = np.asarray(last_close, dtype=np.float64).reshape(-1, 1)
         return last * np.exp(y * self.target_scale)
 
     def to_dict(self) -> dict:
         """JSON-safe state (lists and ints)."""
-        return {"window": self.window, "horizon": self.horizon,
-                "feature_mean": self.feature_mean.tolist(), "feature_scale": self.feature_scale.tolist(),
-                "target_scale": self.target_scale.tolist(), "feature_names": list(self.feature_names)}
+        return {
+            "window": self.window,
+            "horizon": self.horizon,
+            "feature_mean": self.feature_mean.tolist(),
+            "feature_scale": self.feature_scale.tolist(),
+            "target_scale": self.target_scale.tolist(),
+            "feature_names": list(self.feature_names),
+        }
 
     @classmethod
     def from_dict(cls, state: dict) -> StockPreprocessor:
         """Rebuild from ``to_dict()`` output."""
-        return cls(window=int(state["window"]), horizon=int(state["horizon"]),
-                   feature_names=tuple(state.get("feature_names", FEATURE_NAMES)),
-                   **{key: np.asarray(state[key], dtype=np.float64)
-                      for key in ("feature_mean", "feature_scale", "target_scale")})
+        return cls(
+            window=int(state["window"]),
+            horizon=int(state["horizon"]),
+            feature_names=tuple(state.get("feature_names", FEATURE_NAMES)),
+            **{
+                key: np.asarray(state[key], dtype=np.float64)
+                for key in ("feature_mean", "feature_scale", "target_scale")
+            },
+        )

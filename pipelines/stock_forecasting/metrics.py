@@ -124,8 +124,9 @@ def diebold_mariano(errors_a: np.ndarray, errors_b: np.ndarray, horizon: int) ->
     return statistic, float(2.0 * stats.t.sf(abs(statistic), df=n - 1))
 
 
-def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, naive: np.ndarray, last_close: np.ndarray,
-                     scale: float | np.ndarray) -> dict[str, float]:
+def forecast_metrics(
+    actual: np.ndarray, forecast: np.ndarray, naive: np.ndarray, last_close: np.ndarray, scale: float | np.ndarray
+) -> dict[str, float]:
     """All point metrics of one forecaster.
 
     Args:
@@ -138,9 +139,14 @@ def forecast_metrics(actual: np.ndarray, forecast: np.ndarray, naive: np.ndarray
     Returns:
         ``{"rmse", "mae", "mape", "mase", "u2", "directional_accuracy"}`` as floats.
     """
-    return {"rmse": rmse(actual, forecast), "mae": mae(actual, forecast), "mape": mape(actual, forecast),
-            "mase": mase(actual, forecast, scale), "u2": theils_u2(actual, forecast, naive),
-            "directional_accuracy": directional_accuracy(actual, forecast, last_close)}
+    return {
+        "rmse": rmse(actual, forecast),
+        "mae": mae(actual, forecast),
+        "mape": mape(actual, forecast),
+        "mase": mase(actual, forecast, scale),
+        "u2": theils_u2(actual, forecast, naive),
+        "directional_accuracy": directional_accuracy(actual, forecast, last_close),
+    }
 
 
 def _pair(actual, forecast) -> tuple[np.ndarray, np.ndarray]:

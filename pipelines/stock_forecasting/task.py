@@ -103,19 +103,14 @@ class StockForecasting(Task):
         test_prices = self._forecast(model, data, data.x_test, data.test_index)
         report = evaluate_forecasts(data.dataset, data.test_index, test_prices, folds=config.data.eval_folds)
         metrics = {f"val_{key}": float(value) for key, value in val.items()}
-        metrics.update({f"test_{key}": float(value) for key, value in report.metrics.items()})
-        for baseline, values in report.baselines.items():
-            metrics.update({f"test_{baseline}_{key}": float(value) for key, value in values.items()})
-        metrics["test_dm_statistic"] = float(report.dm_statistic)
-        metrics["test_dm_p_value"] = float(report.dm_p_value)
-        metrics["test_beats_naive"] = float(report.beats_naive)
+        metrics.update({key: float(value) for key, value in report.as_metrics("test").items()})
         forecasts = data.test_index.copy()
         for step in range(horizon):
             forecasts[f"forecast_{step + 1}"] = test_prices[:, step]
         return Evaluation(
             metrics=metrics,
             figures=report.figures,
-            tables={"walk_forward": report.walk_forward, "test_forecasts": forecasts},
+            tables={"walk_forward": report.walk_forward, "per_series": report.per_series, "test_forecasts": forecasts},
             summary=report.summary,
             headline={"metric": "test_u2", "value": metrics["test_u2"], "baseline": "naive U2 = 1.0"},
         )

@@ -18,8 +18,9 @@ from tests.stock_forecasting.synthetic import synthetic_ohlcv
 def _frame(close):
     close = np.asarray(close, dtype=float)
     index = pd.DatetimeIndex(pd.bdate_range("2010-01-04", periods=len(close)), name="date")
-    return pd.DataFrame({"open": close, "high": close * 1.01, "low": close * 0.99, "close": close,
-                         "volume": 1000.0}, index=index)
+    return pd.DataFrame(
+        {"open": close, "high": close * 1.01, "low": close * 0.99, "close": close, "volume": 1000.0}, index=index
+    )
 
 
 def test_naive_repeats_the_last_close(prices):
@@ -64,7 +65,7 @@ def test_arima_walk_forward_uses_only_data_up_to_each_origin(random_walk):
     before = arima_forecast(ds, ds.test_index, order=(1, 1, 1))
     after = arima_forecast(ds_changed, ds_changed.test_index, order=(1, 1, 1))
     np.testing.assert_allclose(before[: cut + 1], after[: cut + 1], rtol=1e-10)
-    assert not np.allclose(before[cut + 1:], after[cut + 1:])
+    assert not np.allclose(before[cut + 1 :], after[cut + 1 :])
 
 
 def test_arima_matches_the_library_forecast_from_the_cut_series(random_walk):

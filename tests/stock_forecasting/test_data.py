@@ -29,12 +29,15 @@ def _check_frame(frame, expected, source):
     np.testing.assert_array_equal(frame.index, expected.index)
 
 
-@pytest.mark.parametrize(("layout", "filename", "series"), [
-    ("yahoo", "SPY.csv", "SPY"),
-    ("sp500", "AAPL_data.csv", "AAPLNAME"),  # the Name column wins over the file name
-    ("huge", "msft.us.csv", "msft.us"),
-    ("huge", "IBM_data.csv", "IBM"),
-])
+@pytest.mark.parametrize(
+    ("layout", "filename", "series"),
+    [
+        ("yahoo", "SPY.csv", "SPY"),
+        ("sp500", "AAPL_data.csv", "AAPLNAME"),  # the Name column wins over the file name
+        ("huge", "msft.us.csv", "msft.us"),
+        ("huge", "IBM_data.csv", "IBM"),
+    ],
+)
 def test_each_layout_loads(tmp_path, layout, filename, series):
     expected = synthetic_ohlcv(40)
     path = write_csv(expected, tmp_path / filename, layout, name="AAPLNAME")
@@ -63,15 +66,20 @@ def test_same_series_name_in_two_files_is_an_error(tmp_path):
 
 def test_blank_open_high_low_are_filled_with_close_and_counted(tmp_path, caplog):
     path = tmp_path / "BHF_data.csv"
-    path.write_text("date,open,high,low,close,volume,Name\n"
-                    "2017-07-24,70.0,71.0,69.0,70.5,100,BHF\n"
-                    "2017-07-25,,,,69.0842,3,BHF\n"
-                    "2017-07-26,,69.5,68.0,69.0,0,BHF\n"
-                    "2017-07-27,69.0,70.0,68.5,69.5,50,BHF\n")
+    path.write_text(
+        "date,open,high,low,close,volume,Name\n"
+        "2017-07-24,70.0,71.0,69.0,70.5,100,BHF\n"
+        "2017-07-25,,,,69.0842,3,BHF\n"
+        "2017-07-26,,69.5,68.0,69.0,0,BHF\n"
+        "2017-07-27,69.0,70.0,68.5,69.5,50,BHF\n"
+    )
     with caplog.at_level(logging.WARNING):
         frame = load_prices(path)["BHF"]
-    assert frame.attrs["repairs"] == {"blank open filled with close": 2, "blank high filled with close": 1,
-                                      "blank low filled with close": 1}
+    assert frame.attrs["repairs"] == {
+        "blank open filled with close": 2,
+        "blank high filled with close": 1,
+        "blank low filled with close": 1,
+    }
     assert frame.loc["2017-07-25", ["open", "high", "low"]].tolist() == [69.0842] * 3
     assert frame.loc["2017-07-26", "open"] == 69.0
     assert frame.loc["2017-07-26", "high"] == 69.5
@@ -90,19 +98,18 @@ def test_file_in_descending_order_is_reversed_and_counted(tmp_path, caplog):
 
 def test_blank_lines_do_not_shift_line_numbers(tmp_path):
     path = tmp_path / "gaps.csv"
-    path.write_text("Date,Open,High,Low,Close,Volume\n"
-                    "2020-01-02,1,1,1,1,1\n"
-                    "\n"
-                    "2020-01-03,1,1,1,x,1\n")
+    path.write_text("Date,Open,High,Low,Close,Volume\n2020-01-02,1,1,1,1,1\n\n2020-01-03,1,1,1,x,1\n")
     with pytest.raises(DataError, match=r"gaps\.csv, line 4, column 'Close': 'x' is not a number"):
         load_prices(path)
 
 
 def test_timestamps_with_utc_offsets_keep_the_local_date(tmp_path):
     path = tmp_path / "yf.csv"  # as yfinance writes them, offsets changing with daylight saving
-    path.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n"
-                    "2020-03-06 00:00:00-05:00,1,1,1,1,1,1\n"
-                    "2020-03-09 00:00:00-04:00,1,1,1,1,1,1\n")
+    path.write_text(
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2020-03-06 00:00:00-05:00,1,1,1,1,1,1\n"
+        "2020-03-09 00:00:00-04:00,1,1,1,1,1,1\n"
+    )
     frame = load_prices(path)["yf"]
     assert list(frame.index) == [pd.Timestamp("2020-03-06"), pd.Timestamp("2020-03-09")]
 
@@ -119,30 +126,43 @@ def _with_row(line_no, row):
 
 
 BAD_FILES = {
-    "missing_column": ("Date,Open,High,Low,Close\n2020-01-02,1,1,1,1\n",
-                       r"line 1: missing required column\(s\) \['volume'\]; found \['Date', 'Open'"),
-    "non_numeric": (_with_row(3, "2020-01-03,10.5,abc,10,10.8,200"),
-                    r"line 3, column 'High': 'abc' is not a number"),
+    "missing_column": (
+        "Date,Open,High,Low,Close\n2020-01-02,1,1,1,1\n",
+        r"line 1: missing required column\(s\) \['volume'\]; found \['Date', 'Open'",
+    ),
+    "non_numeric": (_with_row(3, "2020-01-03,10.5,abc,10,10.8,200"), r"line 3, column 'High': 'abc' is not a number"),
     "infinite": (_with_row(3, "2020-01-03,10.5,inf,10,10.8,200"), r"line 3, column 'High': 'inf' is not a number"),
-    "bad_date": (_with_row(4, "2020-13-45,10.8,11.2,10.1,11,300"),
-                 r"line 4, column 'Date': cannot parse date '2020-13-45'"),
+    "bad_date": (
+        _with_row(4, "2020-13-45,10.8,11.2,10.1,11,300"),
+        r"line 4, column 'Date': cannot parse date '2020-13-45'",
+    ),
     "blank_date": (_with_row(3, ",10.5,11,10,10.8,200"), r"line 3, column 'Date': cannot parse date ''"),
-    "duplicate_date": (_with_row(4, "2020-01-02,10.8,11.2,10.1,11,300"),
-                       r"lines 2 and 4, column 'Date': duplicate date 2020-01-02"),
-    "out_of_order": (_with_row(4, "2020-01-01,10.8,11.2,10.1,11,300"),
-                     r"line 4, column 'Date': 2020-01-01 comes after 2020-01-03 on line 3"),
+    "duplicate_date": (
+        _with_row(4, "2020-01-02,10.8,11.2,10.1,11,300"),
+        r"lines 2 and 4, column 'Date': duplicate date 2020-01-02",
+    ),
+    "out_of_order": (
+        _with_row(4, "2020-01-01,10.8,11.2,10.1,11,300"),
+        r"line 4, column 'Date': 2020-01-01 comes after 2020-01-03 on line 3",
+    ),
     "blank_close": (_with_row(3, "2020-01-03,10.5,11,10,,200"), r"line 3, column 'Close': close is blank"),
     "nan_close": (_with_row(2, "2020-01-02,10,11,9,NaN,100"), r"line 2, column 'Close': close is blank or NaN"),
     "blank_volume": (_with_row(4, "2020-01-06,10.8,11.2,10.1,11,"), r"line 4, column 'Volume': volume is blank"),
-    "zero_price": (_with_row(3, "2020-01-03,10.5,11,0,10.8,200"),
-                   r"line 3, column 'Low': prices must be positive \(got 0\)"),
+    "zero_price": (
+        _with_row(3, "2020-01-03,10.5,11,0,10.8,200"),
+        r"line 3, column 'Low': prices must be positive \(got 0\)",
+    ),
     "negative_close": (_with_row(2, "2020-01-02,10,11,9,-1,100"), r"line 2, column 'Close': prices must be positive"),
-    "negative_volume": (_with_row(3, "2020-01-03,10.5,11,10,10.8,-5"),
-                        r"line 3, column 'Volume': volume must not be negative \(got -5\)"),
+    "negative_volume": (
+        _with_row(3, "2020-01-03,10.5,11,10,10.8,-5"),
+        r"line 3, column 'Volume': volume must not be negative \(got -5\)",
+    ),
     "empty_file": ("", r"file is empty"),
     "header_only": (HEADER + "\n", r"no data rows"),
-    "two_names": ("date,open,high,low,close,volume,Name\n2020-01-02,1,1,1,1,1,AAPL\n2020-01-03,1,1,1,1,1,MSFT\n",
-                  r"line 3, column 'Name': series name 'MSFT' differs from 'AAPL' on line 2"),
+    "two_names": (
+        "date,open,high,low,close,volume,Name\n2020-01-02,1,1,1,1,1,AAPL\n2020-01-03,1,1,1,1,1,MSFT\n",
+        r"line 3, column 'Name': series name 'MSFT' differs from 'AAPL' on line 2",
+    ),
 }
 
 

@@ -76,12 +76,15 @@ def test_too_short_series_names_file_rows_and_needed():
         prepare_dataset({"OK": ok, "S": short}, WINDOW, HORIZON, VAL, TEST)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"window": 0}, "window=0"),
-    ({"horizon": 1.5}, "horizon=1.5"),
-    ({"val_fraction": 0.0}, "val_fraction=0.0"),
-    ({"test_fraction": 0.6, "val_fraction": 0.5}, "val_fraction \\+ test_fraction < 1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"window": 0}, "window=0"),
+        ({"horizon": 1.5}, "horizon=1.5"),
+        ({"val_fraction": 0.0}, "val_fraction=0.0"),
+        ({"test_fraction": 0.6, "val_fraction": 0.5}, "val_fraction \\+ test_fraction < 1"),
+    ],
+)
 def test_bad_arguments(prices, kwargs, message):
     args = {"window": WINDOW, "horizon": HORIZON, "val_fraction": VAL, "test_fraction": TEST, **kwargs}
     with pytest.raises(ValueError, match=message):

@@ -14,8 +14,7 @@ from tests.stock_forecasting.conftest import HORIZON, TEST, VAL, WINDOW
 
 
 def test_features_by_hand():
-    rows = np.array([[10.0, 11.0, 9.0, 10.0, 99.0],
-                     [11.0, 12.0, 10.0, 12.0, 199.0]])
+    rows = np.array([[10.0, 11.0, 9.0, 10.0, 99.0], [11.0, 12.0, 10.0, 12.0, 199.0]])
     expected = [np.log(12 / 10), np.log(12 / 10), np.log(12 / 11), np.log(11 / 10), np.log(200 / 100)]
     features = compute_features(rows)
     assert features.shape == (1, len(FEATURE_NAMES))
@@ -37,7 +36,9 @@ def _changed_after(prices, name, day):
     changed = {k: v.copy() for k, v in prices.items()}
     frame = changed[name]
     rng = np.random.default_rng(99)
-    frame.iloc[day + 1:] = frame.iloc[day + 1:].to_numpy() * np.exp(0.05 * rng.standard_normal((len(frame) - day - 1, 5)))
+    frame.iloc[day + 1 :] = frame.iloc[day + 1 :].to_numpy() * np.exp(
+        0.05 * rng.standard_normal((len(frame) - day - 1, 5))
+    )
     return changed
 
 
@@ -90,7 +91,7 @@ def test_windows_from_window_plus_one_rows_match_the_dataset(prices):
     for i in (rows[0], rows[-1]):
         row = ds.test_index.iloc[i]
         t = frame.index.get_loc(row.origin_date)
-        block = frame.iloc[t - WINDOW: t + 1]
+        block = frame.iloc[t - WINDOW : t + 1]
         renamed = block.rename(columns=str.title).reset_index()  # case-insensitive, extra column ignored
         for given in (block, renamed, block.to_numpy()):
             windows = ds.preprocessor.windows_from_ohlcv(given)
