@@ -5,10 +5,7 @@ layout and gate order (i, f, c, o) of `keras.layers.LSTMCell`, plus three diagon
 """
 
 import keras
-from keras import activations, constraints, initializers, ops, regularizers, tree
-
-# `backend.rnn` is the time loop that `keras.layers.RNN.inner_loop` itself runs.
-from keras.src import backend
+from keras import activations, constraints, initializers, ops, regularizers
 
 # DropoutRNNCell is the mixin that `keras.layers.RNN` recognises to create one dropout mask per
 # sequence (variational dropout) instead of one per step; LSTMCell and GRUCell use it too.
@@ -172,21 +169,19 @@ class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
         )
 
     def call(self, inputs, states, training=False):
+        h_prev, c_prev = states[0], states[1]
         if training and self.dropout > 0.0:
             inputs = inputs * self.get_dropout_mask(inputs)
-        return self.recurrent_step(self.project_inputs(inputs), states, training=training)
-
-    def project_inputs(self, inputs):
-        """`x·W + b` for all four gates: `(..., features)` -> `(..., 4 * units)`."""
-        z = ops.matmul(inputs, self.kernel)
-        return ops.add(z, self.bias) if self.use_bias else z
-
-    def recurrent_step(self, projected_inputs, states, training=False):
-        """One step given the already projected inputs `x·W + b` of shape `(batch, 4 * units)`."""
-        h_prev, c_prev = states[0], states[1]
         if training and self.recurrent_dropout > 0.0:
             h_prev = h_prev * self.get_recurrent_dropout_mask(h_prev)
-        z = ops.add(projected_inputs, ops.matmul(h_prev, self.recurrent_kernel))
+        # x·W stays inside the step, as in LSTMCell. Hoisting it out of the time loop (one large
+        # matmul over the sequence) trained ~15% slower on CPU: the (timesteps, batch, 4 * units)
+        # projection and its gradient cost more memory traffic than the per-step matmuls
+        # (docs/benchmarks.md).
+        z = ops.matmul(inputs, self.kernel)
+        if self.use_bias:
+            z = ops.add(z, self.bias)
+        z = ops.add(z, ops.matmul(h_prev, self.recurrent_kernel))
         z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
 
         i = self.recurrent_activation(z_i + self.input_gate_peephole * c_prev)
@@ -311,34 +306,6 @@ class PeepholeLSTM(keras.layers.RNN):
     @property
     def units(self):
         return self.cell.units
-
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        # The input projection does not depend on the state, so it runs once over the whole
-        # sequence as one large matmul; the time loop is left with the recurrent part only.
-        # On CPU the loop's cost is mostly per-op overhead, so this is what keeps the peephole
-        # cell level with the built-in LSTM (see docs/benchmarks.md).
-        cell = self.cell
-        if tree.is_nested(mask):
-            mask = mask[0]
-        if training and cell.dropout > 0.0:
-            dropout_mask = cell.get_dropout_mask(sequences[:, 0, :])
-            sequences = sequences * ops.expand_dims(dropout_mask, axis=1)
-        projected = cell.project_inputs(sequences)
-
-        def step(projected_inputs, states):
-            return cell.recurrent_step(projected_inputs, states, training=training)
-
-        return backend.rnn(
-            step,
-            projected,
-            list(initial_state),
-            go_backwards=self.go_backwards,
-            mask=mask,
-            unroll=self.unroll,
-            input_length=sequences.shape[1],
-            zero_output_for_mask=self.zero_output_for_mask,
-            return_all_outputs=self.return_sequences,
-        )
 
     def get_config(self):
         cell_config = self.cell.get_config()

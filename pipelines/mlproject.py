@@ -4,6 +4,7 @@
 """
 
 import argparse
+import os
 import sys
 
 from pipelines.cli import main
@@ -12,11 +13,15 @@ from pipelines.cli import main
 def to_cli_arguments(argv):
     """Translate the MLproject parameters into `lstm-pipelines` arguments."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.mlproject")
-    parser.add_argument("command", choices=["train", "tune", "register"])
-    parser.add_argument("--task", required=True)
+    parser.add_argument("command", choices=["train", "tune", "register", "demo"])
+    parser.add_argument("--task", default="")
     for name in ("config", "overrides", "study", "storage", "register", "trials", "timeout"):
         parser.add_argument(f"--{name}", default="")
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        return ["demo"]
+    if not args.task:
+        parser.error(f"{args.command} needs --task")
     cli = [args.command, args.task]
     if args.config:
         cli += ["--config", args.config]
@@ -34,5 +39,17 @@ def to_cli_arguments(argv):
     return cli
 
 
+def detach_from_project_run():
+    """Let the commands manage their own runs and experiments.
+
+    `mlflow run` starts a run in its own experiment and passes it in `MLFLOW_RUN_ID`; the pipelines
+    log to one experiment per task (and a tune to a parent run kept with the study), so they
+    must not be bound to that run.
+    """
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        os.environ.pop(name, None)
+
+
 if __name__ == "__main__":
+    detach_from_project_run()
     sys.exit(main(to_cli_arguments(sys.argv[1:])))

@@ -1,0 +1,131 @@
+"""Quality run: tune the stock pipeline on 20 S&P 500 tickers and write the per-ticker U2 table.
+
+Usage:
+    python benchmarks/stock_quality.py --data-dir ../shared/data/stocks/sp500_5yr --trials 8
+
+One model is tuned on the 20 tickers together (a folder of CSVs is one dataset); the best trial's test
+forecasts are scored per ticker against the naive, drift and ARIMA baselines on the same windows.
+The table goes into `docs/results.md` between markers this script owns.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+TICKERS = (
+    "AAPL", "MSFT", "AMZN", "GOOGL", "JPM", "XOM", "JNJ", "PG", "KO", "PFE",
+    "WMT", "INTC", "CSCO", "BA", "CAT", "GE", "IBM", "MRK", "CVX", "DIS",
+)  # fmt: skip
+START, END = "<!-- stock_quality:start -->", "<!-- stock_quality:end -->"
+
+
+def link_tickers(data_dir, tickers, folder):
+    """Symlink `<TICKER>_data.csv` of each ticker into `folder` (the pipeline reads a folder)."""
+    for ticker in tickers:
+        source = Path(data_dir) / f"{ticker}_data.csv"
+        if not source.is_file():
+            sys.exit(f"error: {source} not found (is --data-dir the sp500_5yr folder?)")
+        os.symlink(source.resolve(), Path(folder) / source.name)
+
+
+def best_per_series_table(result):
+    """The best trial's per-series table, read back from its MLflow run."""
+    import mlflow
+
+    run_id = result.best_trial.user_attrs["mlflow_run_id"]
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="tables/per_series.csv")
+    return pd.read_csv(path), run_id
+
+
+def render(table, result, command, seconds):
+    """Markdown section: settings, per-ticker U2 and the medians."""
+    import keras
+    import tensorflow as tf
+
+    metrics = result.best_trial.user_attrs["metrics"]
+    median_model = table["model_u2"].median()
+    median_arima = table["arima_u2"].median()
+    lines = [
+        START,
+        "## Stock forecasting: 20 S&P 500 tickers (sp500_5yr, 2013-02-08 to 2018-02-07)",
+        "",
+        f"Command: `{command}`  ",
+        f"Measured {datetime.date.today()} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"python {platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}; "
+        f"{result.counts.get('complete', 0)} complete / {result.counts.get('pruned', 0)} pruned / "
+        f"{result.counts.get('fail', 0)} failed trials in {seconds / 60:.0f} min.",
+        "",
+        f"Best trial {result.best_trial.number}: `{result.best_trial.params}`.",
+        "One model for all 20 tickers; chronological 70/15/15 split per ticker; horizon 5 trading days. U2 is "
+        "Theil's U2 against the naive random walk on the same test windows (< 1 beats naive).",
+        "",
+        "| ticker | test windows | model U2 | ARIMA U2 | drift U2 | model RMSE | naive RMSE |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in table.itertuples():
+        lines.append(
+            f"| {row.series} | {row.windows} | {row.model_u2:.3f} | {row.arima_u2:.3f} | {row.drift_u2:.3f} "
+            f"| {row.model_rmse:.3f} | {row.naive_rmse:.3f} |"
+        )
+    lines += [
+        f"| **median** | | **{median_model:.3f}** | **{median_arima:.3f}** | **{table['drift_u2'].median():.3f}** | | |",
+        "",
+        f"Pooled over all test windows: model U2 {metrics['test_u2']:.3f}, ARIMA U2 {metrics['test_arima_u2']:.3f}, "
+        f"Diebold-Mariano vs naive p = {metrics['test_dm_p_value']:.3g} "
+        f"(statistic {metrics['test_dm_statistic']:.2f}; negative means the model's errors are smaller).",
+        f"Goal median U2 <= 1.00: {'met' if median_model <= 1.0 else 'not met'} "
+        f"(median model U2 {median_model:.3f}). "
+        + ("The model beats the naive forecast significantly." if metrics["test_beats_naive"] else
+           "The model does not beat the naive forecast significantly: daily closes are close to a random walk."),
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write_section(path, section):
+    """Replace this script's section of `path` (or append it)."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else "# Results\n\nQuality numbers, each with the command that made it.\n"
+    if START in text:
+        head, rest = text.split(START, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default="../shared/data/stocks/sp500_5yr")
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--study", default="sp500-20")
+    parser.add_argument("--storage", default="benchmarks/stock_quality_journal.log")
+    parser.add_argument("--output", default="docs/results.md")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+
+    from pipelines import workflows
+
+    command = "python benchmarks/stock_quality.py " + " ".join(sys.argv[1:])
+    start = datetime.datetime.now()
+    with tempfile.TemporaryDirectory() as folder:
+        link_tickers(args.data_dir, TICKERS, folder)
+        overrides = [f"data.path={folder}", "train.verbose=0", *args.overrides]
+        result = workflows.tune(
+            "stock_forecasting", args.trials, overrides=overrides, study=args.study, storage=args.storage
+        )
+    table, run_id = best_per_series_table(result)
+    seconds = (datetime.datetime.now() - start).total_seconds()
+    write_section(args.output, render(table, result, command, seconds))
+    print(table.to_string(index=False))
+    print(f"median model U2 {table['model_u2'].median():.3f}; best run {run_id}; wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
