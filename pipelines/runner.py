@@ -39,9 +39,7 @@ def train_and_log(task, config, source, callbacks=()):
     keras.utils.set_random_seed(config.seed)
     tracking.log_config(config)
     data = task.prepare(config, source)
-    model = training.build_and_compile(
-        config, data.input_shape, task.head, data.output_dim, task.loss, task.keras_metrics
-    )
+    model = task.build_model(config, data)
     history = training.fit(model, data, config, callbacks=[tracking.EpochMetricsLogger(), *callbacks])
     evaluation = task.evaluate(model, data, config)
     mlflow.log_metrics(evaluation.metrics)

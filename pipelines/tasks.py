@@ -64,6 +64,15 @@ class Task:
         """
         raise NotImplementedError
 
+    def build_model(self, config, data):
+        """A compiled model for this config; by default the zoo model with the task's head and loss.
+
+        Tasks override this to wrap the zoo model (e.g. a feature front end inside the model).
+        """
+        from pipelines.training import build_and_compile
+
+        return build_and_compile(config, data.input_shape, self.head, data.output_dim, self.loss, self.keras_metrics)
+
     def dataset_for_logging(self, config, source):
         """An `mlflow.data` dataset describing the input, for `mlflow.log_input`."""
         raise NotImplementedError

@@ -55,7 +55,8 @@ def fit(model, data, config, callbacks=()):
 
     Args:
         model: A compiled model.
-        data: Anything with `x_train, y_train, x_val, y_val`.
+        data: Anything with `x_train, y_train, x_val, y_val`; or with `train_dataset` and
+            `val_dataset` (batched `tf.data.Dataset`s), which are used instead when present.
         config: Task config (uses `train.*`).
         callbacks: Extra Keras callbacks (metric logging, pruning).
 
@@ -65,13 +66,22 @@ def fit(model, data, config, callbacks=()):
     stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.train.early_stopping_patience, restore_best_weights=True
     )
+    callbacks = [StopOnDivergence(), stopping, *callbacks]
+    if getattr(data, "train_dataset", None) is not None:
+        return model.fit(
+            data.train_dataset,
+            validation_data=data.val_dataset,
+            epochs=config.train.epochs,
+            callbacks=callbacks,
+            verbose=config.train.verbose,
+        )
     return model.fit(
         data.x_train,
         data.y_train,
         validation_data=(data.x_val, data.y_val),
         epochs=config.train.epochs,
         batch_size=config.train.batch_size,
-        callbacks=[StopOnDivergence(), stopping, *callbacks],
+        callbacks=callbacks,
         verbose=config.train.verbose,
         shuffle=True,
     )
