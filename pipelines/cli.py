@@ -35,7 +35,7 @@ def build_parser():
     tune.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
     tune.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
     tune.add_argument("--study", help="study name (default: the task name); rerun to resume")
-    tune.add_argument("--storage", help="Optuna storage URL or journal file (default: optuna_journal.log)")
+    tune.add_argument("--storage", help="Optuna storage URL or journal file (default: sqlite:///optuna.db)")
     tune.add_argument("--register", action="store_true", help="register the best model as <task>@champion")
 
     register = commands.add_parser("register", help="register a study's best model with the alias")

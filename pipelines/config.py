@@ -41,6 +41,11 @@ class TrainConfig:
     early_stopping_patience: int = 5
     clipnorm: float = 1.0
     verbose: int = 2
+    strategy: str = "default"
+
+    def __post_init__(self):
+        if self.strategy not in ("default", "mirrored"):
+            raise ConfigError(f"train.strategy: expected default or mirrored, got {self.strategy!r}")
 
 
 @dataclasses.dataclass
@@ -63,6 +68,9 @@ class SearchConfig:
     timeout: float | None = None
     direction: str = "minimize"
     pruner_warmup_epochs: int = 3
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+    max_retry: int = 2
     space: dict[str, SearchParam] = dataclasses.field(default_factory=dict)
 
 

@@ -39,7 +39,8 @@ def train_and_log(task, config, source, callbacks=()):
     keras.utils.set_random_seed(config.seed)
     tracking.log_config(config)
     data = task.prepare(config, source)
-    model = task.build_model(config, data)
+    with training.distribution_scope(config):
+        model = task.build_model(config, data)
     history = training.fit(model, data, config, callbacks=[tracking.EpochMetricsLogger(), *callbacks])
     evaluation = task.evaluate(model, data, config)
     mlflow.log_metrics(evaluation.metrics)

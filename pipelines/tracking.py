@@ -160,6 +160,14 @@ def register(model_uri, name, alias, tags):
     return version
 
 
-def set_run_status(run_id, status):
-    """Mark a run FINISHED, FAILED or KILLED (used for trials that never returned)."""
-    MlflowClient().set_terminated(run_id, status=status)
+def run_status(run_id):
+    """`RUNNING`, `FINISHED`, `FAILED` or `KILLED`."""
+    return MlflowClient().get_run(run_id).info.status
+
+
+def mark_lost(run_id, reason):
+    """Close the run of a trial whose worker died: FAILED, with the reason as a tag."""
+    client = MlflowClient()
+    client.set_tag(run_id, "optuna.state", "FAIL")
+    client.set_tag(run_id, "error", reason)
+    client.set_terminated(run_id, status="FAILED")

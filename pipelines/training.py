@@ -1,11 +1,32 @@
 """Build, compile and fit one model from a config: the shared training step of every task."""
 
+import contextlib
+import logging
 import math
 
 import keras
+import tensorflow as tf
 
 from lstm_models import build_model
 from pipelines.errors import PipelineError
+
+
+logger = logging.getLogger(__name__)
+
+
+def distribution_scope(config):
+    """The scope to build and compile the model in: `train.strategy: mirrored` replicates it over
+    every GPU (or, with none, every logical CPU device) with `tf.distribute.MirroredStrategy`.
+
+    Returns:
+        A context manager.
+    """
+    if config.train.strategy == "default":
+        return contextlib.nullcontext()
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    strategy = tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
+    logger.info("MirroredStrategy over %d replicas: %s", strategy.num_replicas_in_sync, [d.name for d in devices])
+    return strategy.scope()
 
 
 class TrainingDiverged(PipelineError):

@@ -2,12 +2,13 @@
 
 A tune is one Optuna study and one MLflow parent run; each trial is a nested MLflow run. The parent
 run id lives in the study's user attributes, so a resumed tune, or another worker on the same
-storage, logs under the same parent.
+storage (possibly on another machine), logs under the same parent.
 """
 
 import dataclasses
 import logging
 import math
+import re
 import tempfile
 import time
 
@@ -22,7 +23,7 @@ from pipelines.config import with_values
 from pipelines.errors import PipelineError
 from pipelines.training import TrainingDiverged
 
-DEFAULT_JOURNAL = "optuna_journal.log"
+DEFAULT_STORAGE = "sqlite:///optuna.db"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 logger = logging.getLogger(__name__)
@@ -43,30 +44,68 @@ class TuneResult:
     model_version: object = None
 
 
-def open_storage(storage):
-    """An Optuna storage from a URL or a journal file path (default: `optuna_journal.log`).
+class FailLostTrial:
+    """Called by Optuna for a trial whose worker stopped sending heartbeats (killed, machine lost).
+
+    Marks the trial's MLflow run FAILED (it would stay RUNNING forever) and enqueues a retry with
+    the same parameters (`RetryFailedTrialCallback`).
+    """
+
+    def __init__(self, max_retry):
+        self.retry = optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)
+
+    def __call__(self, study, trial):
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id:
+            try:
+                tracking.mark_lost(run_id, "worker lost: no Optuna heartbeat within the grace period")
+            except Exception as error:  # tracking down: the sweep at the end of the tune retries
+                logger.warning("could not mark MLflow run %s of lost trial %d: %s", run_id, trial.number, error)
+        logger.warning("trial %d lost its worker; marked failed and queued for retry", trial.number)
+        self.retry(study, trial)
+
+
+def open_storage(storage=None, heartbeat_interval=10, grace_period=30, max_retry=2):
+    """An Optuna storage from a URL or a journal file path (default: `sqlite:///optuna.db`).
+
+    RDB storages (SQLite, PostgreSQL, MySQL) get heartbeats: a trial whose worker dies is marked
+    failed after `grace_period` seconds and retried. Journal files have no heartbeat.
 
     Args:
         storage: `None`, a journal file path, or any Optuna RDB URL (`sqlite:///...`,
             `postgresql://...`).
+        heartbeat_interval: Seconds between a running trial's heartbeats.
+        grace_period: Seconds without heartbeat after which a trial counts as lost.
+        max_retry: Retries of a lost trial.
 
     Returns:
-        An Optuna storage object or URL string.
+        An Optuna storage.
     """
-    storage = storage or DEFAULT_JOURNAL
+    storage = storage or DEFAULT_STORAGE
     if "://" not in storage:
         return JournalStorage(JournalFileBackend(storage))
     try:
         return optuna.storages.RDBStorage(
-            storage, heartbeat_interval=10, grace_period=30, engine_kwargs=_engine_kwargs(storage)
+            storage,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            failed_trial_callback=FailLostTrial(max_retry),
+            engine_kwargs=_engine_kwargs(storage),
         )
     except Exception as error:
-        raise StorageUnavailable(f"cannot open Optuna storage {storage}: {error}") from None
+        raise StorageUnavailable(f"cannot open Optuna storage {redact(storage)}: {error}") from None
+
+
+def redact(url):
+    """The URL without its password, for messages."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def _engine_kwargs(url):
     if url.startswith("postgresql"):
         return {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}
+    if url.startswith("sqlite"):  # several local workers: wait for the lock instead of failing
+        return {"connect_args": {"timeout": 60}}
     return {}
 
 
@@ -93,25 +132,38 @@ def suggest(trial, space):
 
 
 def load_or_create_study(name, storage, direction, seed):
-    """Create the study, or load it to resume; TPE seeded from the config seed.
+    """Create the study, or load it to resume or to join other workers; TPE seeded from `seed`.
 
     The sampler seed is offset by the number of trials already in the study, so a resumed study
     or a second worker does not replay the first worker's random start-up trials.
+
+    Returns:
+        `(study, created)`: `created` is true only in the one process that created the study.
     """
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        direction=direction,
-        load_if_exists=True,
-    )
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, direction=direction)
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage)
+        created = False
+    if study.direction.name.lower() != direction:
+        raise PipelineError(f"study {name!r} exists with direction {study.direction.name.lower()}, not {direction}")
     offset = len(study.get_trials(deepcopy=False))
     study.sampler = optuna.samplers.TPESampler(seed=seed + offset, n_startup_trials=5)
-    return study
+    return study, created
 
 
-def _parent_run(study, task_name, on_new_parent=None):
-    """Reuse the study's parent run, or start one and record its id in the study."""
+def _parent_run(study, created, task_name, on_new_parent=None, wait_seconds=60.0):
+    """Start the study's parent run (in the creating process) or reopen it (resumes, other workers).
+
+    Only the process that created the study creates the parent run, so concurrent workers never
+    make two; the others wait for its id to appear in the study's user attributes.
+    """
     parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    deadline = time.monotonic() + wait_seconds
+    while parent_id is None and not created and time.monotonic() < deadline:
+        time.sleep(0.5)
+        parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
     if parent_id is not None:
         return mlflow.start_run(run_id=parent_id)
     run = mlflow.start_run(run_name=f"tune-{study.study_name}", tags={"optuna.study": study.study_name})
@@ -120,6 +172,14 @@ def _parent_run(study, task_name, on_new_parent=None):
     if on_new_parent is not None:
         on_new_parent()
     return run
+
+
+def _close_orphan_runs(study):
+    """Mark FAILED the MLflow runs of trials that ended without closing them (lost workers)."""
+    for trial in study.get_trials(deepcopy=False):
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id and trial.state != TrialState.RUNNING and tracking.run_status(run_id) == "RUNNING":
+            tracking.mark_lost(run_id, f"trial ended as {trial.state.name} without closing its run")
 
 
 def _objective(task, config, source, study_name, parent_run_id):
@@ -204,12 +264,13 @@ def tune(task, config, source, trials, timeout=None, study_name=None, storage=No
     study_name = study_name or task.name
     if storage is None or isinstance(storage, str):
         storage = open_storage(storage)
-    study = load_or_create_study(study_name, storage, config.search.direction, config.seed)
+    study, created = load_or_create_study(study_name, storage, config.search.direction, config.seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=config.search.pruner_warmup_epochs)
     study.pruner = pruner
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     remaining = trials - finished
-    with _parent_run(study, task.name, on_parent) as parent:
+    parent = _parent_run(study, created, task.name, on_parent)
+    try:
         if remaining > 0:
             logger.info("study %s: %d finished trials, running up to %d more", study_name, finished, remaining)
             start = time.monotonic()
@@ -224,7 +285,16 @@ def tune(task, config, source, trials, timeout=None, study_name=None, storage=No
             mlflow.log_metric("tune_seconds", time.monotonic() - start)
         else:
             logger.info("study %s already has %d finished trials (asked for %d)", study_name, finished, trials)
+        _close_orphan_runs(study)
         counts, best = _log_study_summary(study, task)
+    except KeyboardInterrupt:
+        mlflow.set_tag("interrupted", "true")
+        mlflow.end_run(status="KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
     return TuneResult(study_name, parent.info.run_id, best, counts)
 
 

@@ -40,18 +40,28 @@ def train(task_name, config_path=None, overrides=()):
         return train_and_log(task, config, source)
 
 
+def _open_storage(config, storage):
+    search = config.search
+    return tuning.open_storage(storage, search.heartbeat_interval, search.grace_period, search.max_retry)
+
+
 def tune(task_name, trials, config_path=None, overrides=(), timeout=None, study=None, storage=None, register=False):
     """Run or resume an Optuna study; optionally register the best model.
+
+    The storage and the tracking server are opened first, so an unreachable one fails within
+    seconds, before any data is read or model trained.
 
     Returns:
         A `TuneResult`.
     """
     task = get_task(task_name)
     config = load_task_config(task, config_path, overrides)
+    storage_handle = _open_storage(config, storage)
     _experiment(task, config)
     source = task.load_source(config)
-    storage_handle = tuning.open_storage(storage)
-    result = tuning.tune(task, config, source, trials, timeout, study, storage_handle, on_parent=_log_input(task, config, source))
+    result = tuning.tune(
+        task, config, source, trials, timeout, study, storage_handle, on_parent=_log_input(task, config, source)
+    )
     if register:
         result.model_version = register_best(task, config, result.study_name, storage_handle)
     return result
@@ -85,7 +95,7 @@ def register(task_name, study=None, storage=None, config_path=None, overrides=()
     task = get_task(task_name)
     config = load_task_config(task, config_path, overrides)
     _experiment(task, config)
-    return register_best(task, config, study or task.name, tuning.open_storage(storage))
+    return register_best(task, config, study or task.name, _open_storage(config, storage))
 
 
 def _load_served_model(model_uri):
