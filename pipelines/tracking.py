@@ -6,6 +6,7 @@ directory), so a tracking server is used by changing an environment variable, no
 
 import logging
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -51,11 +52,32 @@ def _check_server(uri, timeout=5.0):
     )
 
 
+def _check_database(uri, timeout=5):
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": timeout})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as error:
+        raise TrackingUnavailable(
+            f"MLflow tracking database {redact(uri)} is unreachable: {str(error).splitlines()[0]}"
+        ) from None
+
+
+def redact(uri):
+    """The URI without its password, for messages."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", uri)
+
+
 def setup_uri_only():
     """Point MLflow at the tracking store (for loading models; no experiment needed)."""
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
+    elif uri.startswith(("postgresql", "mysql")):
+        _check_database(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
 
@@ -71,11 +93,17 @@ def setup(experiment_name):
     """
     setup_uri_only()
     uri = tracking_uri()
-    try:
-        experiment = mlflow.set_experiment(experiment_name)
-    except Exception as error:  # the store itself is broken or unreachable
-        raise TrackingUnavailable(f"cannot open MLflow tracking store {uri}: {error}") from None
-    return experiment.experiment_id
+    for attempt in range(3):
+        try:
+            return mlflow.set_experiment(experiment_name).experiment_id
+        except mlflow.exceptions.MlflowException as error:
+            # Several workers starting together race to create the experiment: the losers see
+            # RESOURCE_ALREADY_EXISTS and find it on the next attempt.
+            if "already exists" in str(error).lower() and attempt < 2:
+                continue
+            raise TrackingUnavailable(f"cannot open MLflow tracking store {uri}: {error}") from None
+        except Exception as error:  # the store itself is broken or unreachable
+            raise TrackingUnavailable(f"cannot open MLflow tracking store {uri}: {error}") from None
 
 
 def metric_name(keras_name):

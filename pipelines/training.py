@@ -10,7 +10,6 @@ import tensorflow as tf
 from lstm_models import build_model
 from pipelines.errors import PipelineError
 
-
 logger = logging.getLogger(__name__)
 
 

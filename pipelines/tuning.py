@@ -8,7 +8,6 @@ storage (possibly on another machine), logs under the same parent.
 import dataclasses
 import logging
 import math
-import re
 import tempfile
 import time
 
@@ -21,6 +20,7 @@ from optuna_integration import KerasPruningCallback
 from pipelines import runner, tracking
 from pipelines.config import with_values
 from pipelines.errors import PipelineError
+from pipelines.tracking import redact
 from pipelines.training import TrainingDiverged
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
@@ -84,21 +84,22 @@ def open_storage(storage=None, heartbeat_interval=10, grace_period=30, max_retry
     storage = storage or DEFAULT_STORAGE
     if "://" not in storage:
         return JournalStorage(JournalFileBackend(storage))
-    try:
-        return optuna.storages.RDBStorage(
-            storage,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            failed_trial_callback=FailLostTrial(max_retry),
-            engine_kwargs=_engine_kwargs(storage),
-        )
-    except Exception as error:
-        raise StorageUnavailable(f"cannot open Optuna storage {redact(storage)}: {error}") from None
-
-
-def redact(url):
-    """The URL without its password, for messages."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                storage,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                failed_trial_callback=FailLostTrial(max_retry),
+                engine_kwargs=_engine_kwargs(storage),
+            )
+        except Exception as error:
+            # Workers starting together on a new database race to create Optuna's tables; the
+            # losers see "already exists" and find the tables on the next attempt.
+            if "already exists" in str(error) and attempt < 4:
+                time.sleep(1.0 + attempt)
+                continue
+            raise StorageUnavailable(f"cannot open Optuna storage {redact(storage)}: {error}") from None
 
 
 def _engine_kwargs(url):

@@ -106,7 +106,7 @@ def load_clip(path, sample_rate=16000, clip_samples=16000, notes=None):
     return np.asarray(fit_length(samples, clip_samples), dtype="float32")
 
 
-def load_clips(paths, sample_rate=16000, clip_samples=16000, what="clips"):
+def load_clips(paths, sample_rate=16000, clip_samples=16000, what="clips", keep_silent=False):
     """Load many clips, skipping unreadable and silent files; logs what was done and skipped.
 
     Args:
@@ -114,6 +114,8 @@ def load_clips(paths, sample_rate=16000, clip_samples=16000, what="clips"):
         sample_rate: Target rate in Hz. Default: `16000`.
         clip_samples: Target length in samples. Default: `16000`.
         what: Name used in the log line. Default: `"clips"`.
+        keep_silent: Keep silent clips (counted as `silent`) instead of skipping them.
+            Default: `False`.
 
     Returns:
         `(waveforms, kept, notes)`: float32 `(n_kept, clip_samples)`, the indices into `paths` that
@@ -128,7 +130,9 @@ def load_clips(paths, sample_rate=16000, clip_samples=16000, what="clips"):
             notes["skipped_unreadable"] += 1
             problems.append(str(error))
             continue
-        if is_silent(clip):
+        if is_silent(clip) and keep_silent:
+            notes["silent"] += 1
+        elif is_silent(clip):
             notes["skipped_silent"] += 1
             problems.append(f"{path}: silent (peak below {SILENCE_PEAK})")
             continue

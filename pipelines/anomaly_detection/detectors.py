@@ -1,0 +1,209 @@
+"""From a trained network to per-row anomaly scores and alerts, using only data up to each row.
+
+Prediction detector (Malhotra et al. 2015, "Long Short Term Memory Networks for Anomaly Detection in
+Time Series"): row ``t`` is forecast ``steps`` times, from the windows ending at rows
+``t - 1, ..., t - steps``. Its error vector ``e(t)`` (``steps * features`` values) is scored by its
+negative log-likelihood under a multivariate Gaussian fitted on the validation rows' errors.
+
+Reconstruction detector (Malhotra et al. 2016, "LSTM-based Encoder-Decoder for Multi-sensor Anomaly
+Detection"): the score of row ``t`` is the mean squared reconstruction error of the window ending at
+``t``.
+
+Either way the score of row ``t`` depends on rows ``<= t`` only. The threshold is the
+``threshold_quantile`` of the validation rows' scores (no labels are used). Scores are mapped into
+``[0, 1]`` for NAB by ``anomaly_score = sigmoid((score - threshold) / spread)``, with
+``spread = threshold - median(validation scores)``, so the threshold maps to exactly 0.5. A row is a
+candidate when ``anomaly_score >= 0.5``; it raises an alert unless an alert was raised in the
+``cooldown`` rows before it (then its anomaly score is held just below 0.5, so that NAB's own scorer
+at threshold 0.5 counts exactly the alerts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit
+from scipy.stats import multivariate_normal
+
+from pipelines.anomaly_detection.windows import Scaler, first_scored_row, sliding_windows
+
+JUST_BELOW_HALF = float(np.nextafter(0.5, 0.0))
+
+
+@dataclass(eq=False)
+class Gaussian:
+    """A multivariate normal fitted on error vectors; ``nll`` is the anomaly score."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+
+    @classmethod
+    def fit(cls, errors: np.ndarray) -> Gaussian:
+        errors = np.asarray(errors, dtype=np.float64)
+        cov = np.atleast_2d(np.cov(errors, rowvar=False))
+        # A small ridge keeps near-perfect forecasts (a flat line) from giving a singular covariance.
+        ridge = 1e-6 * (1.0 + np.trace(cov) / len(cov))
+        return cls(mean=errors.mean(axis=0), cov=cov + ridge * np.eye(len(cov)))
+
+    def nll(self, errors: np.ndarray) -> np.ndarray:
+        """Negative log-likelihood of each row of ``errors``."""
+        return -np.atleast_1d(multivariate_normal(self.mean, self.cov).logpdf(errors))
+
+
+@dataclass(eq=False)
+class Detection:
+    """Per-row outputs; rows before the first scorable row have ``score`` NaN and anomaly score 0."""
+
+    score: np.ndarray
+    anomaly_score: np.ndarray
+    alert: np.ndarray
+
+
+def error_features(predict, scaled: np.ndarray, detector: str, window: int, steps: int) -> np.ndarray:
+    """Per-row errors of the network; NaN rows before ``first_scored_row``.
+
+    Args:
+        predict: ``x (n, window, features) -> outputs`` (the Keras model's ``predict``).
+        scaled: the scaled series, ``(rows, features)``.
+        detector: ``"prediction"`` or ``"reconstruction"``.
+        window: input window length.
+        steps: forecast steps (prediction detector).
+
+    Returns:
+        ``(rows, steps * features)`` forecast errors ``e(t)`` (block ``j - 1`` is the error of the
+        forecast made ``j`` rows earlier), or ``(rows, 1)`` window reconstruction MSE.
+    """
+    rows, features = scaled.shape
+    views = sliding_windows(scaled, window)
+    if detector == "prediction":
+        first = first_scored_row(detector, window, steps)
+        out = np.full((rows, steps * features), np.nan)
+        if rows <= first:
+            return out
+        # Window i ends at origin i + window - 1 and forecasts rows origin + 1 .. origin + steps.
+        forecasts = np.asarray(predict(views[: rows - window]), dtype=np.float64).reshape(-1, steps, features)
+        targets = np.arange(first, rows)
+        for j in range(1, steps + 1):
+            out[first:, (j - 1) * features : j * features] = scaled[targets] - forecasts[targets - window + 1 - j, j - 1]
+        return out
+    out = np.full((rows, 1), np.nan)
+    if rows < window:
+        return out
+    reconstructed = np.asarray(predict(views), dtype=np.float64).reshape(views.shape)
+    out[window - 1 :, 0] = np.mean((reconstructed - views) ** 2, axis=(1, 2))
+    return out
+
+
+def alerts_with_cooldown(candidates: np.ndarray, cooldown: int) -> np.ndarray:
+    """Keep a candidate unless an alert was kept in the ``cooldown`` rows before it."""
+    alert = np.zeros(len(candidates), dtype=bool)
+    last = -cooldown - 1
+    for i in np.flatnonzero(candidates):
+        if i - last > cooldown:
+            alert[i] = True
+            last = i
+    return alert
+
+
+@dataclass(eq=False)
+class SeriesDetector:
+    """Everything needed to score one series online: scaler, Gaussian, threshold and settings."""
+
+    name: str
+    detector: str
+    window: int
+    steps: int
+    cooldown: int
+    scaler: Scaler
+    threshold: float
+    spread: float
+    gaussian: Gaussian | None = None
+
+    @property
+    def first_row(self) -> int:
+        return first_scored_row(self.detector, self.window, self.steps)
+
+    def features(self, predict, values: np.ndarray) -> np.ndarray:
+        """Error features of raw ``values`` ``(rows, features)``."""
+        return error_features(predict, self.scaler.transform(values), self.detector, self.window, self.steps)
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Raw anomaly scores (Gaussian NLL or reconstruction MSE); NaN where undefined."""
+        score = np.full(len(features), np.nan)
+        defined = ~np.isnan(features).any(axis=1)
+        if defined.any():
+            values = features[defined]
+            score[defined] = self.gaussian.nll(values) if self.gaussian is not None else values[:, 0]
+        return score
+
+    def detect_scores(self, score: np.ndarray) -> Detection:
+        """Calibrated ``[0, 1]`` scores and alerts from raw scores."""
+        anomaly_score = np.where(np.isnan(score), 0.0, expit((np.nan_to_num(score) - self.threshold) / self.spread))
+        candidates = anomaly_score >= 0.5
+        alert = alerts_with_cooldown(candidates, self.cooldown)
+        anomaly_score = np.where(candidates & ~alert, np.minimum(anomaly_score, JUST_BELOW_HALF), anomaly_score)
+        return Detection(score=score, anomaly_score=anomaly_score, alert=alert)
+
+    def detect(self, predict, values: np.ndarray) -> Detection:
+        """Score raw ``values`` ``(rows, features)`` of this series, oldest first."""
+        return self.detect_scores(self.scores(self.features(predict, values)))
+
+    def to_dict(self) -> dict:
+        state = {
+            "name": self.name,
+            "detector": self.detector,
+            "window": self.window,
+            "steps": self.steps,
+            "cooldown": self.cooldown,
+            "scaler": {"mean": self.scaler.mean.tolist(), "scale": self.scaler.scale.tolist()},
+            "threshold": self.threshold,
+            "spread": self.spread,
+            "gaussian": None,
+        }
+        if self.gaussian is not None:
+            state["gaussian"] = {"mean": self.gaussian.mean.tolist(), "cov": self.gaussian.cov.tolist()}
+        return state
+
+    @classmethod
+    def from_dict(cls, state: dict) -> SeriesDetector:
+        gaussian = state["gaussian"]
+        return cls(
+            name=state["name"],
+            detector=state["detector"],
+            window=int(state["window"]),
+            steps=int(state["steps"]),
+            cooldown=int(state["cooldown"]),
+            scaler=Scaler(np.asarray(state["scaler"]["mean"]), np.asarray(state["scaler"]["scale"])),
+            threshold=float(state["threshold"]),
+            spread=float(state["spread"]),
+            gaussian=None if gaussian is None else Gaussian(np.asarray(gaussian["mean"]), np.asarray(gaussian["cov"])),
+        )
+
+
+def calibrate(
+    name: str,
+    detector: str,
+    window: int,
+    steps: int,
+    cooldown: int,
+    scaler: Scaler,
+    val_features: np.ndarray,
+    quantile: float,
+) -> SeriesDetector:
+    """Fit the Gaussian (prediction detector) and the threshold on validation errors.
+
+    Args:
+        val_features: error features of the validation rows (no NaN rows).
+        quantile: quantile of the validation scores used as the threshold.
+
+    Returns:
+        A ``SeriesDetector``.
+    """
+    gaussian = Gaussian.fit(val_features) if detector == "prediction" else None
+    series = SeriesDetector(name, detector, window, steps, cooldown, scaler, 0.0, 1.0, gaussian)
+    val_scores = series.scores(val_features)
+    series.threshold = float(np.quantile(val_scores, quantile))
+    spread = series.threshold - float(np.median(val_scores))
+    series.spread = spread if spread > 0 else 1e-9 * max(1.0, abs(series.threshold))
+    return series

@@ -1,0 +1,156 @@
+"""Score detections against the labels: NAB, point-wise and event-wise, beside the trivial baselines.
+
+Every test metric is computed on the rows from ``scored_from = max(NAB probationary period, training
+prefix)`` on, so no row the network or the threshold saw is scored. With the default prefix (NAB's
+probationary period) this is exactly NAB's scoring. Scores are pooled over series (NAB sums raw
+scores, point-wise metrics concatenate rows, event-wise metrics pool counts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from pipelines.anomaly_detection.data import Series
+from pipelines.anomaly_detection.detectors import Detection, SeriesDetector
+from pipelines.anomaly_detection.metrics import (
+    always_alerts,
+    event_counts,
+    eventwise,
+    pointwise,
+    random_alerts,
+)
+from pipelines.anomaly_detection.nab_scoring import PROFILES, normalized_score, probationary_length, score_series
+from pipelines.anomaly_detection.plots import series_figure
+
+MAX_PLOTS = 8
+
+
+@dataclass(eq=False)
+class SeriesOutcome:
+    """One series after detection."""
+
+    series: Series
+    detector: SeriesDetector
+    detection: Detection
+    n_train: int
+    n_prefix: int
+
+    @property
+    def scored_from(self) -> int:
+        return max(probationary_length(len(self.series)), self.n_prefix)
+
+
+@dataclass(eq=False)
+class Report:
+    """Test metrics (``test_*``), tables, figures and a summary line."""
+
+    metrics: dict[str, float]
+    tables: dict[str, pd.DataFrame]
+    figures: dict
+    summary: str
+
+
+def detector_metrics(outcomes: list[SeriesOutcome], alerts: list[np.ndarray]) -> dict[str, float]:
+    """NAB scores (three profiles), point-wise and event-wise metrics and the alarm rate of one
+    detector's alerts (one bool array per outcome)."""
+    windows = sum(len(o.series.windows) for o in outcomes)
+    metrics = {}
+    for name, profile in PROFILES.items():
+        scores = [score_series(a, o.series.windows, profile, o.scored_from) for o, a in zip(outcomes, alerts)]
+        metrics[f"nab_{name}"] = normalized_score(scores, windows, profile)
+    labels = np.concatenate([o.series.labels[o.scored_from :] for o in outcomes])
+    flags = np.concatenate([a[o.scored_from :] for o, a in zip(outcomes, alerts)])
+    metrics.update(pointwise(labels, flags))
+    counts = [event_counts(a, o.series.windows, o.scored_from) for o, a in zip(outcomes, alerts)]
+    metrics.update(eventwise({key: sum(c[key] for c in counts) for key in counts[0]}))
+    metrics["alarm_rate"] = float(flags.mean()) if len(flags) else 0.0
+    return metrics
+
+
+def report(outcomes: list[SeriesOutcome], quantile: float, cooldown: int, seed: int, detector_name: str) -> Report:
+    """Model and baseline metrics, per-series and NAB-format tables, and plots.
+
+    Args:
+        outcomes: the model's detections per series.
+        quantile: the threshold quantile (the random baseline uses it too).
+        cooldown: the alert cooldown (the random baseline uses it too).
+        seed: seed of the random baseline.
+        detector_name: NAB detector name of the results tables (``lstmPrediction``).
+    """
+    rng = np.random.default_rng(seed)
+    model_alerts = [o.detection.alert for o in outcomes]
+    random = [
+        random_alerts(len(o.series), slice(o.n_train, o.n_prefix), quantile, cooldown, rng) for o in outcomes
+    ]
+    always = [always_alerts(len(o.series)) for o in outcomes]
+    metrics = {f"test_{k}": v for k, v in detector_metrics(outcomes, model_alerts).items()}
+    for name, alerts in (("random", random), ("always", always)):
+        metrics.update({f"test_{name}_{k}": v for k, v in detector_metrics(outcomes, alerts).items()})
+    tables = {"per_series": per_series_table(outcomes)}
+    for outcome in outcomes:
+        tables[nab_table_name(outcome.series.name, detector_name)] = nab_results_frame(outcome)
+    figures = {
+        f"series_{i:02d}_{PurePosixPath(o.series.name).stem}": series_figure(
+            o.series, o.detection.anomaly_score, o.detection.alert, o.n_prefix, o.scored_from
+        )
+        for i, o in enumerate(outcomes[:MAX_PLOTS])
+    }
+    summary = (
+        f"NAB standard {metrics['test_nab_standard']:.1f} (random {metrics['test_random_nab_standard']:.1f}, "
+        f"always-anomalous {metrics['test_always_nab_standard']:.1f}); point-wise F1 {metrics['test_f1']:.3f} "
+        f"(random {metrics['test_random_f1']:.3f}, always {metrics['test_always_f1']:.3f}); event recall "
+        f"{metrics['test_event_recall']:.2f}, precision {metrics['test_event_precision']:.2f}; "
+        f"{len(outcomes)} series, threshold = {quantile} quantile of each series' validation scores, "
+        f"cooldown {cooldown} rows"
+    )
+    return Report(metrics, tables, figures, summary)
+
+
+def per_series_table(outcomes: list[SeriesOutcome]) -> pd.DataFrame:
+    """One row per series: split sizes, threshold, alerts, NAB standard raw score, F1, repairs."""
+    rows = []
+    for o in outcomes:
+        standard = score_series(o.detection.alert, o.series.windows, PROFILES["standard"], o.scored_from)
+        scored = slice(o.scored_from, None)
+        rows.append(
+            {
+                "series": o.series.name,
+                "rows": len(o.series),
+                "train_rows": o.n_train,
+                "prefix_rows": o.n_prefix,
+                "scored_from": o.scored_from,
+                "windows": len(o.series.windows),
+                "threshold": o.detector.threshold,
+                "alerts": int(o.detection.alert[scored].sum()),
+                "detected_windows": standard.detected_windows,
+                "false_positives": standard.false_positives,
+                "nab_standard_raw": standard.raw,
+                "nab_standard_null": standard.null,
+                "f1": pointwise(o.series.labels[scored], o.detection.alert[scored])["f1"],
+                "repairs": "; ".join(f"{k}: {v}" for k, v in o.series.repairs.items()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def nab_table_name(series_name: str, detector_name: str) -> str:
+    """``nab_results/<category>/<detector>_<file stem>``: NAB's ``results/<detector>/`` layout."""
+    path = PurePosixPath(series_name)
+    return str(PurePosixPath("nab_results") / path.parent / f"{detector_name}_{path.stem}")
+
+
+def nab_results_frame(outcome: SeriesOutcome) -> pd.DataFrame:
+    """NAB's results format, ``timestamp,value,anomaly_score,label``; ``value`` is the first column."""
+    series = outcome.series
+    return pd.DataFrame(
+        {
+            "timestamp": series.timestamps.strftime("%Y-%m-%d %H:%M:%S"),
+            "value": series.values[:, 0],
+            "anomaly_score": outcome.detection.anomaly_score,
+            "label": series.labels,
+        }
+    )

@@ -1,0 +1,194 @@
+"""Layers that live inside the speech model: the log-mel front end and SpecAugment.
+
+Both are written with `keras.ops` and registered, so a saved `.keras` model reloads with safe
+mode on once this module is imported. `keras.layers.MelSpectrogram` is not used: its `top_db`
+floor is taken from the maximum over the whole batch, so one clip's features (and its served
+prediction) would depend on the other clips sent with it.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def mel_filterbank(num_mel_bins, fft_length, sample_rate, min_freq=20.0, max_freq=None):
+    """HTK-style triangular mel filters, `(fft_length // 2 + 1, num_mel_bins)` float32."""
+    max_freq = max_freq or sample_rate / 2
+
+    def to_mel(hertz):
+        return 1127.0 * np.log1p(np.asarray(hertz) / 700.0)
+
+    bin_mels = to_mel(np.linspace(0.0, sample_rate / 2, fft_length // 2 + 1))
+    edges = np.linspace(to_mel(min_freq), to_mel(max_freq), num_mel_bins + 2)
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising = (bin_mels[:, None] - lower) / (center - lower)
+    falling = (upper - bin_mels[:, None]) / (upper - center)
+    return np.maximum(0.0, np.minimum(rising, falling)).astype("float32")
+
+
+@keras.saving.register_keras_serializable(package="pipelines")
+class LogMelSpectrogram(keras.layers.Layer):
+    """Waveform -> log mel energies per frame, clip by clip (no batch statistics).
+
+    A Hann window of `frame_seconds` every `hop_seconds`, zero-padded to the next power of two for
+    the FFT (TFLite's RFFT needs one), power spectrum, triangular mel filters, `log(mel + 1e-6)`.
+
+    Args:
+        sample_rate: Input rate in Hz. Default: `16000`.
+        num_mel_bins: Mel filters. Default: `40`.
+        frame_seconds: Window length. Default: `0.025`.
+        hop_seconds: Hop between frames. Default: `0.010`.
+        min_freq: Lowest filter edge in Hz. Default: `20.0`.
+        max_freq: Highest filter edge in Hz; `None` is `sample_rate / 2`. Default: `None`.
+
+    Call arguments:
+        inputs: `(batch, samples)` float waveforms in [-1, 1].
+
+    Returns:
+        `(batch, frames, num_mel_bins)` with `frames = 1 + (samples - fft_length) // hop`.
+
+    Example:
+        >>> LogMelSpectrogram()(np.zeros((2, 16000), "float32")).shape   # (2, 97, 40)
+    """
+
+    def __init__(
+        self,
+        sample_rate=16000,
+        num_mel_bins=40,
+        frame_seconds=0.025,
+        hop_seconds=0.010,
+        min_freq=20.0,
+        max_freq=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (("sample_rate", sample_rate), ("num_mel_bins", num_mel_bins)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"Expected a positive integer for {name}. Received: {name}={value!r}")
+        if not 0 < hop_seconds <= frame_seconds:
+            raise ValueError(
+                "Expected 0 < hop_seconds <= frame_seconds. "
+                f"Received: hop_seconds={hop_seconds!r}, frame_seconds={frame_seconds!r}"
+            )
+        self.sample_rate = sample_rate
+        self.num_mel_bins = num_mel_bins
+        self.frame_seconds = frame_seconds
+        self.hop_seconds = hop_seconds
+        self.min_freq = min_freq
+        self.max_freq = max_freq
+        self.frame_length = int(round(frame_seconds * sample_rate))
+        self.hop_length = int(round(hop_seconds * sample_rate))
+        self.fft_length = 2 ** math.ceil(math.log2(self.frame_length))
+        self.filterbank = mel_filterbank(num_mel_bins, self.fft_length, sample_rate, min_freq, max_freq)
+
+    def frames(self, samples):
+        """Frames produced for a clip of `samples` samples."""
+        return 1 + (samples - self.fft_length) // self.hop_length
+
+    def call(self, inputs):
+        real, imag = ops.stft(
+            ops.cast(inputs, "float32"),
+            sequence_length=self.frame_length,
+            sequence_stride=self.hop_length,
+            fft_length=self.fft_length,
+            window="hann",
+            center=False,
+        )
+        power = ops.square(real) + ops.square(imag)
+        mel = ops.matmul(power, ops.convert_to_tensor(self.filterbank))
+        return ops.log(mel + 1e-6)
+
+    def compute_output_shape(self, input_shape):
+        samples = input_shape[-1]
+        return (input_shape[0], None if samples is None else self.frames(samples), self.num_mel_bins)
+
+    def get_config(self):
+        config = {
+            "sample_rate": self.sample_rate,
+            "num_mel_bins": self.num_mel_bins,
+            "frame_seconds": self.frame_seconds,
+            "hop_seconds": self.hop_seconds,
+            "min_freq": self.min_freq,
+            "max_freq": self.max_freq,
+        }
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package="pipelines")
+class SpecAugment(keras.layers.Layer):
+    """SpecAugment masks (Park et al. 2019) on `(batch, frames, bins)` features, in training only.
+
+    Each example gets `freq_masks` bands of up to `freq_mask_width` bins and `time_masks` spans of
+    up to `time_mask_width` frames set to zero (the mean, after normalisation). With
+    `training=False` the layer returns its input unchanged, so a served model is unaffected.
+
+    Args:
+        freq_masks: Frequency masks per example. Default: `2`.
+        freq_mask_width: Largest frequency mask, in bins. Default: `8`.
+        time_masks: Time masks per example. Default: `2`.
+        time_mask_width: Largest time mask, in frames. Default: `10`.
+        seed: Seed of the masks. Default: `None`.
+
+    Call arguments:
+        inputs: `(batch, frames, bins)`.
+        training: Python bool; masks are drawn only when true.
+
+    Returns:
+        A tensor shaped like `inputs`.
+
+    Example:
+        >>> SpecAugment(time_masks=1)(features, training=True)
+    """
+
+    def __init__(self, freq_masks=2, freq_mask_width=8, time_masks=2, time_mask_width=10, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        for name, value in (
+            ("freq_masks", freq_masks),
+            ("freq_mask_width", freq_mask_width),
+            ("time_masks", time_masks),
+            ("time_mask_width", time_mask_width),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"Expected a non-negative integer for {name}. Received: {name}={value!r}")
+        self.freq_masks = freq_masks
+        self.freq_mask_width = freq_mask_width
+        self.time_masks = time_masks
+        self.time_mask_width = time_mask_width
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _masked(self, batch, size, count, width):
+        """Boolean `(batch, size)`: true where any of `count` random spans covers a position."""
+        positions = ops.expand_dims(ops.arange(size), 0)
+        masked = ops.zeros((batch, size), dtype="bool")
+        for _ in range(count):
+            span = ops.floor(keras.random.uniform((batch, 1), 0.0, width + 1.0, seed=self.seed_generator))
+            start = ops.floor(keras.random.uniform((batch, 1), seed=self.seed_generator) * (size - span + 1.0))
+            span, start = ops.cast(span, "int32"), ops.cast(start, "int32")
+            masked = ops.logical_or(masked, ops.logical_and(positions >= start, positions < start + span))
+        return masked
+
+    def call(self, inputs, training=None):
+        if not training or (self.freq_masks == 0 and self.time_masks == 0):
+            return inputs
+        batch, frames, bins = ops.shape(inputs)[0], inputs.shape[1], inputs.shape[2]
+        frames = ops.shape(inputs)[1] if frames is None else frames
+        freq = self._masked(batch, bins, self.freq_masks, min(self.freq_mask_width, bins))
+        time = self._masked(batch, frames, self.time_masks, self.time_mask_width)
+        drop = ops.logical_or(ops.expand_dims(freq, 1), ops.expand_dims(time, 2))
+        return ops.where(drop, ops.zeros_like(inputs), inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = {
+            "freq_masks": self.freq_masks,
+            "freq_mask_width": self.freq_mask_width,
+            "time_masks": self.time_masks,
+            "time_mask_width": self.time_mask_width,
+            "seed": self.seed,
+        }
+        return {**super().get_config(), **config}

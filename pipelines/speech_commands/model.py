@@ -1,0 +1,97 @@
+"""The speech model: raw waveform in, class probabilities out, features inside.
+
+    waveform (batch, samples) -> LogMelSpectrogram -> Normalization (training-split statistics)
+    -> SpecAugment (training only) -> classifier -> probabilities (batch, classes)
+
+The classifier is the zoo model of `model.variant` (`architecture: zoo`, any variant), or the
+attention RNN of de Andrade et al. 2018 (`architecture: attention_rnn`): a convolutional front
+end along time, `model.num_layers` bidirectional LSTMs, attention over time
+(`lstm_models.TemporalAttention`, additive scoring where the paper uses a dot product with the
+middle step as query), then dense 64 -> 32 -> softmax.
+"""
+
+import keras
+
+import lstm_models
+from lstm_models import TemporalAttention, recurrent_layer
+from pipelines.errors import ConfigError
+from pipelines.speech_commands.layers import LogMelSpectrogram, SpecAugment
+
+ARCHITECTURES = ("zoo", "attention_rnn")
+
+
+def front_end(data_config):
+    """The log-mel layer for the config (also used to compute the normalisation statistics)."""
+    return LogMelSpectrogram(sample_rate=data_config.sample_rate, num_mel_bins=data_config.num_mel_bins, name="log_mel")
+
+
+def _attention_rnn(features, config, num_classes):
+    frames, bins = features.shape[1], features.shape[2]
+    x = keras.layers.Reshape((frames, bins, 1), name="to_image")(features)
+    x = keras.layers.Conv2D(10, (5, 1), padding="same", activation="relu", name="conv_0")(x)
+    x = keras.layers.BatchNormalization(name="conv_0_norm")(x)
+    x = keras.layers.Conv2D(1, (5, 1), padding="same", activation="relu", name="conv_1")(x)
+    x = keras.layers.BatchNormalization(name="conv_1_norm")(x)
+    x = keras.layers.Reshape((frames, bins), name="to_sequence")(x)
+    for index in range(config.model.num_layers):
+        x = recurrent_layer(
+            "bilstm", config.model.units, return_sequences=True, dropout=config.model.dropout,
+            recurrent_dropout=config.model.recurrent_dropout, name=f"encoder_{index}",
+        )(x)  # fmt: skip
+    context, _ = TemporalAttention(name="attention")(x)
+    x = keras.layers.Dense(64, activation="relu", name="dense_0")(context)
+    x = keras.layers.Dense(32, name="dense_1")(x)
+    return keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+
+
+def build_speech_model(config, clip_samples, num_classes, feature_mean, feature_variance):
+    """A compiled waveform classifier.
+
+    Args:
+        config: Task config (`data.*` features and augmentation, `model.*`, `train.*`).
+        clip_samples: Waveform length the model takes.
+        num_classes: Output classes.
+        feature_mean: Per-mel-bin mean of the training split's log-mel features.
+        feature_variance: Per-mel-bin variance of the same.
+
+    Returns:
+        A `keras.Model` compiled with Adam, sparse categorical cross-entropy and accuracy.
+    """
+    d, m = config.data, config.model
+    if d.architecture not in ARCHITECTURES:
+        raise ConfigError(f"data.architecture: expected one of {', '.join(ARCHITECTURES)}, got {d.architecture!r}")
+    if d.architecture == "attention_rnn" and m.variant != "attention_lstm":
+        raise ConfigError(
+            f"data.architecture=attention_rnn is the attention model; set model.variant=attention_lstm (got {m.variant!r})"
+        )
+    waveform = keras.Input((clip_samples,), name="waveform")
+    features = front_end(d)(waveform)
+    features = keras.layers.Normalization(axis=-1, mean=feature_mean, variance=feature_variance, name="normalize")(
+        features
+    )
+    features = SpecAugment(
+        d.freq_masks, d.freq_mask_width, d.time_masks, d.time_mask_width, seed=config.seed, name="spec_augment"
+    )(features)
+    if d.architecture == "attention_rnn":
+        probabilities = _attention_rnn(features, config, num_classes)
+    else:
+        classifier = lstm_models.build_model(
+            m.variant,
+            input_shape=tuple(features.shape[1:]),
+            head="classification",
+            output_dim=num_classes,
+            units=m.units,
+            num_layers=m.num_layers,
+            dropout=m.dropout,
+            recurrent_dropout=m.recurrent_dropout,
+        )
+        probabilities = classifier(features)
+    model = keras.Model(waveform, probabilities, name=f"speech_{d.architecture}_{m.variant}")
+    optimizer = keras.optimizers.Adam(learning_rate=config.train.learning_rate, clipnorm=config.train.clipnorm)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def feature_model(model):
+    """`waveform -> normalised log-mel features` of a speech model (SpecAugment is off at inference)."""
+    return keras.Model(model.inputs, model.get_layer("spec_augment").output)

@@ -1,0 +1,93 @@
+"""The served speech model: a batch of waveforms in, label and class probabilities out.
+
+Requests (`mlflow models serve`), each waveform `clip_samples` floats in [-1, 1] at the model's
+rate (16 kHz by default):
+    {"inputs": [[...16000 floats...], ...]}
+    {"dataframe_records": [{"file": "a.wav", "waveform": [...16000 floats...]}, ...]}
+    {"dataframe_split": {"columns": ["file", "waveform"], "data": [["a.wav", [...]], ...]}}
+
+The signature declares the output only: MLflow 3.17 has no input schema that accepts both the
+`inputs` form (a tensor spec drops the `file` column) and a `file` column (an array column
+rejects the `inputs` form), so `predict` checks the input itself and names what is wrong.
+
+Answer: one row per waveform, `file` (when sent), `label`, `probability` (of that label) and
+`prob_<class>` for every class.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from pipelines.errors import DataError
+from pipelines.serving import KerasServingModel
+
+
+def serving_signature(class_names):
+    """Output schema: optional `file`, `label`, `probability`, `prob_<class>` per class."""
+    columns = [ColSpec("string", "file", required=False), ColSpec("string", "label"), ColSpec("double", "probability")]
+    columns += [ColSpec("double", f"prob_{name}") for name in class_names]
+    return ModelSignature(inputs=None, outputs=Schema(columns))
+
+
+def save_class_names(class_names, workdir):
+    """Write the class names as JSON; returns the path."""
+    path = Path(workdir) / "class_names.json"
+    path.write_text(json.dumps(list(class_names)))
+    return str(path)
+
+
+def _waveforms(model_input, clip_samples):
+    """`(files or None, float32 (n, clip_samples))` from any accepted request form."""
+    files = None
+    if isinstance(model_input, pd.DataFrame) and "waveform" in model_input.columns:
+        model_input = {column: model_input[column].tolist() for column in model_input.columns}
+    elif isinstance(model_input, pd.DataFrame):  # plain numbers: one waveform per row
+        model_input = model_input.to_numpy()
+    if isinstance(model_input, dict):
+        if "waveform" not in model_input:
+            raise DataError(f"request: expected a 'waveform' field; got {', '.join(map(str, model_input))}")
+        files = [str(name) for name in model_input["file"]] if "file" in model_input else None
+        model_input = model_input["waveform"]
+    try:
+        waveforms = np.asarray(model_input, dtype="float32")
+    except (TypeError, ValueError) as error:
+        raise DataError(f"request: expected waveforms of {clip_samples} numbers each ({error})") from None
+    if waveforms.ndim == 1:
+        waveforms = waveforms[None, :]
+    if waveforms.ndim != 2 or waveforms.shape[1] != clip_samples:
+        raise DataError(
+            f"request: expected waveforms of {clip_samples} samples, shape (n, {clip_samples}); got {waveforms.shape}"
+        )
+    if not np.all(np.isfinite(waveforms)):
+        raise DataError("request: waveforms contain NaN or infinite values")
+    return files, waveforms
+
+
+class SpeechServingModel(KerasServingModel):
+    """`predict(waveforms)` -> `file` (when sent), `label`, `probability`, `prob_<class>`."""
+
+    def load_context(self, context):
+        import pipelines.speech_commands.layers  # noqa: F401  (registers the front-end layers)
+
+        super().load_context(context)
+
+    def load_preprocessing(self, context):
+        self.class_names = json.loads(Path(context.artifacts["class_names"]).read_text())
+        self.clip_samples = int(self.keras_model.input_shape[-1])
+
+    def predict(self, context, model_input, params=None):
+        files, waveforms = _waveforms(model_input, self.clip_samples)
+        probabilities = self.keras_model.predict(waveforms, batch_size=256, verbose=0).astype("float64")
+        best = probabilities.argmax(axis=1)
+        out = pd.DataFrame(
+            {"label": [self.class_names[i] for i in best], "probability": probabilities[np.arange(len(best)), best]}
+        )
+        for index, name in enumerate(self.class_names):
+            out[f"prob_{name}"] = probabilities[:, index]
+        if files is not None:
+            out.insert(0, "file", files)
+        return out

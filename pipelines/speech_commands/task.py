@@ -1,0 +1,237 @@
+"""Speech commands on the shared engine: raw 16 kHz waveforms in, a word label out."""
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from pipelines.config import make_config_class
+from pipelines.errors import ConfigError, DataError
+from pipelines.serving import save_keras_artifacts
+from pipelines.speech_commands import augment, evaluation
+from pipelines.speech_commands.audio import AudioError, load_clip, load_clips
+from pipelines.speech_commands.data import CLASS_SETUPS, LOADING_KEYS, load_source, loading_settings
+from pipelines.speech_commands.layouts import LAYOUTS
+from pipelines.speech_commands.model import ARCHITECTURES, build_speech_model, front_end
+from pipelines.speech_commands.serving import SpeechServingModel, save_class_names, serving_signature
+from pipelines.tasks import Evaluation, ServingBundle, Task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class SpeechDataConfig:
+    """`data` section: where the clips are, how they are labelled and split, features, augmentation.
+
+    The loading keys (`LOADING_KEYS`: path to silence_fraction) are read once per run or tune; the
+    others may go in the search space.
+    """
+
+    path: str | None = None  # None: the SYNTHETIC eSpeak NG default data, generated once into a cache folder
+    layout: str = "auto"  # auto, speech_commands, fsdd or folders
+    classes: str = "auto"  # auto, 12 (commands + _unknown_ + _silence_) or all (every word)
+    split: str = "official"  # official, or speaker (FSDD: test_speaker held out)
+    test_speaker: str | None = None  # FSDD speaker held out by split=speaker; None: the first alphabetically
+    sample_rate: int = 16000
+    clip_seconds: float = 1.0
+    unknown_fraction: float = 0.1  # _unknown_ clips per command clip, per split (classes 12)
+    silence_fraction: float = 0.1  # _silence_ clips per command clip, per split (classes 12)
+    num_mel_bins: int = 40
+    architecture: str = "zoo"  # zoo (model.variant over log-mel) or attention_rnn (de Andrade et al. 2018)
+    time_shift_seconds: float = 0.1  # training only: random shift either way
+    noise_probability: float = 0.8  # training only: chance of mixing in background noise
+    noise_max_gain: float = 0.1  # training only: noise gain drawn from [0, noise_max_gain]
+    freq_masks: int = 2  # training only: SpecAugment
+    freq_mask_width: int = 8
+    time_masks: int = 2
+    time_mask_width: int = 10
+
+    def __post_init__(self):
+        for key, allowed in (
+            ("layout", LAYOUTS),
+            ("classes", CLASS_SETUPS),
+            ("split", ("official", "speaker")),
+            ("architecture", ARCHITECTURES),
+        ):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"data.{key}: expected one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        for key in ("sample_rate", "num_mel_bins"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"data.{key}: expected a positive integer, got {getattr(self, key)!r}")
+        for key in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"data.{key}: expected a non-negative integer, got {getattr(self, key)!r}")
+        for key in ("unknown_fraction", "silence_fraction", "noise_probability", "time_shift_seconds"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"data.{key}: expected a value in [0, 1], got {getattr(self, key)!r}")
+        if not 0.1 <= self.clip_seconds <= 10.0:
+            raise ConfigError(f"data.clip_seconds: expected 0.1 to 10 seconds, got {self.clip_seconds!r}")
+        if self.noise_max_gain < 0:
+            raise ConfigError(f"data.noise_max_gain: expected a non-negative number, got {self.noise_max_gain!r}")
+
+
+SpeechConfig = make_config_class(SpeechDataConfig)
+
+
+@dataclasses.dataclass
+class SpeechSplits:
+    """Model-ready splits: waveforms `(n, samples)` float32 and int labels, plus tf.data pipelines."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    files_test: list[str]
+    class_names: list[str]
+    feature_mean: np.ndarray
+    feature_variance: np.ndarray
+    train_dataset: object
+    val_dataset: object
+
+    @property
+    def input_shape(self):
+        return self.x_train.shape[1:]
+
+    @property
+    def output_dim(self):
+        return len(self.class_names)
+
+
+def feature_statistics(data_config, waveforms, limit=2000, batch_size=250):
+    """Per-mel-bin mean and variance of the log-mel features of (up to `limit`) training clips."""
+    layer = front_end(data_config)
+    total, squares, count = 0.0, 0.0, 0
+    for start in range(0, min(len(waveforms), limit), batch_size):
+        features = np.asarray(layer(waveforms[start : min(start + batch_size, limit)]), dtype="float64")
+        total = total + features.sum(axis=(0, 1))
+        squares = squares + np.square(features).sum(axis=(0, 1))
+        count += features.shape[0] * features.shape[1]
+    mean = total / count
+    return mean.astype("float32"), np.maximum(squares / count - mean**2, 1e-6).astype("float32")
+
+
+class SpeechCommands(Task):
+    name = "speech_commands"
+    config_class = SpeechConfig
+    head = "classification"
+    loss = "sparse_categorical_crossentropy"
+    keras_metrics = ("accuracy",)
+    # An error rate, minimised, not accuracy maximised: the engine's pruner watches val_loss under
+    # the study's direction, so a maximised objective would prune the trials with the lowest loss.
+    objective = "val_error_rate"
+
+    def load_source(self, config):
+        return load_source(config.data, seed=config.seed)
+
+    def prepare(self, config, source):
+        changed = [key for key in LOADING_KEYS if loading_settings(config.data)[key] != source.loaded_with[key]]
+        if changed:
+            raise ConfigError(
+                f"data.{changed[0]} is read once per run or tune when the clips are loaded; it cannot change "
+                "between trials (remove it from search.space)"
+            )
+        d = config.data
+        train, val, test = (source.splits[name] for name in ("train", "val", "test"))
+        key = ("features", d.sample_rate, d.num_mel_bins)
+        if key not in source.cache:
+            source.cache[key] = feature_statistics(d, train.x)
+        mean, variance = source.cache[key]
+        augmenter = augment.waveform_augmenter(
+            source.noise, int(round(d.time_shift_seconds * d.sample_rate)), d.noise_probability, d.noise_max_gain
+        )
+        batch_size = config.train.batch_size
+        return SpeechSplits(
+            x_train=train.x,
+            y_train=train.y,
+            x_val=val.x,
+            y_val=val.y,
+            x_test=test.x,
+            y_test=test.y,
+            files_test=test.files,
+            class_names=list(source.class_names),
+            feature_mean=mean,
+            feature_variance=variance,
+            train_dataset=augment.training_dataset(train.x, train.y, batch_size, augmenter, seed=config.seed),
+            val_dataset=augment.evaluation_dataset(val.x, val.y, batch_size),
+        )
+
+    def build_model(self, config, data):
+        return build_speech_model(
+            config, data.input_shape[0], data.output_dim, data.feature_mean, data.feature_variance
+        )
+
+    def dataset_for_logging(self, config, source):
+        kind = "SYNTHETIC speech commands" if source.synthetic else f"speech ({source.layout})"
+        frame = source.records[["file", "word", "label", "split", "speaker"]].astype(str)
+        return mlflow.data.from_pandas(frame, source=str(source.root), name=f"{kind}, {len(frame)} clips")
+
+    def evaluate(self, model, data, config):
+        names = data.class_names
+        val_pred = model.predict(data.x_val, batch_size=256, verbose=0).argmax(axis=1)
+        test_probabilities = model.predict(data.x_test, batch_size=256, verbose=0)
+        test_pred = test_probabilities.argmax(axis=1)
+        metrics = {
+            key: value
+            for key, value in evaluation.classification_metrics(data.y_val, val_pred, names, "val").items()
+            if "_recall_" not in key
+        }
+        metrics.update(evaluation.classification_metrics(data.y_test, test_pred, names, "test"))
+        majority = int(np.bincount(data.y_train, minlength=len(names)).argmax())
+        metrics["test_majority_accuracy"] = float(np.mean(data.y_test == majority))
+        figures = {"confusion_matrix": evaluation.confusion_figure(data.y_test, test_pred, names)}
+        attention = evaluation.attention_figure(model, data.x_test[:256], data.y_test[:256], names)
+        if attention is not None:
+            figures["attention_over_time"] = attention
+        predictions = pd.DataFrame(
+            {
+                "file": data.files_test,
+                "true": [names[i] for i in data.y_test],
+                "predicted": [names[i] for i in test_pred],
+                "probability": test_probabilities.max(axis=1),
+            }
+        )
+        baseline = f"majority class ({names[majority]}): {metrics['test_majority_accuracy']:.4f}"
+        summary = (
+            f"test accuracy {metrics['test_accuracy']:.4f}, macro-F1 {metrics['test_macro_f1']:.4f} on "
+            f"{len(data.y_test)} clips, {len(names)} classes; {baseline}"
+        )
+        return Evaluation(
+            metrics=metrics,
+            figures=figures,
+            tables={
+                "per_class": evaluation.per_class_table(data.y_test, test_pred, names),
+                "test_predictions": predictions,
+            },
+            summary=summary,
+            headline={"metric": "test_accuracy", "value": metrics["test_accuracy"], "baseline": baseline},
+        )
+
+    def serving_bundle(self, model, data, workdir):
+        artifacts = save_keras_artifacts(model, data.x_test[:8], workdir)
+        artifacts["class_names"] = save_class_names(data.class_names, workdir)
+        return ServingBundle(SpeechServingModel(), artifacts, serving_signature(data.class_names))
+
+    def read_inputs(self, path):
+        """WAV file, or a folder searched recursively, as 1 s 16 kHz waveforms with their file names.
+
+        One unreadable file given by name raises `AudioError`; in a folder, unreadable files are
+        skipped with a warning naming them.
+        """
+        path = Path(path)
+        if path.is_file():
+            return pd.DataFrame({"file": [str(path)], "waveform": [load_clip(path)]})
+        if not path.is_dir():
+            raise DataError(f"{path}: no such file or folder")
+        files = sorted(str(item) for item in path.rglob("*.wav"))
+        waveforms, kept, notes = load_clips(files, what="input files", keep_silent=True)
+        if not len(kept):
+            raise AudioError(f"{path}: no readable WAV files")
+        return pd.DataFrame({"file": [files[i] for i in kept], "waveform": list(waveforms)})
+
+
+TASK = SpeechCommands()

@@ -1,0 +1,108 @@
+"""Real services for the scale-out tests: a throwaway PostgreSQL server and worker processes."""
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.synthetic import write_ohlcv_csv
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["train.verbose=0", "model.units=4", "data.window=10", "data.horizon=3", "data.eval_folds=2"]
+SPACE = "search.space={model.variant: {type: categorical, choices: [lstm, gru]}, " \
+        "train.learning_rate: {type: float, low: 0.001, high: 0.01, log: true}}"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _postgres_binary(name):
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found if isinstance(found, str) else (found[-1] if found else None)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server in a temporary folder on a free port; yields its base URL.
+
+    As root, the server runs as the `postgres` user (initdb refuses root). Skipped, with the reason,
+    where PostgreSQL is not installed; `.ci/run` installs it so CI always runs these tests.
+    """
+    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install -y postgresql)")
+    base = Path(tempfile.mkdtemp(prefix="lstm-pg-"))
+    as_user = []
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        os.chmod(base, 0o755)
+        shutil.chown(base, "postgres", "postgres")
+    port = free_port()
+    data = base / "data"
+    subprocess.run([*as_user, initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    subprocess.run([*as_user, pg_ctl, "-D", data, "-l", base / "server.log", "-o", options, "-w", "start"],
+                   check=True, capture_output=True)
+    url = f"postgresql://postgres@127.0.0.1:{port}"
+    import psycopg
+
+    with psycopg.connect(f"{url}/postgres", autocommit=True) as connection:
+        for database in ("optuna", "mlflow"):
+            connection.execute(f"CREATE DATABASE {database}")
+    yield url
+    subprocess.run([*as_user, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def prices_csv(tmp_path):
+    return write_ohlcv_csv(tmp_path / "prices.csv", days=260)
+
+
+def worker_command(study, storage, trials, prices_csv, extra=()):
+    """`lstm-pipelines tune` for the stock task with tiny settings, as a worker would run it."""
+    command = [sys.executable, "-m", "pipelines", "tune", "stock_forecasting", "--study", study,
+               "--storage", storage, "--trials", str(trials), "--set", f"data.path={prices_csv}", "--set", SPACE]
+    for override in [*TINY, *extra]:
+        command += ["--set", override]
+    return command
+
+
+def start_worker(command, env, log_path):
+    """Start a worker process with its output in `log_path`."""
+    log = open(log_path, "w")  # noqa: SIM115 (closed with the process)
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=env.get("WORKDIR"))
+
+
+def worker_env(tracking_uri, workdir):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "WORKDIR": str(workdir), "PYTHONPATH": str(REPO)}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return env
+
+
+def wait_for(predicate, timeout, interval=0.5, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def kill(process, sig=signal.SIGKILL):
+    if process.poll() is None:
+        process.send_signal(sig)
+    return process.wait(timeout=60)
