@@ -90,7 +90,7 @@ def open_storage(storage=None, heartbeat_interval=10, grace_period=30, max_retry
                 storage,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
-                failed_trial_callback=FailLostTrial(max_retry),
+                heartbeat_stale_trial_callback=FailLostTrial(max_retry),
                 engine_kwargs=_engine_kwargs(storage),
             )
         except Exception as error:
