@@ -43,6 +43,17 @@ def best_per_series_table(result):
     return pd.read_csv(path), run_id
 
 
+def cpu_model():
+    """The CPU model name from /proc/cpuinfo (Linux), else the machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def render(table, result, command, seconds):
     """Markdown section: settings, per-ticker U2 and the medians."""
     import keras
@@ -56,7 +67,7 @@ def render(table, result, command, seconds):
         "## Stock forecasting: 20 S&P 500 tickers (sp500_5yr, 2013-02-08 to 2018-02-07)",
         "",
         f"Command: `{command}`  ",
-        f"Measured {datetime.date.today()} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"Measured {datetime.date.today()} on {cpu_model()}, {os.cpu_count()} cores; "
         f"python {platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}; "
         f"{result.counts.get('complete', 0)} complete / {result.counts.get('pruned', 0)} pruned / "
         f"{result.counts.get('fail', 0)} failed trials in {seconds / 60:.0f} min.",
