@@ -253,7 +253,8 @@ def tune(task, config, source, trials, timeout=None, study_name=None, storage=No
         task: A `Task`.
         config: Validated config; `config.search.space` is the search space.
         source: Raw data from `task.load_source`.
-        trials: Target number of finished (complete or pruned) trials in the study.
+        trials: Target number of finished (complete or pruned) trials in the study; failed
+            trials are retried up to as many again.
         timeout: Seconds for this call, or `None`.
         study_name: Study name; default the task name.
         storage: An opened storage (`open_storage`) or a URL / journal path.
@@ -277,7 +278,9 @@ def tune(task, config, source, trials, timeout=None, study_name=None, storage=No
             start = time.monotonic()
             study.optimize(
                 _objective(task, config, source, study_name, parent.info.run_id),
-                n_trials=remaining,
+                # Failed trials do not count towards `trials`; the bound stops a study whose
+                # every trial fails.
+                n_trials=2 * remaining,
                 timeout=timeout,
                 catch=(Exception,),
                 callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED)],

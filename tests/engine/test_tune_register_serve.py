@@ -107,3 +107,22 @@ def test_failing_trial_is_recorded_and_study_goes_on(prices_csv, tmp_path):
     failed = [run for run in runs if run.info.status == "FAILED"]
     assert failed and "stacked_lstm needs at least 2 layers" in failed[0].data.tags["error"]
     assert all(run.info.status != "RUNNING" for run in runs)
+
+
+@pytest.mark.slow
+def test_diverging_trial_fails_alone(prices_csv, tmp_path):
+    # A learning rate of 1e30 blows the weights up after one step: the loss turns NaN or inf.
+    space = ["search.space={train.learning_rate: {type: categorical, choices: [1.0e+30, 0.001]}}"]
+    result = workflows.tune(
+        "stock_forecasting", 3, overrides=[*TINY, *space, f"data.path={prices_csv}"], study="nan",
+        storage=str(tmp_path / "j.log"),
+    )
+    study = optuna.load_study(study_name="nan", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log"))))
+    diverged = [t for t in study.trials if t.params["train.learning_rate"] > 1]
+    healthy = [t for t in study.trials if t.params["train.learning_rate"] < 1]
+    assert diverged and all(t.state == optuna.trial.TrialState.FAIL for t in diverged)
+    assert healthy and all(t.state == optuna.trial.TrialState.COMPLETE for t in healthy)
+    assert result.counts["complete"] == 3
+    run = MlflowClient().get_run(diverged[0].user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED" and "TrainingDiverged" in run.data.tags["error"]
