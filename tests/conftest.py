@@ -8,13 +8,19 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
+import mlflow  # noqa: E402
 import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _isolated_state(tmp_path, monkeypatch):
     """Every test gets its own MLflow store and working directory and a fresh Keras session."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)  # the process-wide URI a previous test may have set
+    mlflow.set_registry_uri(uri)
+    while mlflow.active_run():
+        mlflow.end_run()
     monkeypatch.chdir(tmp_path)
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
