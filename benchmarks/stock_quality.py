@@ -85,15 +85,19 @@ def render(table, result, command, seconds):
             f"| {row.model_rmse:.3f} | {row.naive_rmse:.3f} |"
         )
     lines += [
-        f"| **median** | | **{median_model:.3f}** | **{median_arima:.3f}** | **{table['drift_u2'].median():.3f}** | | |",
+        f"| **median** | | **{median_model:.3f}** | **{median_arima:.3f}** "
+        f"| **{table['drift_u2'].median():.3f}** | | |",
         "",
         f"Pooled over all test windows: model U2 {metrics['test_u2']:.3f}, ARIMA U2 {metrics['test_arima_u2']:.3f}, "
         f"Diebold-Mariano vs naive p = {metrics['test_dm_p_value']:.3g} "
         f"(statistic {metrics['test_dm_statistic']:.2f}; negative means the model's errors are smaller).",
         f"Goal median U2 <= 1.00: {'met' if median_model <= 1.0 else 'not met'} "
         f"(median model U2 {median_model:.3f}). "
-        + ("The model beats the naive forecast significantly." if metrics["test_beats_naive"] else
-           "The model does not beat the naive forecast significantly: daily closes are close to a random walk."),
+        + (
+            "The model beats the naive forecast significantly."
+            if metrics["test_beats_naive"]
+            else "The model does not beat the naive forecast significantly: daily closes are close to a random walk."
+        ),
         END,
     ]
     return "\n".join(lines)

@@ -29,23 +29,18 @@ def _validate(variant, input_shape, head, output_dim, units, num_layers, dropout
     if head not in HEADS:
         raise ValueError(f"Unknown head. Received: head={head!r}. Allowed: {', '.join(HEADS)}")
     if not isinstance(input_shape, tuple | list) or len(input_shape) != 2:
-        raise ValueError(
-            f"Expected input_shape=(timesteps, features). Received: input_shape={input_shape!r}"
-        )
+        raise ValueError(f"Expected input_shape=(timesteps, features). Received: input_shape={input_shape!r}")
     timesteps, features = input_shape
     if timesteps is None and head == "reconstruction":
         raise ValueError(
-            "The reconstruction head needs a fixed number of timesteps. "
-            f"Received: input_shape={tuple(input_shape)!r}"
+            f"The reconstruction head needs a fixed number of timesteps. Received: input_shape={tuple(input_shape)!r}"
         )
     if timesteps is not None:
         _require_positive_int("input_shape[0] (timesteps)", timesteps)
     _require_positive_int("input_shape[1] (features)", features)
     _require_positive_int("output_dim", output_dim)
     if head == "classification" and output_dim < 2:
-        raise ValueError(
-            f"The classification head needs at least 2 classes. Received: output_dim={output_dim!r}"
-        )
+        raise ValueError(f"The classification head needs at least 2 classes. Received: output_dim={output_dim!r}")
     _require_positive_int("units", units)
     _require_positive_int("num_layers", num_layers)
     if variant == "stacked_lstm" and num_layers < 2:

@@ -16,7 +16,11 @@ def _add_config_arguments(parser):
     parser.add_argument("task", choices=sorted(TASK_MODULES), help="which pipeline")
     parser.add_argument("--config", help="YAML config (default: conf/<task>.yaml)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config key, e.g. --set model.units=128 (repeatable)",
     )
 
@@ -93,8 +97,10 @@ def run(args):
         print(f"wrote {len(predictions)} rows to {args.output}")
     elif args.command == "export":
         result = workflows.export(args.model, args.format, args.output, int8=args.int8)
-        print(f"exported {result.format} to {result.path} ({result.size_bytes} bytes); "
-              f"max abs difference vs Keras: {result.max_abs_diff:.3g}")
+        print(
+            f"exported {result.format} to {result.path} ({result.size_bytes} bytes); "
+            f"max abs difference vs Keras: {result.max_abs_diff:.3g}"
+        )
     elif args.command == "demo":
         from pipelines import demo
 

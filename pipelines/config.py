@@ -156,9 +156,7 @@ def from_dict(cls, raw, prefix=""):
     missing = [
         name
         for name, field in fields.items()
-        if name not in values
-        and field.default is dataclasses.MISSING
-        and field.default_factory is dataclasses.MISSING
+        if name not in values and field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
     ]
     if missing:
         raise ConfigError(f"{prefix or 'config'}: missing required key(s): {', '.join(missing)}")

@@ -101,9 +101,7 @@ def test_zero_peepholes_equal_lstm_cell():
     kernel, recurrent_kernel, bias = lstm.get_weights()
     zeros = np.zeros(UNITS)
     peephole.set_weights([kernel, recurrent_kernel, bias, zeros, zeros, zeros])
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(peephole(x)), keras.ops.convert_to_numpy(lstm(x)), atol=1e-6
-    )
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(peephole(x)), keras.ops.convert_to_numpy(lstm(x)), atol=1e-6)
 
 
 def test_gradients_reach_peephole_weights():
@@ -114,7 +112,7 @@ def test_gradients_reach_peephole_weights():
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(layer(x) ** 2)
     names = [w.path.split("/")[-1] for w in layer.trainable_weights]
-    gradients = dict(zip(names, tape.gradient(loss, [w.value for w in layer.trainable_weights])))
+    gradients = dict(zip(names, tape.gradient(loss, [w.value for w in layer.trainable_weights]), strict=True))
     for name in ("input_gate_peephole", "forget_gate_peephole", "output_gate_peephole"):
         assert gradients[name] is not None, name
         assert np.abs(gradients[name].numpy()).sum() > 0, name

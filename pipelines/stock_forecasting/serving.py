@@ -14,9 +14,7 @@ from pipelines.stock_forecasting.data import COLUMNS as PRICE_COLUMNS
 
 def serving_signature(horizon):
     """Input: OHLCV rows (an optional `date`); output: optional `date` and `step_1..step_h` prices."""
-    inputs = Schema(
-        [ColSpec("string", "date", required=False)] + [ColSpec("double", name) for name in PRICE_COLUMNS]
-    )
+    inputs = Schema([ColSpec("string", "date", required=False)] + [ColSpec("double", name) for name in PRICE_COLUMNS])
     outputs = Schema(
         [ColSpec("string", "date", required=False)]
         + [ColSpec("double", f"step_{step}") for step in range(1, horizon + 1)]
@@ -56,5 +54,3 @@ class StockServingModel(KerasServingModel):
         if "date" in frame.columns:
             out.insert(0, "date", frame["date"].astype(str).to_numpy()[window:])
         return out
-
-

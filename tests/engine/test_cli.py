@@ -53,6 +53,33 @@ def test_unknown_task_is_rejected(capsys):
 
 def test_mlproject_parameters_become_cli_arguments():
     assert to_cli_arguments(
-        ["tune", "--task", "stock_forecasting", "--trials", "5.0", "--timeout", "0", "--study", "",
-         "--storage", "", "--register", "true", "--config", "", "--overrides", "model.units=8 train.epochs=1"]
-    ) == ["tune", "stock_forecasting", "--set", "model.units=8", "--set", "train.epochs=1", "--trials", "5", "--register"]
+        [
+            "tune",
+            "--task",
+            "stock_forecasting",
+            "--trials",
+            "5.0",
+            "--timeout",
+            "0",
+            "--study",
+            "",
+            "--storage",
+            "",
+            "--register",
+            "true",
+            "--config",
+            "",
+            "--overrides",
+            "model.units=8 train.epochs=1",
+        ]
+    ) == [
+        "tune",
+        "stock_forecasting",
+        "--set",
+        "model.units=8",
+        "--set",
+        "train.epochs=1",
+        "--trials",
+        "5",
+        "--register",
+    ]

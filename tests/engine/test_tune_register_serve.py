@@ -61,7 +61,9 @@ def test_tune_resume_register_and_serve(prices_csv, tmp_path):
     version = client.get_model_version_by_alias("stock_forecasting", "champion")
     assert version.tags["study"] == "s1"
     assert int(version.tags["trial"]) == first.best_trial.number
-    assert math.isclose(float(version.tags["test_rmse"]), first.best_trial.user_attrs["metrics"]["test_rmse"], rel_tol=1e-5)
+    assert math.isclose(
+        float(version.tags["test_rmse"]), first.best_trial.user_attrs["metrics"]["test_rmse"], rel_tol=1e-5
+    )
 
     # Served model: raw OHLCV rows in, prices out, near the last close.
     model = mlflow.pyfunc.load_model("models:/stock_forecasting@champion")
@@ -75,14 +77,27 @@ def test_tune_resume_register_and_serve(prices_csv, tmp_path):
     # Resume: the same study keeps its two trials and parent run, and runs just one more.
     second = workflows.tune("stock_forecasting", 3, overrides=overrides, study="s1", storage=storage)
     assert second.parent_run_id == first.parent_run_id
-    study = optuna.load_study(study_name="s1", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(storage)))
+    study = optuna.load_study(
+        study_name="s1", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+    )
     assert len(study.trials) == 3
 
     # predict CLI writes one forecast per window of the input file.
     output = tmp_path / "forecast.csv"
-    assert cli_main(["predict", "--model", "models:/stock_forecasting@champion", "--input", str(prices_csv),
-                     "--output", str(output)]) == 0
+    assert (
+        cli_main(
+            [
+                "predict",
+                "--model",
+                "models:/stock_forecasting@champion",
+                "--input",
+                str(prices_csv),
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
     written = pd.read_csv(output)
     assert len(written) == 300 - 10 and written["date"].iloc[-1] == pd.read_csv(prices_csv)["Date"].iloc[-1]
 
@@ -95,7 +110,10 @@ def test_failing_trial_is_recorded_and_study_goes_on(prices_csv, tmp_path):
         "model.num_layers=1",
     ]
     result = workflows.tune(
-        "stock_forecasting", 3, overrides=[*TINY, *space, f"data.path={prices_csv}"], study="f",
+        "stock_forecasting",
+        3,
+        overrides=[*TINY, *space, f"data.path={prices_csv}"],
+        study="f",
         storage=str(tmp_path / "j.log"),
     )
     assert result.counts["fail"] >= 1 and result.counts["complete"] >= 1
@@ -114,11 +132,16 @@ def test_diverging_trial_fails_alone(prices_csv, tmp_path):
     # A learning rate of 1e30 blows the weights up after one step: the loss turns NaN or inf.
     space = ["search.space={train.learning_rate: {type: categorical, choices: [1.0e+30, 0.001]}}"]
     result = workflows.tune(
-        "stock_forecasting", 3, overrides=[*TINY, *space, f"data.path={prices_csv}"], study="nan",
+        "stock_forecasting",
+        3,
+        overrides=[*TINY, *space, f"data.path={prices_csv}"],
+        study="nan",
         storage=str(tmp_path / "j.log"),
     )
-    study = optuna.load_study(study_name="nan", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log"))))
+    study = optuna.load_study(
+        study_name="nan",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log"))),
+    )
     diverged = [t for t in study.trials if t.params["train.learning_rate"] > 1]
     healthy = [t for t in study.trials if t.params["train.learning_rate"] < 1]
     assert diverged and all(t.state == optuna.trial.TrialState.FAIL for t in diverged)

@@ -17,8 +17,10 @@ from tests.synthetic import write_ohlcv_csv
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["train.verbose=0", "model.units=4", "data.window=10", "data.horizon=3", "data.eval_folds=2"]
-SPACE = "search.space={model.variant: {type: categorical, choices: [lstm, gru]}, " \
-        "train.learning_rate: {type: float, low: 0.001, high: 0.01, log: true}}"
+SPACE = (
+    "search.space={model.variant: {type: categorical, choices: [lstm, gru]}, "
+    "train.learning_rate: {type: float, low: 0.001, high: 0.01, log: true}}"
+)
 
 
 def free_port():
@@ -50,11 +52,15 @@ def postgres_server():
         shutil.chown(base, "postgres", "postgres")
     port = free_port()
     data = base / "data"
-    subprocess.run([*as_user, initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*as_user, initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True
+    )
     options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=200"
-    subprocess.run([*as_user, pg_ctl, "-D", data, "-l", base / "server.log", "-o", options, "-w", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*as_user, pg_ctl, "-D", data, "-l", base / "server.log", "-o", options, "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
     url = f"postgresql://postgres@127.0.0.1:{port}"
     import psycopg
 
@@ -73,8 +79,23 @@ def prices_csv(tmp_path):
 
 def worker_command(study, storage, trials, prices_csv, extra=()):
     """`lstm-pipelines tune` for the stock task with tiny settings, as a worker would run it."""
-    command = [sys.executable, "-m", "pipelines", "tune", "stock_forecasting", "--study", study,
-               "--storage", storage, "--trials", str(trials), "--set", f"data.path={prices_csv}", "--set", SPACE]
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines",
+        "tune",
+        "stock_forecasting",
+        "--study",
+        study,
+        "--storage",
+        storage,
+        "--trials",
+        str(trials),
+        "--set",
+        f"data.path={prices_csv}",
+        "--set",
+        SPACE,
+    ]
     for override in [*TINY, *extra]:
         command += ["--set", override]
     return command

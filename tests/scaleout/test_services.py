@@ -47,17 +47,35 @@ def _post(url, payload):
 def test_tune_and_register_against_a_tracking_server(prices_csv, tmp_path, monkeypatch):
     port = free_port()
     server = _server(
-        [f"{BIN}/mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        tmp_path, "tracking-server",
+        [
+            f"{BIN}/mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+        ],
+        tmp_path,
+        "tracking-server",
     )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _healthy(f"{url}/health"), 120, what="the tracking server")
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-        result = workflows.tune("stock_forecasting", 2, overrides=[*TINY, SPACE, f"data.path={prices_csv}",
-                                "train.epochs=2"], study="http", storage=str(tmp_path / "j.log"), register=True)
+        result = workflows.tune(
+            "stock_forecasting",
+            2,
+            overrides=[*TINY, SPACE, f"data.path={prices_csv}", "train.epochs=2"],
+            study="http",
+            storage=str(tmp_path / "j.log"),
+            register=True,
+        )
         client = MlflowClient(tracking_uri=url)
         version = client.get_model_version_by_alias("stock_forecasting", "champion")
         assert version.tags["study"] == "http"
@@ -80,9 +98,21 @@ def test_scoring_server_answers_bad_requests_with_4xx_and_keeps_serving(prices_c
     result = workflows.train("stock_forecasting", overrides=[*TINY, f"data.path={prices_csv}", "train.epochs=1"])
     port = free_port()
     server = _server(
-        [f"{BIN}/mlflow", "models", "serve", "-m", result.model_uri, "--env-manager", "local",
-         "--host", "127.0.0.1", "-p", str(port)],
-        tmp_path, "scoring-server",
+        [
+            f"{BIN}/mlflow",
+            "models",
+            "serve",
+            "-m",
+            result.model_uri,
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        tmp_path,
+        "scoring-server",
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -131,8 +161,13 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
         print("LOSS", history.history["loss"][0], history.history["loss"][-1])
         """
     )
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                               cwd=Path(__file__).resolve().parents[2])
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in completed.stdout.splitlines() if line.startswith(("REPLICAS", "LOSS")))
     assert lines["REPLICAS"] == "2"

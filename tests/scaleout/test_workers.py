@@ -70,16 +70,20 @@ def test_killed_worker_trial_fails_is_retried_and_nothing_is_lost(prices_csv, tm
     storage, tracking_uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = worker_env(tracking_uri, tmp_path)
     heartbeat = ["search.heartbeat_interval=1", "search.grace_period=3"]
-    slow = worker_command("kill", storage, 2, prices_csv,
-                          extra=[*heartbeat, "train.epochs=500", "train.early_stopping_patience=500"])
+    slow = worker_command(
+        "kill", storage, 2, prices_csv, extra=[*heartbeat, "train.epochs=500", "train.early_stopping_patience=500"]
+    )
     victim = start_worker(slow, env, tmp_path / "victim.log")
     lost = wait_for(lambda: _running_trial(storage, "kill"), 180, what="the first trial to start")
     time.sleep(2)
     assert kill(victim, signal.SIGKILL) == -signal.SIGKILL
     time.sleep(4)  # past the grace period: the trial's heartbeat is stale
 
-    rescuer = start_worker(worker_command("kill", storage, 2, prices_csv, extra=[*heartbeat, "train.epochs=2"]),
-                           env, tmp_path / "rescuer.log")
+    rescuer = start_worker(
+        worker_command("kill", storage, 2, prices_csv, extra=[*heartbeat, "train.epochs=2"]),
+        env,
+        tmp_path / "rescuer.log",
+    )
     assert rescuer.wait(timeout=600) == 0, (tmp_path / "rescuer.log").read_text()[-3000:]
 
     trials = {t.number: t for t in optuna.load_study(study_name="kill", storage=storage).get_trials()}
@@ -102,8 +106,9 @@ def test_killed_worker_trial_fails_is_retried_and_nothing_is_lost(prices_csv, tm
 def test_ctrl_c_fails_the_trial_closes_runs_and_tune_resumes(prices_csv, tmp_path, monkeypatch):
     storage, tracking_uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = worker_env(tracking_uri, tmp_path)
-    command = worker_command("sigint", storage, 2, prices_csv,
-                             extra=["train.epochs=500", "train.early_stopping_patience=500"])
+    command = worker_command(
+        "sigint", storage, 2, prices_csv, extra=["train.epochs=500", "train.early_stopping_patience=500"]
+    )
     worker = start_worker(command, env, tmp_path / "worker.log")
     interrupted = wait_for(lambda: _running_trial(storage, "sigint"), 180, what="the first trial to start")
     time.sleep(2)
@@ -118,8 +123,13 @@ def test_ctrl_c_fails_the_trial_closes_runs_and_tune_resumes(prices_csv, tmp_pat
     assert [p.info.status for p in parents] == ["KILLED"]
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
-    result = workflows.tune("stock_forecasting", 1, overrides=[*TINY, SPACE, f"data.path={prices_csv}",
-                            "train.epochs=2"], study="sigint", storage=storage)
+    result = workflows.tune(
+        "stock_forecasting",
+        1,
+        overrides=[*TINY, SPACE, f"data.path={prices_csv}", "train.epochs=2"],
+        study="sigint",
+        storage=storage,
+    )
     assert result.parent_run_id == parents[0].info.run_id
     assert result.counts["complete"] == 1 and result.counts["fail"] == 1
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
