@@ -6,8 +6,9 @@
 The main process runs `--repeats` worker processes one after another (this file with `--worker`).
 A worker builds and warms up every variant (the first fit epoch and predict trace the graphs), then
 times fit epochs and predict passes in rounds that interleave the variants in a shuffled order, so
-all variants of one worker run under the same load. It prints one JSON line of samples/s. The main
-takes per-variant medians across workers, and the median of each worker's ratio to `lstm`.
+all variants of one worker run under the same load; it keeps each variant's fastest round, by wall
+clock and by CPU time, and prints one JSON line. The main takes per-variant medians across workers,
+and the median of each worker's ratios to `lstm`.
 """
 
 import argparse
@@ -30,15 +31,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("rnn", "lstm", "bilstm", "stacked_lstm", "gru", "peephole_lstm", "attention_lstm")
 BASELINE = "lstm"
-FULL = dict(batch_size=64, timesteps=100, features=40, units=128, classes=10, batches=16, rounds=8)
+FULL = dict(batch_size=64, timesteps=100, features=40, units=128, classes=10, batches=16, rounds=6)
 QUICK = dict(batch_size=8, timesteps=10, features=4, units=8, classes=3, batches=2, rounds=2)
-# Pinned so that every worker, and every variant inside it, runs with the same thread pools.
-THREADS = os.cpu_count()
+# One thread per worker, for every variant: on a shared machine a single-threaded process is
+# disturbed less by other work, and its CPU time is then a stable measure of its own work.
+THREADS = 1
+CLOCKS = ("wall", "cpu")
 START, END = "<!-- train_throughput:start -->", "<!-- train_throughput:end -->"
 
 
 def run_worker(index, variants, settings):
-    """Time every variant in this process and print `{variant: {"train": s/s, "predict": s/s}}`."""
+    """Time every variant in this process; print `{variant: {kind: {clock: samples/s}}}` as JSON."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
@@ -53,6 +56,10 @@ def run_worker(index, variants, settings):
     rng = np.random.default_rng(index)
     x = rng.normal(size=(samples, s["timesteps"], s["features"])).astype("float32")
     y = rng.integers(0, s["classes"], size=samples)
+    runs = {
+        "train": lambda model: model.fit(x, y, batch_size=s["batch_size"], epochs=1, shuffle=False, verbose=0),
+        "predict": lambda model: model.predict(x, batch_size=s["batch_size"], verbose=0),
+    }
     order = list(variants)
     random.Random(index).shuffle(order)
 
@@ -61,22 +68,25 @@ def run_worker(index, variants, settings):
         keras.utils.set_random_seed(index)
         model = build_model(variant, (s["timesteps"], s["features"]), output_dim=s["classes"], units=s["units"])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-        model.fit(x, y, batch_size=s["batch_size"], epochs=1, shuffle=False, verbose=0)
-        model.predict(x, batch_size=s["batch_size"], verbose=0)
+        for run in runs.values():  # warm-up: traces the train and predict graphs
+            run(model)
         models[variant] = model
 
-    seconds = {variant: {"train": [], "predict": []} for variant in order}
+    # samples/s of each round, by wall clock and by this process's CPU time.
+    rates = {v: {kind: {clock: [] for clock in CLOCKS} for kind in runs} for v in order}
     for _ in range(s["rounds"]):
         for variant in order:
-            start = time.perf_counter()
-            models[variant].fit(x, y, batch_size=s["batch_size"], epochs=1, shuffle=False, verbose=0)
-            middle = time.perf_counter()
-            models[variant].predict(x, batch_size=s["batch_size"], verbose=0)
-            seconds[variant]["train"].append(middle - start)
-            seconds[variant]["predict"].append(time.perf_counter() - middle)
-    # The median round ignores a round slowed down by a burst of outside load.
-    result = {v: {k: samples / statistics.median(t) for k, t in times.items()} for v, times in seconds.items()}
-    print(json.dumps(result))
+            for kind, run in runs.items():
+                wall, cpu = time.perf_counter(), time.process_time()
+                run(models[variant])
+                rates[variant][kind]["wall"].append(samples / (time.perf_counter() - wall))
+                rates[variant][kind]["cpu"].append(samples / (time.process_time() - cpu))
+    # Keep the fastest round: slower rounds are other processes getting in the way, not the model.
+    rates = {
+        v: {kind: {clock: max(r) for clock, r in clocks.items()} for kind, clocks in kinds.items()}
+        for v, kinds in rates.items()
+    }
+    print(json.dumps(rates))
 
 
 def run_workers(repeats, variants, quick):
@@ -93,13 +103,13 @@ def run_workers(repeats, variants, quick):
 
 
 def summarize(results, variants):
-    """Per variant and kind: median samples/s, and median, min and max of the per-worker ratios."""
+    """Per variant and kind: median samples/s, and the per-worker ratios to the baseline."""
     summary = {}
     for variant in variants:
         for kind in ("train", "predict"):
-            rates = [r[variant][kind] for r in results]
-            ratios = [r[variant][kind] / r[BASELINE][kind] for r in results]
-            summary[variant, kind] = statistics.median(rates), statistics.median(ratios), min(ratios), max(ratios)
+            rates = [r[variant][kind]["wall"] for r in results]
+            ratios = {clock: [r[variant][kind][clock] / r[BASELINE][kind][clock] for r in results] for clock in CLOCKS}
+            summary[variant, kind] = statistics.median(rates), ratios
     return summary
 
 
@@ -116,17 +126,23 @@ def versions():
     )
 
 
-def render(summary, variants, settings, repeats):
+def render(summary, variants, settings, repeats, load):
     s = settings
     rows = [
-        "| variant | train samples/s | train vs lstm (min–max) | predict samples/s | predict vs lstm (min–max) |",
-        "|---|---:|---:|---:|---:|",
+        "| variant | train samples/s | train vs lstm (min–max) | train vs lstm, CPU time "
+        "| predict samples/s | predict vs lstm (min–max) | predict vs lstm, CPU time |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for variant in variants:
         cells = []
         for kind in ("train", "predict"):
-            rate, ratio, low, high = summary[variant, kind]
-            cells += [f"{rate:,.0f}", f"{ratio:.2f}x ({low:.2f}–{high:.2f})"]
+            rate, ratios = summary[variant, kind]
+            wall, cpu = ratios["wall"], ratios["cpu"]
+            cells += [
+                f"{rate:,.0f}",
+                f"{statistics.median(wall):.2f}x ({min(wall):.2f}–{max(wall):.2f})",
+                f"{statistics.median(cpu):.2f}x",
+            ]
         rows.append(f"| `{variant}` | " + " | ".join(cells) + " |")
     command = shlex.join([os.path.relpath(sys.executable), os.path.relpath(__file__), *sys.argv[1:]])
     return "\n".join(
@@ -138,18 +154,22 @@ def render(summary, variants, settings, repeats):
             "",
             *rows,
             "",
-            f"- Machine: {machine()}; TensorFlow on CPU, intra-op and inter-op threads both set to "
-            f"{THREADS} in every worker.",
+            f"- Machine: {machine()}; TensorFlow on CPU (no XLA: Keras turns it off on CPU-only machines); "
+            f"intra-op and inter-op threads both set to {THREADS} in every worker.",
+            f"- Load: 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at the end, other "
+            "processes included. Other work slows the absolute samples/s down; the ratios are measured side "
+            "by side in one process, and the ratios by CPU time (samples per CPU-second of the worker) are "
+            "the least disturbed by other work.",
             f"- Versions: {versions()}.",
             f"- Date: {datetime.date.today().isoformat()}. Command: `{command}`.",
             f"- Settings: batch {s['batch_size']}, {s['timesteps']} timesteps, {s['features']} features, "
             f"{s['units']} units, {s['classes']} classes, classification head, Adam, sparse categorical "
             f"cross-entropy, {s['batches']} batches of random data per epoch.",
             f"- Method: {repeats} separate worker processes, run one after another. Each builds every variant, "
-            "runs one warm-up fit epoch and one predict pass (graph tracing), then times "
+            "runs one fit epoch and one predict pass as warm-up (graph tracing), then times "
             f"{s['rounds']} rounds of one fit epoch and one predict pass per variant, variants interleaved "
-            "in a shuffled order, and keeps the median round. samples/s is the median over workers; "
-            "the ratio is the median over workers of that worker's ratio to `lstm` (min–max across "
+            "in a shuffled order, and keeps the fastest round. samples/s is the median over workers (wall "
+            "clock); a ratio is the median over workers of that worker's ratio to `lstm` (min–max across "
             "workers in brackets).",
             END,
         ]
@@ -195,8 +215,10 @@ def main():
     if args.worker is not None:
         run_worker(args.worker, args.variants, settings)
         return
+    load_start = os.getloadavg()[0]
     results = run_workers(args.repeats, args.variants, args.quick)
-    section = render(summarize(results, args.variants), args.variants, settings, args.repeats)
+    load = load_start, os.getloadavg()[0]
+    section = render(summarize(results, args.variants), args.variants, settings, args.repeats, load)
     print(section)
     if args.output:
         write_section(args.output, section)

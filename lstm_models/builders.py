@@ -92,7 +92,9 @@ def _encoder(x, variant, units, num_layers, dropout, recurrent_dropout, prefix):
         )
         x = layer(x)
     if variant == "attention_lstm":
-        x, _ = TemporalAttention(name="attention")(x)
+        # A scoring layer a quarter of the encoder's width keeps attention's cost small next to
+        # the recurrent loop (a full-width one added ~20% to a training step; docs/benchmarks.md).
+        x, _ = TemporalAttention(attention_units=max(8, units // 4), name="attention")(x)
     return x
 
 
