@@ -223,9 +223,7 @@ def build_series(
     missing = [column for column in wanted if column not in raw.columns]
     if missing:
         separator_hint = " (is data.separator right?)" if len(raw.columns) == 1 else ""
-        raise DataError(
-            f"{source}, line 1: missing column(s) {missing}; found {list(raw.columns)}{separator_hint}"
-        )
+        raise DataError(f"{source}, line 1: missing column(s) {missing}; found {list(raw.columns)}{separator_hint}")
     if not value_columns:
         raise DataError(f"{source}, line 1: no value columns besides the timestamp and label columns")
     repairs: dict[str, int] = {}

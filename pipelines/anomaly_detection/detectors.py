@@ -12,10 +12,10 @@ Detection"): the score of row ``t`` is the mean squared reconstruction error of 
 Either way the score of row ``t`` depends on rows ``<= t`` only. The threshold is the
 ``threshold_quantile`` of the validation rows' scores (no labels are used). Scores are mapped into
 ``[0, 1]`` for NAB by ``anomaly_score = sigmoid((score - threshold) / spread)``, with
-``spread = threshold - median(validation scores)``, so the threshold maps to exactly 0.5. A row is a
-candidate when ``anomaly_score >= 0.5``; it raises an alert unless an alert was raised in the
-``cooldown`` rows before it (then its anomaly score is held just below 0.5, so that NAB's own scorer
-at threshold 0.5 counts exactly the alerts).
+``spread = threshold - median(validation scores)``, so the threshold maps to 0.5. A row whose score
+exceeds the threshold raises an alert unless an alert was raised in the ``cooldown`` rows before it.
+The anomaly score of a row without an alert is held just below 0.5 (and that of an alert at 0.5 or
+more), so NAB's own scorer at threshold 0.5 counts exactly the alerts.
 """
 
 from __future__ import annotations
@@ -82,10 +82,15 @@ def error_features(predict, scaled: np.ndarray, detector: str, window: int, step
         if rows <= first:
             return out
         # Window i ends at origin i + window - 1 and forecasts rows origin + 1 .. origin + steps.
-        forecasts = np.asarray(predict(views[: rows - window]), dtype=np.float64).reshape(-1, steps, features)
+        inputs = views[: rows - window]
+        last_values = inputs[:, -1:, :]  # (windows, 1, features)
+        changes = np.asarray(predict(inputs - last_values), dtype=np.float64).reshape(-1, steps, features)
+        forecasts = changes + last_values
         targets = np.arange(first, rows)
         for j in range(1, steps + 1):
-            out[first:, (j - 1) * features : j * features] = scaled[targets] - forecasts[targets - window + 1 - j, j - 1]
+            out[first:, (j - 1) * features : j * features] = (
+                scaled[targets] - forecasts[targets - window + 1 - j, j - 1]
+            )
         return out
     out = np.full((rows, 1), np.nan)
     if rows < window:
@@ -139,10 +144,10 @@ class SeriesDetector:
 
     def detect_scores(self, score: np.ndarray) -> Detection:
         """Calibrated ``[0, 1]`` scores and alerts from raw scores."""
-        anomaly_score = np.where(np.isnan(score), 0.0, expit((np.nan_to_num(score) - self.threshold) / self.spread))
-        candidates = anomaly_score >= 0.5
-        alert = alerts_with_cooldown(candidates, self.cooldown)
-        anomaly_score = np.where(candidates & ~alert, np.minimum(anomaly_score, JUST_BELOW_HALF), anomaly_score)
+        defined = ~np.isnan(score)
+        anomaly_score = np.where(defined, expit((np.nan_to_num(score) - self.threshold) / self.spread), 0.0)
+        alert = alerts_with_cooldown(defined & (np.nan_to_num(score) > self.threshold), self.cooldown)
+        anomaly_score = np.where(alert, np.maximum(anomaly_score, 0.5), np.minimum(anomaly_score, JUST_BELOW_HALF))
         return Detection(score=score, anomaly_score=anomaly_score, alert=alert)
 
     def detect(self, predict, values: np.ndarray) -> Detection:

@@ -60,12 +60,14 @@ def detector_metrics(outcomes: list[SeriesOutcome], alerts: list[np.ndarray]) ->
     windows = sum(len(o.series.windows) for o in outcomes)
     metrics = {}
     for name, profile in PROFILES.items():
-        scores = [score_series(a, o.series.windows, profile, o.scored_from) for o, a in zip(outcomes, alerts)]
+        scores = [
+            score_series(a, o.series.windows, profile, o.scored_from) for o, a in zip(outcomes, alerts, strict=True)
+        ]
         metrics[f"nab_{name}"] = normalized_score(scores, windows, profile)
     labels = np.concatenate([o.series.labels[o.scored_from :] for o in outcomes])
-    flags = np.concatenate([a[o.scored_from :] for o, a in zip(outcomes, alerts)])
+    flags = np.concatenate([a[o.scored_from :] for o, a in zip(outcomes, alerts, strict=True)])
     metrics.update(pointwise(labels, flags))
-    counts = [event_counts(a, o.series.windows, o.scored_from) for o, a in zip(outcomes, alerts)]
+    counts = [event_counts(a, o.series.windows, o.scored_from) for o, a in zip(outcomes, alerts, strict=True)]
     metrics.update(eventwise({key: sum(c[key] for c in counts) for key in counts[0]}))
     metrics["alarm_rate"] = float(flags.mean()) if len(flags) else 0.0
     return metrics
@@ -83,9 +85,7 @@ def report(outcomes: list[SeriesOutcome], quantile: float, cooldown: int, seed: 
     """
     rng = np.random.default_rng(seed)
     model_alerts = [o.detection.alert for o in outcomes]
-    random = [
-        random_alerts(len(o.series), slice(o.n_train, o.n_prefix), quantile, cooldown, rng) for o in outcomes
-    ]
+    random = [random_alerts(len(o.series), slice(o.n_train, o.n_prefix), quantile, cooldown, rng) for o in outcomes]
     always = [always_alerts(len(o.series)) for o in outcomes]
     metrics = {f"test_{k}": v for k, v in detector_metrics(outcomes, model_alerts).items()}
     for name, alerts in (("random", random), ("always", always)):

@@ -58,12 +58,12 @@ class AnomalyDataConfig:
     separator: str = ","
     detector: str = "prediction"
     window: int = 24
-    prediction_steps: int = 1
+    prediction_steps: int = 3
     train_fraction: float = 0.15
     train_max_rows: int | None = 750
     val_fraction: float = 0.3
-    threshold_quantile: float = 0.99
-    cooldown: int = 0
+    threshold_quantile: float = 1.0
+    cooldown: int = 100
 
     def __post_init__(self):
         choices = {"format": FORMATS, "detector": DETECTORS, "separator": series_data.SEPARATORS}
@@ -195,7 +195,7 @@ class AnomalyDetection(Task):
 
     def evaluate(self, model, data, config):
         spec = config.data
-        outcomes, val_stats = _score_series(model, data)
+        outcomes, val_stats = detect_all(model, data)
         data.outcomes, data.scored_model = outcomes, model
         detector_name = f"lstm{spec.detector.capitalize()}"
         result = report(outcomes, spec.threshold_quantile, spec.cooldown, config.seed, detector_name)
@@ -220,7 +220,7 @@ class AnomalyDetection(Task):
 
     def serving_bundle(self, model, data, workdir):
         if data.scored_model is not model:
-            data.outcomes, _ = _score_series(model, data)
+            data.outcomes, _ = detect_all(model, data)
             data.scored_model = model
         detectors = {outcome.series.name: outcome.detector for outcome in data.outcomes}
         samples = data.x_test[:32] if len(data.x_test) else data.x_val[:32]
@@ -244,7 +244,7 @@ class AnomalyDetection(Task):
         return frame
 
 
-def _score_series(model, data):
+def detect_all(model, data):
     """Calibrate and score every series; returns the outcomes and validation statistics."""
     predict = lambda x: model.predict(x, batch_size=1024, verbose=0)  # noqa: E731
     spec = data.spec
@@ -264,7 +264,7 @@ def _score_series(model, data):
         squared = val_features**2 if spec.detector == "prediction" else val_features
         stats["error_sum"] += float(squared.sum())
         stats["error_count"] += squared.size
-        stats["alarms"] += int((scores[val_first : part.n_prefix] >= detector.threshold).sum())
+        stats["alarms"] += int((scores[val_first : part.n_prefix] > detector.threshold).sum())
         stats["rows"] += len(val_features)
     return outcomes, stats
 

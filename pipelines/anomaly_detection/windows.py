@@ -10,7 +10,9 @@ series reaches 1,200 in its validation rows), which would swamp a pooled squared
 clipped value still lies far outside anything normal and scores as an anomaly.
 
 Prediction detector: the window of origin ``o`` is rows ``o - window + 1 .. o``, its target rows
-``o + 1 .. o + steps`` (flattened step-major to ``steps * features`` outputs). A sample belongs to
+``o + 1 .. o + steps`` (flattened step-major to ``steps * features`` outputs), both taken relative
+to row ``o``: the network forecasts changes from the last value it saw, so a level it never saw in
+training (common in real sensors) does not push it outside what it learned. A sample belongs to
 the split its targets are in, so no validation row is ever a training target.
 Reconstruction detector: the window ending at row ``t`` is its own target; a validation window
 lies entirely in the validation rows.
@@ -97,8 +99,9 @@ def prediction_samples(scaled: np.ndarray, window: int, steps: int, first: int, 
     """Samples whose targets lie in rows ``[first, last)``: ``x (n, window, f)``, ``y (n, steps * f)``."""
     origins = np.arange(max(first - 1, window - 1), last - steps)
     views = sliding_windows(scaled, window)
-    x = views[origins - window + 1]
-    targets = sliding_windows(scaled, steps)[origins + 1]
+    last_values = scaled[origins][:, None, :]
+    x = views[origins - window + 1] - last_values
+    targets = sliding_windows(scaled, steps)[origins + 1] - last_values
     return np.ascontiguousarray(x), np.ascontiguousarray(targets.reshape(len(origins), -1))
 
 

@@ -68,7 +68,9 @@ GOOD = "2024-01-01 00:00:00,1.0\n2024-01-01 01:00:00,2.0\n"
         (GOOD + "2024-01-01 02:00:00,abc\n", r"line 4, column 'value': 'abc' is not a number"),
         ("2024-01-01 00:00:00,\n" + "2024-01-01 01:00:00,2.0\n", r"line 2, column 'value': missing value at the start"),
         (
-            GOOD + "".join(f"2024-01-01 {h:02d}:00:00,\n" for h in range(2, 2 + MAX_FILLED_RUN + 1)) + "2024-01-02 00:00:00,1\n",
+            GOOD
+            + "".join(f"2024-01-01 {h:02d}:00:00,\n" for h in range(2, 2 + MAX_FILLED_RUN + 1))
+            + "2024-01-02 00:00:00,1\n",
             rf"line 4 to {4 + MAX_FILLED_RUN}, column 'value': {MAX_FILLED_RUN + 1} consecutive missing values",
         ),
     ],

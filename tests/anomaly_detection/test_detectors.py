@@ -1,0 +1,101 @@
+"""Error features, Gaussian scoring, calibration, cooldown and the online property of the scores."""
+
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+from lstm_models import build_model
+from pipelines.anomaly_detection.detectors import (
+    Gaussian,
+    SeriesDetector,
+    alerts_with_cooldown,
+    calibrate,
+    error_features,
+)
+from pipelines.anomaly_detection.windows import Scaler
+
+
+def persistence(steps):
+    """A fake network for the prediction detector: "no change" from the window's last value."""
+    return lambda x: np.zeros((len(x), steps * x.shape[2]))
+
+
+def test_forecast_errors_line_up_with_the_rows_they_forecast():
+    rng = np.random.default_rng(0)
+    scaled = rng.standard_normal((30, 2)).astype(np.float32)
+    window, steps = 4, 3
+    errors = error_features(persistence(steps), scaled, "prediction", window, steps)
+    first = window + steps - 1
+    assert errors.shape == (30, steps * 2)
+    assert np.isnan(errors[:first]).all() and not np.isnan(errors[first:]).any()
+    for t in (first, 17, 29):
+        for j in range(1, steps + 1):  # forecast made j rows earlier = the value at t - j
+            np.testing.assert_allclose(errors[t, (j - 1) * 2 : j * 2], scaled[t] - scaled[t - j], rtol=1e-6)
+
+
+def test_reconstruction_error_of_a_perfect_autoencoder_is_zero():
+    scaled = np.random.default_rng(1).standard_normal((20, 3)).astype(np.float32)
+    errors = error_features(lambda x: x, scaled, "reconstruction", 5, 1)
+    assert np.isnan(errors[:4]).all()
+    np.testing.assert_array_equal(errors[4:, 0], 0.0)
+    doubled = error_features(lambda x: 2 * x, scaled, "reconstruction", 5, 1)
+    np.testing.assert_allclose(doubled[4, 0], np.mean(scaled[:5] ** 2), rtol=1e-6)
+
+
+def test_gaussian_score_is_the_negative_log_likelihood():
+    errors = np.random.default_rng(2).multivariate_normal([0, 1], [[1, 0.5], [0.5, 2]], size=500)
+    gaussian = Gaussian.fit(errors)
+    expected = -multivariate_normal(errors.mean(0), np.cov(errors, rowvar=False)).logpdf(errors[:5])
+    np.testing.assert_allclose(gaussian.nll(errors[:5]), expected, rtol=1e-4)
+    assert gaussian.nll(np.array([[10.0, 10.0]]))[0] > gaussian.nll(errors.mean(0, keepdims=True))[0]
+
+
+def test_cooldown_keeps_the_first_alert_of_a_burst():
+    candidates = np.array([1, 1, 1, 0, 1, 0, 0, 1], dtype=bool)
+    np.testing.assert_array_equal(np.flatnonzero(alerts_with_cooldown(candidates, 2)), [0, 4, 7])
+    np.testing.assert_array_equal(alerts_with_cooldown(candidates, 0), candidates)
+
+
+def test_threshold_is_the_validation_quantile_and_maps_to_one_half():
+    val = np.random.default_rng(3).standard_normal((1000, 1))
+    detector = calibrate("s", "prediction", 4, 1, 0, Scaler(np.zeros(1), np.ones(1)), val, 0.95)
+    val_scores = detector.scores(val)
+    assert detector.threshold == pytest.approx(np.quantile(val_scores, 0.95))
+    detection = detector.detect_scores(val_scores)
+    assert detection.alert.mean() == pytest.approx(0.05, abs=0.002)
+    assert (detection.anomaly_score[detection.alert] >= 0.5).all()
+    assert (detection.anomaly_score[~detection.alert] < 0.5).all()
+    constant = calibrate("c", "reconstruction", 4, 1, 3, Scaler(np.zeros(1), np.ones(1)), np.ones((50, 1)), 0.99)
+    assert not constant.detect_scores(np.ones(50)).alert.any(), "a score equal to the threshold is not an alert"
+
+
+def test_detector_round_trips_through_json_state():
+    val = np.random.default_rng(4).standard_normal((200, 2))
+    detector = calibrate("s", "prediction", 4, 2, 5, Scaler(np.ones(1), 2 * np.ones(1)), val, 0.99)
+    again = SeriesDetector.from_dict(detector.to_dict())
+    np.testing.assert_array_equal(again.scores(val), detector.scores(val))
+    assert (again.window, again.steps, again.cooldown, again.threshold) == (4, 2, 5, detector.threshold)
+
+
+@pytest.mark.parametrize(("detector", "steps"), [("prediction", 2), ("reconstruction", 1)])
+def test_scores_are_online_later_values_never_change_earlier_scores(detector, steps):
+    rng = np.random.default_rng(5)
+    values = 10 + np.sin(np.arange(120) / 4)[:, None] + 0.1 * rng.standard_normal((120, 2))
+    window, cut = 8, 70
+    head = "regression" if detector == "prediction" else "reconstruction"
+    model = build_model("lstm", (window, 2), head=head, output_dim=2 * steps if head == "regression" else 2, units=4)
+    predict = lambda x: model.predict(x, verbose=0)  # noqa: E731
+    scaler = Scaler.fit(values[:60])
+    features = error_features(predict, scaler.transform(values), detector, window, steps)
+    scorer = calibrate("s", detector, window, steps, 5, scaler, features[30:60], 0.8)
+    before = scorer.detect(predict, values)
+    changed = values.copy()
+    changed[cut + 1 :] = rng.uniform(-100, 100, changed[cut + 1 :].shape)  # the future is rewritten
+    after = scorer.detect(predict, changed)
+    np.testing.assert_allclose(after.score[: cut + 1], before.score[: cut + 1], rtol=1e-5, equal_nan=True)
+    np.testing.assert_array_equal(after.alert[: cut + 1], before.alert[: cut + 1])
+    assert before.alert[: cut + 1].any(), "the test needs alerts (and so the cooldown) before the cut"
+    assert not np.allclose(after.score[cut + 1 :], before.score[cut + 1 :])
+    # The prefix alone gives the same scores too: nothing looks ahead.
+    prefix_only = scorer.detect(predict, values[: cut + 1])
+    np.testing.assert_allclose(prefix_only.score, before.score[: cut + 1], rtol=1e-5, equal_nan=True)

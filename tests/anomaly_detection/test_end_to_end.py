@@ -1,0 +1,64 @@
+"""End to end on the anomaly task: tune -> register -> load @champion -> score a window; predict CLI."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipelines import workflows
+from pipelines.cli import main as cli_main
+from tests.anomaly_detection.conftest import TINY_DATA
+
+TINY = [
+    *TINY_DATA,
+    "data.series=[spikes]",
+    "data.cooldown=5",
+    "data.prediction_steps=3",
+    "train.epochs=2",
+    "train.verbose=0",
+    "model.units=4",
+    "search.space={model.variant: {type: categorical, choices: [lstm, gru]}, "
+    "data.window: {type: categorical, choices: [6, 8]}}",
+]
+
+
+@pytest.mark.slow
+def test_tune_register_and_serve_the_champion(nab_root, tmp_path):
+    overrides = [*TINY, f"data.path={nab_root}"]
+    result = workflows.tune(
+        "anomaly_detection", 2, overrides=overrides, study="ad", storage=str(tmp_path / "j.log"), register=True
+    )
+    assert result.counts["complete"] + result.counts["pruned"] == 2
+
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("anomaly_detection").experiment_id
+    children = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+    child = next(run for run in children if run.info.status == "FINISHED")
+    assert {"val_mse", "test_nab_standard", "test_random_nab_standard", "test_f1"} <= set(child.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(child.info.run_id, "tables/nab_results/synthetic")}
+    assert any(path.endswith("_spikes.csv") for path in artifacts)
+    assert client.list_artifacts(child.info.run_id, "plots")
+    version = client.get_model_version_by_alias("anomaly_detection", "champion")
+    assert version.tags["study"] == "ad" and "test_nab_standard" in version.tags
+
+    # The champion takes raw values of a window and answers scores and flags.
+    model = mlflow.pyfunc.load_model("models:/anomaly_detection@champion")
+    window = int(result.best_trial.params["data.window"])
+    first = window + 3 - 1  # the first row with a score: three forecasts of it are needed
+    rows = pd.read_csv(nab_root / "data" / "synthetic" / "spikes.csv").tail(first + 20)
+    out = model.predict(rows)
+    assert list(out.columns) == ["timestamp", "score", "anomaly_score", "is_anomaly"]
+    assert len(out) == 20 and out["timestamp"].iloc[-1] == rows["timestamp"].iloc[-1]
+    assert np.isfinite(out["score"]).all() and out["anomaly_score"].between(0, 1).all()
+    assert set(out["is_anomaly"]) <= {0, 1}
+    assert model.metadata.signature.inputs.input_names() == ["timestamp", "series", "value"]
+
+    # predict CLI: a semicolon CSV with an extra column in, one row per scored row out.
+    output = tmp_path / "scores.csv"
+    source = tmp_path / "spikes.csv"
+    pd.read_csv(nab_root / "data" / "synthetic" / "spikes.csv").assign(note="x").to_csv(source, sep=";", index=False)
+    assert cli_main(["predict", "--model", "models:/anomaly_detection@champion", "--input", str(source),
+                     "--output", str(output)]) == 0  # fmt: skip
+    written = pd.read_csv(output)
+    assert len(written) == 400 - first

@@ -1,0 +1,49 @@
+"""Point-wise metrics without point adjustment, event-wise metrics and the trivial baselines."""
+
+import numpy as np
+import pytest
+
+from pipelines.anomaly_detection.metrics import always_alerts, event_counts, eventwise, pointwise, random_alerts
+
+
+def test_pointwise_has_no_point_adjustment():
+    labels = np.array([0, 0, 1, 1, 1, 1, 0, 0])
+    alerts = np.array([0, 1, 1, 0, 0, 0, 0, 0])
+    scores = pointwise(labels, alerts)
+    # TP 1, FP 1, FN 3. Point adjustment would count the whole window as found (recall 1).
+    assert scores == pytest.approx({"precision": 0.5, "recall": 0.25, "f1": 2 * 0.5 * 0.25 / 0.75})
+    assert pointwise(labels, np.zeros(8)) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
+def test_event_counts_and_ratios():
+    windows = [(2, 5), (10, 12), (20, 22)]
+    alerts = np.zeros(30, dtype=bool)
+    alerts[[1, 2, 11, 15, 16, 25]] = True  # runs: 1-2 (touches window 1), 11, 15-16, 25
+    counts = event_counts(alerts, windows)
+    assert counts == {"windows": 3, "detected": 2, "runs": 4, "true_runs": 2}
+    assert eventwise(counts) == {"event_recall": 2 / 3, "event_precision": 0.5}
+    # Rows before `start` are ignored: the first window and the alerts on rows 1-2 drop out.
+    assert event_counts(alerts, windows, start=8) == {"windows": 2, "detected": 1, "runs": 3, "true_runs": 1}
+    assert eventwise({"windows": 0, "detected": 0, "runs": 0, "true_runs": 0}) == {
+        "event_recall": 0.0, "event_precision": 0.0
+    }  # fmt: skip
+
+
+def test_always_anomalous_inflates_event_metrics_not_point_f1():
+    labels = np.zeros(1000, dtype=int)
+    labels[500:510] = 1
+    alerts = always_alerts(1000)
+    assert eventwise(event_counts(alerts, [(500, 509)])) == {"event_recall": 1.0, "event_precision": 1.0}
+    assert pointwise(labels, alerts)["f1"] == pytest.approx(2 * 0.01 / 1.01)
+
+
+def test_random_baseline_matches_the_alarm_rate_and_cooldown():
+    rng = np.random.default_rng(0)
+    alerts = random_alerts(20000, slice(0, 5000), 0.99, 0, rng)
+    assert alerts.mean() == pytest.approx(0.01, abs=0.003)
+    spaced = random_alerts(20000, slice(0, 5000), 0.9, 50, np.random.default_rng(1))
+    assert np.diff(np.flatnonzero(spaced)).min() > 50
+    np.testing.assert_array_equal(
+        random_alerts(100, slice(0, 50), 0.9, 0, np.random.default_rng(3)),
+        random_alerts(100, slice(0, 50), 0.9, 0, np.random.default_rng(3)),
+    )

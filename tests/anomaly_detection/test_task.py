@@ -1,0 +1,183 @@
+"""The task on the engine's interface: config checks, leak-free preparation, evaluation, serving."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import training
+from pipelines.anomaly_detection.data import AnomalySource, load_nab
+from pipelines.anomaly_detection.task import TASK
+from pipelines.anomaly_detection.windows import prefix_rows
+from pipelines.config import load_config
+from pipelines.errors import ConfigError, DataError
+from tests.anomaly_detection.conftest import TINY_DATA, sensor_frame
+
+TINY_MODEL = ["model.units=4", "train.epochs=1", "train.verbose=0", "train.batch_size=32"]
+
+
+def config_for(root, *overrides):
+    return load_config(TASK.config_class, None, [f"data.path={root}", *TINY_DATA, *TINY_MODEL, *overrides])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.detector=isolation", r"data.detector: expected one of prediction, reconstruction"),
+        ("data.format=xml", r"data.format: expected one of nab, csv"),
+        ("data.separator=|", r"data.separator: expected one of"),
+        ("data.window=1", r"data.window: expected an integer >= 2"),
+        ("data.threshold_quantile=0.2", r"data.threshold_quantile: expected a value in \[0.5, 1\]"),
+        ("data.val_fraction=1.5", r"data.val_fraction: expected a fraction"),
+        ("data.cooldown=-1", r"data.cooldown: expected an integer >= 0"),
+        ("data.format=csv", r"data.path: format csv needs a CSV file or folder"),
+        ("data.windw=3", r"data.windw: unknown key"),
+    ],
+)
+def test_bad_config_names_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(TASK.config_class, None, [override])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["search.space={data.prediction_steps: {type: int, low: 1, high: 3}}"], r"search.space.data.prediction_steps"),
+        (["search.space={data.detector: {type: categorical, choices: [prediction]}}"], r"search.space.data.detector"),
+        (
+            ["data.detector=reconstruction", "search.space={data.window: {type: categorical, choices: [8, 12]}}"],
+            r"search.space.data.window: with the reconstruction detector",
+        ),
+    ],
+)
+def test_search_space_keeps_the_objective_comparable(nab_root, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        TASK.load_source(config_for(nab_root, *overrides))
+    ok = config_for(nab_root, "search.space={data.window: {type: categorical, choices: [8, 12]}}")
+    assert len(TASK.load_source(ok).series) == 5
+
+
+def test_prefix_is_nabs_probationary_period_cut_before_the_first_window():
+    assert prefix_rows(4000, [], 0.15, 750) == 600
+    assert prefix_rows(22000, [(9000, 9100)], 0.15, 750) == 750
+    assert prefix_rows(4000, [(400, 500)], 0.15, 750) == 400
+
+
+def test_later_rows_never_reach_training_or_the_scaler(nab_root):
+    config = config_for(nab_root)
+    source = TASK.load_source(config)
+    data = TASK.prepare(config, source)
+    assert data.input_shape == (8, 1) and data.output_dim == 3  # 3 prediction steps by default
+    assert data.x_train.shape[1:] == (8, 1) and data.y_train.shape[1] == 3
+    first = data.parts[0]
+    assert first.n_train < first.n_prefix < len(first.series)
+    # Rewrite everything from the validation rows on: training samples and the scaler stay the same.
+    for part in source.series:
+        n_train = next(p.n_train for p in data.parts if p.series is part)
+        part.values[n_train:] = np.random.default_rng(0).uniform(-50, 50, part.values[n_train:].shape)
+    again = TASK.prepare(config, source)
+    np.testing.assert_array_equal(again.x_train, data.x_train)
+    np.testing.assert_array_equal(again.y_train, data.y_train)
+    np.testing.assert_array_equal(again.parts[0].scaler.mean, first.scaler.mean)
+    assert not np.array_equal(again.x_val, data.x_val)
+
+
+def test_too_short_prefix_names_the_series(nab_root):
+    config = config_for(nab_root, "data.window=80")
+    with pytest.raises(DataError, match=r"series synthetic/.*normal prefix has .* rows.*window=80"):
+        TASK.prepare(config, TASK.load_source(config))
+
+
+def _fit(config):
+    source = TASK.load_source(config)
+    data = TASK.prepare(config, source)
+    model = TASK.build_model(config, data)
+    training.fit(model, data, config)
+    return source, data, model
+
+
+@pytest.mark.parametrize("detector", ["prediction", "reconstruction"])
+def test_evaluation_reports_nab_baselines_tables_and_plots(nab_root, detector):
+    config = config_for(nab_root, f"data.detector={detector}", "data.prediction_steps=2", "data.cooldown=10")
+    source, data, model = _fit(config)
+    evaluation = TASK.evaluate(model, data, config)
+    metrics = evaluation.metrics
+    for name in ("nab_standard", "nab_reward_low_fp_rate", "nab_reward_low_fn_rate", "precision", "recall", "f1",
+                 "event_recall", "event_precision", "alarm_rate"):  # fmt: skip
+        assert {f"test_{name}", f"test_random_{name}", f"test_always_{name}"} <= set(metrics)
+    assert set(metrics) >= {"val_mse", "val_alarm_rate"} and np.isfinite(metrics["val_mse"])
+    assert metrics["test_always_recall"] == 1.0 and metrics["test_always_nab_standard"] < -100
+    assert evaluation.headline["metric"] == "test_nab_standard"
+    assert "random: " in evaluation.headline["baseline"]
+    assert len(evaluation.figures) == 5
+    per_series = evaluation.tables["per_series"]
+    assert len(per_series) == 5 and per_series["threshold"].notna().all()
+    name = f"nab_results/synthetic/lstm{detector.capitalize()}_spikes"
+    results = evaluation.tables[name]
+    assert list(results.columns) == ["timestamp", "value", "anomaly_score", "label"]
+    spikes = next(s for s in source.series if s.name.endswith("spikes.csv"))
+    assert len(results) == len(spikes) and results["label"].sum() == spikes.labels.sum()
+    assert results["anomaly_score"].between(0, 1).all()
+    outcome = next(o for o in data.outcomes if o.series is spikes)
+    np.testing.assert_array_equal(results["anomaly_score"] >= 0.5, outcome.detection.alert)
+
+
+def test_served_model_scores_a_series_like_the_evaluation(nab_root, tmp_path):
+    config = config_for(nab_root, "data.series=[spikes]", "data.cooldown=5")
+    source, data, model = _fit(config)
+    TASK.evaluate(model, data, config)
+    bundle = TASK.serving_bundle(model, data, tmp_path)
+    mlflow.pyfunc.save_model(
+        tmp_path / "served", python_model=bundle.python_model, artifacts=bundle.artifacts, signature=bundle.signature
+    )
+    served = mlflow.pyfunc.load_model(str(tmp_path / "served"))
+    series = source.series[0]
+    rows = pd.DataFrame({"timestamp": series.timestamps.strftime("%Y-%m-%d %H:%M:%S"), "value": series.values[:, 0]})
+    out = served.predict(rows)
+    first = data.outcomes[0].detector.first_row
+    assert list(out.columns) == ["timestamp", "score", "anomaly_score", "is_anomaly"]
+    assert len(out) == len(rows) - first and out["timestamp"].iloc[0] == rows["timestamp"].iloc[first]
+    detection = data.outcomes[0].detection
+    np.testing.assert_allclose(out["score"], detection.score[first:], rtol=1e-5)
+    np.testing.assert_array_equal(out["is_anomaly"], detection.alert[first:].astype(int))
+    with pytest.raises(Exception, match="needs at least|scores from row"):
+        served.predict(rows.head(first))
+
+
+def test_served_model_of_several_series_needs_the_series_named(nab_root, tmp_path):
+    config = config_for(nab_root, "data.series=[spikes, drift]")
+    _, data, model = _fit(config)
+    bundle = TASK.serving_bundle(model, data, tmp_path)
+    rows = pd.DataFrame({"value": np.linspace(8, 12, 40)})
+    bundle.python_model.load_context(type("Context", (), {"artifacts": bundle.artifacts})())
+    with pytest.raises(DataError, match="add a 'series' column naming one of: synthetic/drift.csv"):
+        bundle.python_model.predict(None, rows)
+    out = bundle.python_model.predict(None, rows.assign(series="synthetic/drift.csv"))
+    assert len(out) == 40 - (8 + 3 - 1) and set(out["is_anomaly"]) <= {0, 1}
+
+
+def test_sensor_csv_end_to_end_without_mlflow(tmp_path):
+    path = tmp_path / "plant.csv"
+    sensor_frame(400).to_csv(path, index=False, sep=";")
+    config = load_config(
+        TASK.config_class, None,
+        [f"data.path={path}", "data.format=csv", "data.separator=;", "data.timestamp_column=time",
+         "data.label_column=anomaly", *TINY_DATA, *TINY_MODEL],
+    )  # fmt: skip
+    source, data, model = _fit(config)
+    assert data.input_shape == (8, 2) and data.value_columns == ("temp", "pressure")
+    evaluation = TASK.evaluate(model, data, config)
+    assert "nab_results/lstmPrediction_plant" in evaluation.tables
+    logged = TASK.dataset_for_logging(config, source)
+    assert list(logged.df.columns) == ["series", "timestamp", "temp", "pressure", "label"]
+    inputs = TASK.read_inputs(path)
+    assert list(inputs.columns) == ["time", "temp", "pressure", "anomaly"]
+    assert inputs["temp"].dtype == np.float64 and inputs["time"].dtype != np.float64
+
+
+def test_default_data_is_the_synthetic_set(tmp_path):
+    config = load_config(TASK.config_class, None, [])
+    source = TASK.load_source(config)
+    assert "SYNTHETIC" in source.origin and len(source.series) == 5
+    assert [s.name for s in source.series] == [s.name for s in load_nab(source.origin.split(", ", 1)[1])]
+    assert isinstance(source, AnomalySource)
