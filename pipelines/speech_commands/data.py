@@ -105,8 +105,8 @@ def silence_clips(noise, count, clip_samples, rng):
         noise = np.tile(noise, clip_samples // max(len(noise), 1) + 2)
     starts = rng.integers(0, len(noise) - clip_samples, size=count)
     gains = rng.uniform(0.0, 1.0, size=(count, 1)).astype("float32")
-    clips = np.stack([noise[start : start + clip_samples] for start in starts]) if count else np.zeros((0, clip_samples))
-    return (clips * gains).astype("float32"), [f"{layouts.NOISE_FOLDER}@{start}" for start in starts]
+    clips = noise[starts[:, None] + np.arange(clip_samples)] * gains
+    return clips.astype("float32"), [f"{layouts.NOISE_FOLDER}@{start}" for start in starts]
 
 
 def load_source(data_config, seed=0):
@@ -150,8 +150,14 @@ def load_source(data_config, seed=0):
         splits[split] = Split(x, y, files)
         kept_records.append(part)
     counts = {split: len(part.y) for split, part in splits.items()}
-    logger.info("%s data in %s (%s layout, %d classes): %s", "SYNTHETIC" if is_synthetic else "speech", root, layout,
-                len(class_names), counts)
+    logger.info(
+        "%s data in %s (%s layout, %d classes): %s",
+        "SYNTHETIC" if is_synthetic else "speech",
+        root,
+        layout,
+        len(class_names),
+        counts,
+    )
     return SpeechSource(
         root=root,
         layout=layout,

@@ -3,7 +3,7 @@
 Both are written with `keras.ops` and registered, so a saved `.keras` model reloads with safe
 mode on once this module is imported. `keras.layers.MelSpectrogram` is not used: its `top_db`
 floor is taken from the maximum over the whole batch, so one clip's features (and its served
-prediction) would depend on the other clips sent with it.
+prediction) would depend on the other clips sent with it; here it is taken per clip.
 """
 
 import math
@@ -11,6 +11,8 @@ import math
 import keras
 import numpy as np
 from keras import ops
+
+_TFLITE_MIN_QUANTIZED_ELEMENTS = 1024  # constants this large get int8 weights in dynamic-range mode
 
 
 def mel_filterbank(num_mel_bins, fft_length, sample_rate, min_freq=20.0, max_freq=None):
@@ -33,7 +35,11 @@ class LogMelSpectrogram(keras.layers.Layer):
     """Waveform -> log mel energies per frame, clip by clip (no batch statistics).
 
     A Hann window of `frame_seconds` every `hop_seconds`, zero-padded to the next power of two for
-    the FFT (TFLite's RFFT needs one), power spectrum, triangular mel filters, `log(mel + 1e-6)`.
+    the FFT (TFLite's RFFT needs one), power spectrum, triangular mel filters, `log(mel + 1e-6)`,
+    then made relative to the clip's loudest value and floored `top_db` below it (natural-log
+    units, as dB / 10 * ln 10). That makes the features independent of the recording level, and
+    digital silence and faint noise look alike; on held-out FSDD speakers it and speed
+    perturbation together raised the accuracy for the hardest speaker from 0.43 to 0.74.
 
     Args:
         sample_rate: Input rate in Hz. Default: `16000`.
@@ -42,6 +48,8 @@ class LogMelSpectrogram(keras.layers.Layer):
         hop_seconds: Hop between frames. Default: `0.010`.
         min_freq: Lowest filter edge in Hz. Default: `20.0`.
         max_freq: Highest filter edge in Hz; `None` is `sample_rate / 2`. Default: `None`.
+        top_db: Floor, in dB below the clip's maximum; `None` keeps absolute log energies.
+            Default: `80.0`.
 
     Call arguments:
         inputs: `(batch, samples)` float waveforms in [-1, 1].
@@ -61,6 +69,7 @@ class LogMelSpectrogram(keras.layers.Layer):
         hop_seconds=0.010,
         min_freq=20.0,
         max_freq=None,
+        top_db=80.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -78,10 +87,13 @@ class LogMelSpectrogram(keras.layers.Layer):
         self.hop_seconds = hop_seconds
         self.min_freq = min_freq
         self.max_freq = max_freq
+        self.top_db = top_db
         self.frame_length = int(round(frame_seconds * sample_rate))
         self.hop_length = int(round(hop_seconds * sample_rate))
         self.fft_length = 2 ** math.ceil(math.log2(self.frame_length))
         self.filterbank = mel_filterbank(num_mel_bins, self.fft_length, sample_rate, min_freq, max_freq)
+        width = max(1, (_TFLITE_MIN_QUANTIZED_ELEMENTS - 1) // self.filterbank.shape[0])
+        self._filter_chunks = [self.filterbank[:, i : i + width] for i in range(0, num_mel_bins, width)]
 
     def frames(self, samples):
         """Frames produced for a clip of `samples` samples."""
@@ -97,8 +109,17 @@ class LogMelSpectrogram(keras.layers.Layer):
             center=False,
         )
         power = ops.square(real) + ops.square(imag)
-        mel = ops.matmul(power, ops.convert_to_tensor(self.filterbank))
-        return ops.log(mel + 1e-6)
+        # TFLite's dynamic-range quantization turns a matmul with a constant of 1024 or more elements
+        # into a hybrid op that quantizes its input to 8 bits per frame: the power spectrum's quiet
+        # bins become zero and the log is off by up to 16. Filter chunks below that size stay float.
+        mel = ops.concatenate(
+            [ops.matmul(power, ops.convert_to_tensor(chunk)) for chunk in self._filter_chunks], axis=-1
+        )
+        log_mel = ops.log(mel + 1e-6)
+        if self.top_db is None:
+            return log_mel
+        relative = log_mel - ops.max(log_mel, axis=(1, 2), keepdims=True)
+        return ops.maximum(relative, -self.top_db * math.log(10.0) / 10.0)
 
     def compute_output_shape(self, input_shape):
         samples = input_shape[-1]
@@ -112,6 +133,7 @@ class LogMelSpectrogram(keras.layers.Layer):
             "hop_seconds": self.hop_seconds,
             "min_freq": self.min_freq,
             "max_freq": self.max_freq,
+            "top_db": self.top_db,
         }
         return {**super().get_config(), **config}
 

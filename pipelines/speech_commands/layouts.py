@@ -121,7 +121,9 @@ def list_fsdd(root, split="official", test_speaker=None):
         speakers = sorted(frame["speaker"].unique())
         test_speaker = test_speaker or speakers[0]
         if test_speaker not in speakers:
-            raise ConfigError(f"data.test_speaker: {test_speaker!r} is not in {folder}; speakers: {', '.join(speakers)}")
+            raise ConfigError(
+                f"data.test_speaker: {test_speaker!r} is not in {folder}; speakers: {', '.join(speakers)}"
+            )
         frame["split"] = [
             "test" if s == test_speaker else "val" if i < 5 else "train"
             for s, i in zip(frame["speaker"], frame["index"], strict=True)

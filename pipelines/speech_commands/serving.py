@@ -45,8 +45,11 @@ def _waveforms(model_input, clip_samples):
     files = None
     if isinstance(model_input, pd.DataFrame) and "waveform" in model_input.columns:
         model_input = {column: model_input[column].tolist() for column in model_input.columns}
-    elif isinstance(model_input, pd.DataFrame):  # plain numbers: one waveform per row
-        model_input = model_input.to_numpy()
+    elif isinstance(model_input, pd.DataFrame):
+        if not all(pd.api.types.is_numeric_dtype(dtype) for dtype in model_input.dtypes):
+            columns = ", ".join(map(str, model_input.columns))
+            raise DataError(f"request: expected a 'waveform' column (or rows of numbers); got columns {columns}")
+        model_input = model_input.to_numpy()  # one waveform per row
     if isinstance(model_input, dict):
         if "waveform" not in model_input:
             raise DataError(f"request: expected a 'waveform' field; got {', '.join(map(str, model_input))}")

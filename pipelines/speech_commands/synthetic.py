@@ -169,7 +169,8 @@ def _speakers(rng, count):
     speakers = []
     for _ in range(count):
         accent, variant = ACCENTS[rng.integers(len(ACCENTS))], VARIANTS[rng.integers(len(VARIANTS))]
-        settings = (f"{accent}+{variant}", int(rng.integers(120, 230)), int(rng.integers(20, 81)), int(rng.integers(20, 90)))
+        rate, pitch, pitch_range = int(rng.integers(120, 230)), int(rng.integers(20, 81)), int(rng.integers(20, 90))
+        settings = (f"{accent}+{variant}", rate, pitch, pitch_range)
         speaker_id = hashlib.sha1(repr(settings).encode()).hexdigest()[:8]
         speakers.append((speaker_id, *settings))
     return speakers
@@ -193,13 +194,13 @@ def _place(rng, word, noise, clip_samples):
     return np.clip(clip, -1.0, 1.0)
 
 
-def write_synthetic_dataset(root, words=COMMANDS + OTHER_WORDS, speakers=60, seed=0, clip_seconds=1.0):
+def write_synthetic_dataset(root, words=COMMANDS + OTHER_WORDS, speakers=120, seed=0, clip_seconds=1.0):
     """Write a synthetic Speech Commands tree.
 
     Args:
         root: Folder to create (must not exist or be empty).
         words: Words to say; one folder each. Default: the 10 commands and 12 other words.
-        speakers: Synthetic speakers; each says each word once. Default: `60`.
+        speakers: Synthetic speakers; each says each word once. Default: `120`.
         seed: Random seed of voices, placement and noise. Default: `0`.
         clip_seconds: Clip length. Default: `1.0`.
 

@@ -1,7 +1,6 @@
 """Speech commands on the shared engine: raw 16 kHz waveforms in, a word label out."""
 
 import dataclasses
-import logging
 from pathlib import Path
 
 import mlflow
@@ -18,8 +17,6 @@ from pipelines.speech_commands.layouts import LAYOUTS
 from pipelines.speech_commands.model import ARCHITECTURES, build_speech_model, front_end
 from pipelines.speech_commands.serving import SpeechServingModel, save_class_names, serving_signature
 from pipelines.tasks import Evaluation, ServingBundle, Task
-
-logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -41,13 +38,14 @@ class SpeechDataConfig:
     silence_fraction: float = 0.1  # _silence_ clips per command clip, per split (classes 12)
     num_mel_bins: int = 40
     architecture: str = "zoo"  # zoo (model.variant over log-mel) or attention_rnn (de Andrade et al. 2018)
+    speed_change: float = 0.15  # training only: speed (tempo and pitch) changed by up to this fraction
     time_shift_seconds: float = 0.1  # training only: random shift either way
-    noise_probability: float = 0.8  # training only: chance of mixing in background noise
-    noise_max_gain: float = 0.1  # training only: noise gain drawn from [0, noise_max_gain]
-    freq_masks: int = 2  # training only: SpecAugment
-    freq_mask_width: int = 8
-    time_masks: int = 2
-    time_mask_width: int = 10
+    noise_probability: float = 0.5  # training only: chance of mixing in background noise
+    noise_max_gain: float = 0.05  # training only: noise gain drawn from [0, noise_max_gain]
+    freq_masks: int = 1  # training only: SpecAugment masks of up to freq_mask_width mel bins
+    freq_mask_width: int = 5
+    time_masks: int = 1  # ... and of up to time_mask_width frames (10 ms each)
+    time_mask_width: int = 5
 
     def __post_init__(self):
         for key, allowed in (
@@ -69,6 +67,8 @@ class SpeechDataConfig:
                 raise ConfigError(f"data.{key}: expected a value in [0, 1], got {getattr(self, key)!r}")
         if not 0.1 <= self.clip_seconds <= 10.0:
             raise ConfigError(f"data.clip_seconds: expected 0.1 to 10 seconds, got {self.clip_seconds!r}")
+        if not 0.0 <= self.speed_change < 0.5:
+            raise ConfigError(f"data.speed_change: expected a fraction in [0, 0.5), got {self.speed_change!r}")
         if self.noise_max_gain < 0:
             raise ConfigError(f"data.noise_max_gain: expected a non-negative number, got {self.noise_max_gain!r}")
 
@@ -142,7 +142,13 @@ class SpeechCommands(Task):
             source.cache[key] = feature_statistics(d, train.x)
         mean, variance = source.cache[key]
         augmenter = augment.waveform_augmenter(
-            source.noise, int(round(d.time_shift_seconds * d.sample_rate)), d.noise_probability, d.noise_max_gain
+            source.noise,
+            train.x.shape[1],
+            config.train.batch_size,
+            int(round(d.time_shift_seconds * d.sample_rate)),
+            d.noise_probability,
+            d.noise_max_gain,
+            d.speed_change,
         )
         batch_size = config.train.batch_size
         return SpeechSplits(

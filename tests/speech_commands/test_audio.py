@@ -1,0 +1,84 @@
+"""WAV reading and checks: resampling, pad/crop, and every kind of bad audio."""
+
+import collections
+import logging
+
+import numpy as np
+import pytest
+
+from pipelines.speech_commands.audio import AudioError, fit_length, load_clip, load_clips, read_wav, resample
+from tests.speech_commands.audio_trees import tone, write_wav
+
+
+def test_resample_8k_to_16k_keeps_the_pitch(tmp_path):
+    path = write_wav(tmp_path / "a.wav", tone(440.0, rate=8000, seconds=1.0), rate=8000)
+    clip = load_clip(path)
+    assert clip.shape == (16000,) and clip.dtype == np.float32
+    spectrum = np.abs(np.fft.rfft(clip))
+    assert np.argmax(spectrum) * 16000 / 16000 == pytest.approx(440, abs=2)
+    assert resample(np.ones(10, "float32"), 16000, 16000).shape == (10,)
+
+
+def test_fit_length_pads_both_sides_and_crops_to_the_loudest_window():
+    padded = fit_length(np.ones(4, "float32"), 8)
+    np.testing.assert_array_equal(padded, [0, 0, 1, 1, 1, 1, 0, 0])
+    signal = np.zeros(30, "float32")
+    signal[20:25] = 1.0
+    cropped = fit_length(signal, 10)
+    assert cropped.shape == (10,) and cropped.sum() == 5
+
+
+def test_long_and_short_clips_become_one_second(tmp_path):
+    notes = collections.Counter()
+    long = load_clip(write_wav(tmp_path / "long.wav", tone(300, seconds=1.7)), notes=notes)
+    short = load_clip(write_wav(tmp_path / "short.wav", tone(300, seconds=0.2)), notes=notes)
+    assert long.shape == short.shape == (16000,)
+    assert notes == {"cropped": 1, "padded": 1}
+
+
+def test_stereo_is_mixed_down(tmp_path):
+    left, right = tone(300, seconds=1.0), np.zeros(16000, "float32")
+    notes = collections.Counter()
+    clip = load_clip(write_wav(tmp_path / "stereo.wav", np.stack([left, right], axis=1)), notes=notes)
+    assert notes["downmixed"] == 1
+    np.testing.assert_allclose(clip, left / 2, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.wav", b"", "not a readable WAV file"),
+        ("text.wav", b"this is not audio at all, just some text", "not a readable WAV file"),
+        ("header.wav", None, "not a readable WAV file"),
+        ("truncated.wav", None, "not a readable WAV file"),
+        ("nosamples.wav", None, "has no samples"),
+    ],
+)
+def test_bad_files_raise_an_error_naming_the_file(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    elif name == "nosamples.wav":
+        write_wav(path, np.zeros(0, "float32"))
+    else:
+        good = write_wav(tmp_path / "good.wav", tone(300, seconds=1.0)).read_bytes()
+        path.write_bytes(good[:30] if name == "header.wav" else good[: len(good) // 2])
+    with pytest.raises(AudioError, match=message) as info:
+        read_wav(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_clips_skips_bad_and_silent_files_and_logs_the_count(tmp_path, caplog):
+    good = [write_wav(tmp_path / f"good{i}.wav", tone(300 + 50 * i)) for i in range(3)]
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(16000, "float32"))
+    paths = [good[0], empty, good[1], silent, good[2]]
+    with caplog.at_level(logging.INFO, logger="pipelines.speech_commands.audio"):
+        waveforms, kept, notes = load_clips(paths, what="train clips")
+    assert waveforms.shape == (3, 16000)
+    np.testing.assert_array_equal(kept, [0, 2, 4])
+    assert notes["skipped_unreadable"] == 1 and notes["skipped_silent"] == 1
+    assert "skipped 2 bad train clips" in caplog.text and str(empty) in caplog.text and str(silent) in caplog.text
+    kept_silent = load_clips(paths, keep_silent=True)[1]
+    np.testing.assert_array_equal(kept_silent, [0, 2, 3, 4])

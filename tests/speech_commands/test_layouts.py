@@ -1,0 +1,107 @@
+"""Each layout and split on tiny WAV trees; the class setups and what load_source returns."""
+
+import numpy as np
+import pytest
+
+from pipelines.errors import ConfigError, DataError
+from pipelines.speech_commands import layouts
+from pipelines.speech_commands.data import SILENCE, UNKNOWN, load_source
+from pipelines.speech_commands.task import SpeechDataConfig
+from tests.speech_commands.audio_trees import COMMANDS, folders_tree, fsdd_tree, speech_commands_tree, write_wav
+
+
+def test_detects_each_layout(tmp_path):
+    assert layouts.detect_layout(speech_commands_tree(tmp_path / "sc", words=("yes",), speakers=2)) == "speech_commands"
+    assert layouts.detect_layout(fsdd_tree(tmp_path / "fsdd", speakers=("a",), indices=[0])) == "fsdd"
+    assert layouts.detect_layout(folders_tree(tmp_path / "f", per_label=1)) == "folders"
+
+
+def test_speech_commands_lists_name_the_validation_and_test_clips(tmp_path):
+    root = speech_commands_tree(tmp_path, words=("yes", "no"), speakers=4)
+    records = layouts.list_speech_commands(root)
+    assert len(records) == 8
+    assert set(records.loc[records["split"] == "val", "speaker"]) == {"spk0000"}
+    assert set(records.loc[records["split"] == "test", "speaker"]) == {"spk0001"}
+    assert (records["split"] == "train").sum() == 4
+
+
+def test_hash_split_keeps_a_speaker_in_one_split():
+    splits = {layouts.hash_split(f"speaker{n}_nohash_{k}.wav") for n in range(1) for k in range(5)}
+    assert len(splits) == 1
+    shares = [layouts.hash_split(f"s{n}_nohash_0.wav") for n in range(2000)]
+    assert 0.05 < shares.count("val") / 2000 < 0.15 and 0.05 < shares.count("test") / 2000 < 0.15
+
+
+def test_twelve_classes_sample_unknown_and_cut_silence(tmp_path):
+    root = speech_commands_tree(tmp_path, speakers=6)
+    source = load_source(SpeechDataConfig(path=str(root)), seed=0)
+    assert source.layout == "speech_commands"
+    assert source.class_names == [SILENCE, UNKNOWN, *COMMANDS]
+    train = source.splits["train"]
+    counts = np.bincount(train.y, minlength=12)
+    assert counts[2:].tolist() == [4] * 10  # 4 training speakers per command
+    assert counts[1] == 4 and counts[0] == 4  # ceil(40 * 0.1) unknown clips and silence clips
+    assert train.x.shape == (48, 16000) and train.x.dtype == np.float32
+    assert sum(name.startswith("_background_noise_@") for name in train.files) == 4
+    assert len(source.splits["val"].y) == len(source.splits["test"].y) == 12
+
+
+def test_all_words_setup_and_missing_commands(tmp_path):
+    root = speech_commands_tree(tmp_path, words=("yes", "cat", "dog"), speakers=4)
+    source = load_source(SpeechDataConfig(path=str(root), classes="all"))
+    assert source.class_names == ["cat", "dog", "yes"]
+    with pytest.raises(DataError, match="missing: no, up"):
+        load_source(SpeechDataConfig(path=str(root), classes="12"))
+
+
+def test_fsdd_official_split_and_resampling(tmp_path):
+    root = fsdd_tree(tmp_path)
+    source = load_source(SpeechDataConfig(path=str(root)))
+    assert source.layout == "fsdd" and source.class_names == [str(d) for d in range(10)]
+    assert {name: len(split.y) for name, split in source.splits.items()} == {"train": 60, "val": 150, "test": 150}
+    assert source.notes["resampled"] == 360 and source.notes["cropped"] == 90
+    test_files = source.splits["test"].files
+    assert all(int(name.rsplit("_", 1)[1].removesuffix(".wav")) < 5 for name in test_files)
+
+
+def test_fsdd_held_out_speaker(tmp_path):
+    root = fsdd_tree(tmp_path)
+    source = load_source(SpeechDataConfig(path=str(root), split="speaker", test_speaker="bob"))
+    assert all("_bob_" in name for name in source.splits["test"].files)
+    assert not any("_bob_" in name for name in source.splits["train"].files + source.splits["val"].files)
+    assert len(source.splits["test"].y) == 120
+    with pytest.raises(ConfigError, match="data.test_speaker: 'zoe' is not in"):
+        load_source(SpeechDataConfig(path=str(root), split="speaker", test_speaker="zoe"))
+
+
+def test_folders_layout_and_bad_files_are_skipped(tmp_path):
+    root = folders_tree(tmp_path, per_label=30)
+    (root / "low" / "broken.wav").write_bytes(b"RIFF....")
+    write_wav(root / "mid" / "quiet.wav", np.zeros(8000, "float32"))
+    source = load_source(SpeechDataConfig(path=str(root)))
+    assert source.layout == "folders" and source.class_names == ["high", "low", "mid"]
+    assert source.notes["skipped_unreadable"] == 1 and source.notes["skipped_silent"] == 1
+    assert sum(len(split.y) for split in source.splits.values()) == 90
+    assert all(len(split.y) for split in source.splits.values())
+
+
+def test_bad_paths_and_values(tmp_path):
+    with pytest.raises(DataError, match="is not a folder"):
+        load_source(SpeechDataConfig(path=str(tmp_path / "missing")))
+    with pytest.raises(DataError, match="no label folders"):
+        load_source(SpeechDataConfig(path=str(tmp_path)))
+    with pytest.raises(ConfigError, match="data.layout: expected one of"):
+        SpeechDataConfig(layout="kaldi")
+    root = speech_commands_tree(tmp_path / "sc", words=("yes",), speakers=3)
+    with pytest.raises(ConfigError, match="data.split=speaker is for the FSDD layout"):
+        load_source(SpeechDataConfig(path=str(root), split="speaker"))
+
+
+@pytest.mark.parametrize("name", ["speech_commands.yaml", "speech_commands/attention.yaml"])
+def test_shipped_configs_build(name):
+    from pipelines.config import CONF_DIR, load_config
+    from pipelines.speech_commands.task import TASK
+
+    config = load_config(TASK.config_class, CONF_DIR / name)
+    assert config.search.space and config.search.direction == "minimize"
+    assert TASK.objective == "val_error_rate"

@@ -1,0 +1,130 @@
+"""The model: log-mel front end inside, every zoo variant, training-only augmentation, safe-mode reload."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lstm_models import VARIANTS
+from pipelines.config import load_config
+from pipelines.speech_commands import augment
+from pipelines.speech_commands.evaluation import attention_over_time
+from pipelines.speech_commands.layers import LogMelSpectrogram, SpecAugment
+from pipelines.speech_commands.model import build_speech_model
+from pipelines.speech_commands.task import SpeechConfig
+from tests.helpers import assert_same_model
+from tests.speech_commands.audio_trees import tone
+
+SAMPLES = 4000  # 0.25 s clips keep these tests fast; the model takes any fixed length
+
+
+def _config(*overrides):
+    return load_config(SpeechConfig, None, ["model.units=4", "data.num_mel_bins=16", *overrides])
+
+
+def _model(*overrides, classes=3):
+    config = _config(*overrides)
+    bins = config.data.num_mel_bins
+    return build_speech_model(config, SAMPLES, classes, np.zeros(bins, "float32"), np.ones(bins, "float32"))
+
+
+def _waves(n=4):
+    return np.stack([tone(300.0 * (i + 1), seconds=SAMPLES / 16000, seed=i) for i in range(n)])
+
+
+def test_log_mel_shape_and_clips_do_not_depend_on_the_batch():
+    layer = LogMelSpectrogram()
+    x = np.random.default_rng(0).standard_normal((3, 16000)).astype("float32") * 0.1
+    features = np.asarray(layer(x))
+    assert features.shape == (3, 97, 40) == (3, *layer.compute_output_shape((3, 16000))[1:])
+    np.testing.assert_allclose(np.asarray(layer(x[:1]))[0], features[0], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(layer(10 * x[1:2]))[0], features[1], atol=1e-3)  # level-independent
+    assert features.max() == 0.0 and features.min() >= -80 * np.log(10) / 10 - 1e-5
+    absolute = np.asarray(LogMelSpectrogram(top_db=None)(x))
+    np.testing.assert_allclose(absolute - absolute.max(axis=(1, 2), keepdims=True), features, atol=1e-4)
+    with pytest.raises(ValueError, match="num_mel_bins"):
+        LogMelSpectrogram(num_mel_bins=0)
+
+
+def test_spec_augment_masks_only_in_training():
+    features = np.ones((8, 50, 20), "float32")
+    layer = SpecAugment(freq_masks=1, freq_mask_width=5, time_masks=1, time_mask_width=10, seed=1)
+    np.testing.assert_array_equal(np.asarray(layer(features, training=False)), features)
+    masked = np.asarray(layer(features, training=True))
+    assert 0 < (masked == 0).mean() < 0.6
+    with pytest.raises(ValueError, match="time_masks"):
+        SpecAugment(time_masks=-1)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_zoo_variant_takes_waveforms(variant):
+    layers = ["model.num_layers=2"] if variant == "stacked_lstm" else []
+    model = _model(f"model.variant={variant}", *layers)
+    probabilities = model.predict(_waves(), verbose=0)
+    assert model.input_shape == (None, SAMPLES)
+    assert probabilities.shape == (4, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_attention_rnn_and_its_attention_over_time():
+    model = _model("data.architecture=attention_rnn", "model.variant=attention_lstm", "model.num_layers=2")
+    assert model.predict(_waves(), verbose=0).shape == (4, 3)
+    assert sum(isinstance(layer, keras.layers.Bidirectional) for layer in model.layers) == 2
+    weights = attention_over_time(model, _waves())
+    assert weights.shape == (4, LogMelSpectrogram().frames(SAMPLES))
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+    zoo_weights = attention_over_time(_model("model.variant=attention_lstm"), _waves())
+    assert zoo_weights.shape == weights.shape
+    assert attention_over_time(_model("model.variant=gru"), _waves()) is None
+    with pytest.raises(Exception, match="set model.variant=attention_lstm"):
+        _model("data.architecture=attention_rnn", "model.variant=gru")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["model.variant=peephole_lstm"], ["data.architecture=attention_rnn", "model.variant=attention_lstm"]],
+    ids=["peephole_lstm", "attention_rnn"],
+)
+def test_keras_file_reloads_in_safe_mode_with_identical_predictions(tmp_path, overrides):
+    model = _model(*overrides)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert_same_model(model, reloaded, _waves())
+
+
+def test_augmentation_changes_training_inputs_never_inference():
+    model = _model("data.freq_masks=2", "data.time_masks=2")
+    plain = _model("data.freq_masks=0", "data.time_masks=0")
+    plain.set_weights(model.get_weights())
+    x = _waves()
+    served = np.asarray(model(x, training=False))
+    np.testing.assert_array_equal(served, np.asarray(plain(x, training=False)))
+    np.testing.assert_array_equal(served, np.asarray(model(x, training=False)))
+    features = keras.Model(model.inputs, model.get_layer("spec_augment").output)
+    assert not np.array_equal(np.asarray(features(x, training=True)), np.asarray(features(x, training=False)))
+
+    noise = np.random.default_rng(0).standard_normal(20000).astype("float32")
+    augmenter = augment.waveform_augmenter(noise, SAMPLES, 4, 400, noise_probability=1.0, noise_max_gain=0.1)
+    y = np.arange(4)
+    train = next(iter(augment.training_dataset(x, y, batch_size=4, augment=augmenter)))
+    assert not np.allclose(np.sort(train[0].numpy(), axis=0), np.sort(x, axis=0))
+    val_x, val_y = next(iter(augment.evaluation_dataset(x, y, batch_size=4)))
+    np.testing.assert_array_equal(val_x.numpy(), x)
+    np.testing.assert_array_equal(val_y.numpy(), y)
+
+
+def test_time_shift_moves_the_waveform():
+    x = np.zeros((2, 100), "float32")
+    x[:, 50] = 1.0
+    augmenter = augment.waveform_augmenter(np.zeros(1000, "float32"), 100, 2, 10, 0.0, 0.0)
+    shifted, _ = augmenter(tf.constant(x), tf.constant([0, 1]))
+    peaks = np.argmax(shifted.numpy(), axis=1)
+    assert np.all(np.abs(peaks - 50) <= 10) and np.allclose(shifted.numpy().sum(axis=1), 1.0)
+
+
+def test_speed_change_scales_the_pitch():
+    x = tone(1000.0, seconds=1.0, amplitude=0.5)[np.newaxis, :]
+    faster = augment._resample(tf.constant(x), tf.constant([[1.2]]), tf.constant([[0.0]]), margin=1700).numpy()[0]
+    peak = np.argmax(np.abs(np.fft.rfft(faster))) * 16000 / len(faster)
+    assert peak == pytest.approx(1200, abs=5)
+    assert np.all(faster[:1300] == 0) and np.all(faster[-1300:] == 0)  # 1/1.2 of the clip is left, centred

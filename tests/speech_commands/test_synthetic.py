@@ -1,0 +1,59 @@
+"""The SYNTHETIC default data: eSpeak NG through espeakng-loader, written in the Speech Commands layout."""
+
+import builtins
+
+import numpy as np
+import pytest
+
+from pipelines.errors import DataError
+from pipelines.speech_commands import synthetic
+from pipelines.speech_commands.data import load_source
+from pipelines.speech_commands.layouts import detect_layout, list_speech_commands
+from pipelines.speech_commands.task import SpeechDataConfig
+
+
+def test_missing_espeak_names_the_extra(monkeypatch, tmp_path):
+    real_import = builtins.__import__
+
+    def no_espeak(name, *args, **kwargs):
+        if name == "espeakng_loader":
+            raise ImportError("No module named 'espeakng_loader'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_espeak)
+    monkeypatch.setattr(synthetic.Espeak, "_instance", None)
+    monkeypatch.setenv(synthetic.CACHE_ENV, str(tmp_path / "cache"))
+    with pytest.raises(DataError, match=r"pip install -e '\.\[speech\]'"):
+        load_source(SpeechDataConfig())
+
+
+def test_synthetic_tree_has_the_speech_commands_layout(tmp_path):
+    pytest.importorskip("espeakng_loader")
+    root = synthetic.write_synthetic_dataset(tmp_path / "syn", words=("yes", "no", "cat"), speakers=10, seed=1)
+    assert detect_layout(root) == "speech_commands"
+    assert "SYNTHETIC" in (root / "README.md").read_text()
+    records = list_speech_commands(root)
+    assert len(records) == 30 and records["speaker"].nunique() == 10
+    assert (records.groupby("speaker")["split"].nunique() == 1).all(), "a speaker stays in one split"
+    assert records["split"].value_counts().to_dict() == {"train": 24, "val": 3, "test": 3}
+    assert len(list((root / "_background_noise_").glob("*.wav"))) == 5
+    source = load_source(SpeechDataConfig(path=str(root), classes="all"))
+    clip = source.splits["train"].x[0]
+    assert clip.shape == (16000,) and 0.05 < np.abs(clip).max() <= 1.0
+
+
+def test_default_data_is_generated_once_into_the_cache(tmp_path, monkeypatch):
+    pytest.importorskip("espeakng_loader")
+    monkeypatch.setenv(synthetic.CACHE_ENV, str(tmp_path))
+    calls = []
+    real = synthetic.write_synthetic_dataset
+    monkeypatch.setattr(
+        synthetic,
+        "write_synthetic_dataset",
+        lambda root: calls.append(root) or real(root, words=synthetic.COMMANDS + ("cat",), speakers=10),
+    )
+    first = synthetic.ensure_default_data()
+    assert synthetic.ensure_default_data() == first == synthetic.default_data_dir()
+    assert len(calls) == 1 and (first / ".complete").is_file()
+    source = load_source(SpeechDataConfig())
+    assert source.synthetic and source.layout == "speech_commands" and len(source.class_names) == 12
