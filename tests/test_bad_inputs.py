@@ -13,6 +13,7 @@ import yaml
 from pipelines.anomaly_detection.data import load_nab, load_sensor_csv
 from pipelines.config import load_config
 from pipelines.errors import PipelineError
+from pipelines.speech_commands.audio import load_clip
 from pipelines.stock_forecasting.data import load_prices
 from pipelines.stock_forecasting.task import StockConfig
 
@@ -24,6 +25,7 @@ LOADERS = {
     "config": lambda path: load_config(StockConfig, path),
     "sensor": lambda path: load_sensor_csv(path, label_column="label" if "label" in path.name else None),
     "nab": load_nab,
+    "wav": load_clip,
 }
 
 
