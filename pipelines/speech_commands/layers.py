@@ -214,3 +214,78 @@ class SpecAugment(keras.layers.Layer):
             "seed": self.seed,
         }
         return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package="pipelines")
+class RandomSpeedShift(keras.layers.Layer):
+    """Random speed change and time shift of `(batch, samples)` waveforms, in training only.
+
+    Each clip is resampled about its centre at a rate drawn from `[1 - max_speed_change,
+    1 + max_speed_change]` (tempo and pitch together; `> 1` is faster and higher), shifted by up
+    to `max_shift` samples either way, linearly interpolated, with zeros beyond its ends. It is a
+    layer rather than a tf.data map: in the input pipeline its gathers stalled the training step
+    on 2 cores (epochs 2x slower than on constant batches), inside the step they cost ~20 %.
+
+    Args:
+        max_speed_change: Largest relative speed change, in [0, 0.5). Default: `0.15`.
+        max_shift: Largest shift in samples. Default: `1600`.
+        seed: Seed of the draws. Default: `None`.
+
+    Call arguments:
+        inputs: `(batch, samples)` with a fixed `samples`.
+        training: Python bool; the clips change only when true.
+
+    Returns:
+        A tensor shaped like `inputs`.
+
+    Example:
+        >>> RandomSpeedShift(0.1, 800)(waveforms, training=True)
+    """
+
+    def __init__(self, max_speed_change=0.15, max_shift=1600, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(max_speed_change, bool) or not 0.0 <= max_speed_change < 0.5:
+            raise ValueError(
+                f"Expected a float in [0, 0.5) for max_speed_change. Received: max_speed_change={max_speed_change!r}"
+            )
+        if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
+            raise ValueError(f"Expected a non-negative integer for max_shift. Received: max_shift={max_shift!r}")
+        self.max_speed_change = max_speed_change
+        self.max_shift = max_shift
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training or (self.max_speed_change == 0 and self.max_shift == 0):
+            return inputs
+        batch, samples = ops.shape(inputs)[0], inputs.shape[1]
+        rate = keras.random.uniform(
+            (batch, 1), 1.0 - self.max_speed_change, 1.0 + self.max_speed_change, seed=self.seed_generator
+        )
+        shift = ops.floor(
+            keras.random.uniform((batch, 1), -self.max_shift, self.max_shift + 1.0, seed=self.seed_generator)
+        )
+        return resample(
+            inputs, samples, rate, shift, margin=int(samples * self.max_speed_change / 2) + self.max_shift + 2
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = {"max_speed_change": self.max_speed_change, "max_shift": self.max_shift, "seed": self.seed}
+        return {**super().get_config(), **config}
+
+
+def resample(waveforms, samples, rate, shift, margin):
+    """`out[t] = in[c + (t - c) * rate - shift]` per clip (`c` the centre), linearly interpolated,
+    zeros outside; `margin` must cover the reach beyond either end. Two flat gathers per batch."""
+    batch = ops.shape(waveforms)[0]
+    width = samples + 2 * margin
+    flat = ops.reshape(ops.pad(waveforms, [[0, 0], [margin, margin]]), (-1,))
+    center = (samples - 1) / 2
+    source = (center + margin - shift - center * rate) + ops.expand_dims(ops.arange(samples, dtype="float32"), 0) * rate
+    below = ops.floor(source)
+    index = ops.cast(below, "int32") + ops.expand_dims(ops.arange(batch, dtype="int32"), 1) * width
+    left, right = ops.take(flat, index), ops.take(flat, index + 1)
+    return left + (right - left) * (source - below)

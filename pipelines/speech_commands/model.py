@@ -1,7 +1,8 @@
 """The speech model: raw waveform in, class probabilities out, features inside.
 
-    waveform (batch, samples) -> LogMelSpectrogram -> Normalization (training-split statistics)
-    -> SpecAugment (training only) -> classifier -> probabilities (batch, classes)
+    waveform (batch, samples) -> RandomSpeedShift (training only) -> LogMelSpectrogram
+    -> Normalization (training-split statistics) -> SpecAugment (training only) -> classifier
+    -> probabilities (batch, classes)
 
 The classifier is the zoo model of `model.variant` (`architecture: zoo`, any variant), or the
 attention RNN of de Andrade et al. 2018 (`architecture: attention_rnn`): a convolutional front
@@ -17,7 +18,7 @@ import keras
 import lstm_models
 from lstm_models import TemporalAttention, recurrent_layer
 from pipelines.errors import ConfigError
-from pipelines.speech_commands.layers import LogMelSpectrogram, SpecAugment
+from pipelines.speech_commands.layers import LogMelSpectrogram, RandomSpeedShift, SpecAugment
 
 ARCHITECTURES = ("zoo", "attention_rnn")
 
@@ -66,7 +67,10 @@ def build_speech_model(config, clip_samples, num_classes, feature_mean, feature_
             f"set model.variant=attention_lstm (got {m.variant!r})"
         )
     waveform = keras.Input((clip_samples,), name="waveform")
-    features = front_end(d)(waveform)
+    shifted = RandomSpeedShift(
+        d.speed_change, int(round(d.time_shift_seconds * d.sample_rate)), seed=config.seed, name="speed_shift"
+    )(waveform)
+    features = front_end(d)(shifted)
     features = keras.layers.Normalization(axis=-1, mean=feature_mean, variance=feature_variance, name="normalize")(
         features
     )

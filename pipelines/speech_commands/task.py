@@ -141,16 +141,12 @@ class SpeechCommands(Task):
         if key not in source.cache:
             source.cache[key] = feature_statistics(d, train.x)
         mean, variance = source.cache[key]
-        augmenter = augment.waveform_augmenter(
-            source.noise,
-            train.x.shape[1],
-            config.train.batch_size,
-            int(round(d.time_shift_seconds * d.sample_rate)),
-            d.noise_probability,
-            d.noise_max_gain,
-            d.speed_change,
-        )
         batch_size = config.train.batch_size
+        mixer = None
+        if d.noise_probability > 0 and d.noise_max_gain > 0:
+            mixer = augment.noise_mixer(
+                source.noise, train.x.shape[1], batch_size, d.noise_probability, d.noise_max_gain
+            )
         return SpeechSplits(
             x_train=train.x,
             y_train=train.y,
@@ -162,7 +158,7 @@ class SpeechCommands(Task):
             class_names=list(source.class_names),
             feature_mean=mean,
             feature_variance=variance,
-            train_dataset=augment.training_dataset(train.x, train.y, batch_size, augmenter, seed=config.seed),
+            train_dataset=augment.training_dataset(train.x, train.y, batch_size, mixer, seed=config.seed),
             val_dataset=augment.evaluation_dataset(val.x, val.y, batch_size),
         )
 

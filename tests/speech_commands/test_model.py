@@ -3,13 +3,12 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from lstm_models import VARIANTS
 from pipelines.config import load_config
 from pipelines.speech_commands import augment
 from pipelines.speech_commands.evaluation import attention_over_time
-from pipelines.speech_commands.layers import LogMelSpectrogram, SpecAugment
+from pipelines.speech_commands.layers import LogMelSpectrogram, RandomSpeedShift, SpecAugment, resample
 from pipelines.speech_commands.model import build_speech_model
 from pipelines.speech_commands.task import SpeechConfig
 from tests.helpers import assert_same_model
@@ -93,20 +92,22 @@ def test_keras_file_reloads_in_safe_mode_with_identical_predictions(tmp_path, ov
 
 
 def test_augmentation_changes_training_inputs_never_inference():
-    model = _model("data.freq_masks=2", "data.time_masks=2")
-    plain = _model("data.freq_masks=0", "data.time_masks=0")
+    model = _model("data.freq_masks=2", "data.time_masks=2", "data.speed_change=0.2", "data.time_shift_seconds=0.05")
+    plain = _model("data.freq_masks=0", "data.time_masks=0", "data.speed_change=0", "data.time_shift_seconds=0")
     plain.set_weights(model.get_weights())
     x = _waves()
     served = np.asarray(model(x, training=False))
     np.testing.assert_array_equal(served, np.asarray(plain(x, training=False)))
     np.testing.assert_array_equal(served, np.asarray(model(x, training=False)))
-    features = keras.Model(model.inputs, model.get_layer("spec_augment").output)
-    assert not np.array_equal(np.asarray(features(x, training=True)), np.asarray(features(x, training=False)))
+    for name in ("speed_shift", "spec_augment"):
+        part = keras.Model(model.inputs, model.get_layer(name).output)
+        assert not np.array_equal(np.asarray(part(x, training=True)), np.asarray(part(x, training=False)))
+        np.testing.assert_array_equal(np.asarray(part(x, training=False)), np.asarray(part(x, training=False)))
 
     noise = np.random.default_rng(0).standard_normal(20000).astype("float32")
-    augmenter = augment.waveform_augmenter(noise, SAMPLES, 4, 400, noise_probability=1.0, noise_max_gain=0.1)
+    mixer = augment.noise_mixer(noise, SAMPLES, 4, noise_probability=1.0, noise_max_gain=0.1)
     y = np.arange(4)
-    train = next(iter(augment.training_dataset(x, y, batch_size=4, augment=augmenter)))
+    train = next(iter(augment.training_dataset(x, y, batch_size=4, augment=mixer)))
     assert not np.allclose(np.sort(train[0].numpy(), axis=0), np.sort(x, axis=0))
     val_x, val_y = next(iter(augment.evaluation_dataset(x, y, batch_size=4)))
     np.testing.assert_array_equal(val_x.numpy(), x)
@@ -116,15 +117,16 @@ def test_augmentation_changes_training_inputs_never_inference():
 def test_time_shift_moves_the_waveform():
     x = np.zeros((2, 100), "float32")
     x[:, 50] = 1.0
-    augmenter = augment.waveform_augmenter(np.zeros(1000, "float32"), 100, 2, 10, 0.0, 0.0)
-    shifted, _ = augmenter(tf.constant(x), tf.constant([0, 1]))
-    peaks = np.argmax(shifted.numpy(), axis=1)
-    assert np.all(np.abs(peaks - 50) <= 10) and np.allclose(shifted.numpy().sum(axis=1), 1.0)
+    shifted = np.asarray(RandomSpeedShift(max_speed_change=0.0, max_shift=10, seed=3)(x, training=True))
+    peaks = np.argmax(shifted, axis=1)
+    assert np.all(np.abs(peaks - 50) <= 10) and np.allclose(shifted.sum(axis=1), 1.0)
 
 
 def test_speed_change_scales_the_pitch():
     x = tone(1000.0, seconds=1.0, amplitude=0.5)[np.newaxis, :]
-    faster = augment._resample(tf.constant(x), tf.constant([[1.2]]), tf.constant([[0.0]]), margin=1700).numpy()[0]
+    faster = np.asarray(resample(x, 16000, np.array([[1.2]], "float32"), np.zeros((1, 1), "float32"), 1700))[0]
     peak = np.argmax(np.abs(np.fft.rfft(faster))) * 16000 / len(faster)
     assert peak == pytest.approx(1200, abs=5)
     assert np.all(faster[:1300] == 0) and np.all(faster[-1300:] == 0)  # 1/1.2 of the clip is left, centred
+    with pytest.raises(ValueError, match="max_speed_change"):
+        RandomSpeedShift(max_speed_change=0.7)
