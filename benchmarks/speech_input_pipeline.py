@@ -127,8 +127,7 @@ def render(result, source, train_clips, command, repeats):
         "",
         f"- Loading (read WAV, resample 8 -> 16 kHz, pad/crop, check; once per run or tune): "
         f"{result['loading']:,.0f} clips/s.",
-        f"- Input pipeline alone (shuffle, batch 64, noise mixing; nothing consuming it): "
-        f"{pipeline:,.0f} clips/s.",
+        f"- Input pipeline alone (shuffle, batch 64, noise mixing; nothing consuming it): {pipeline:,.0f} clips/s.",
         "",
         "| model | fed by | fit clips/s | vs constant batches | CPU ms per clip |",
         "|---|---|---:|---:|---:|",
