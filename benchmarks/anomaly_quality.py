@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from report import write_section  # benchmarks/report.py
 
 START, END = "<!-- anomaly_quality:start -->", "<!-- anomaly_quality:end -->"
 ANCHORS = "HTM 70.1, Random Cut Forest 51.7, windowed Gaussian 39.6 (NAB scoreboard, standard profile)"
@@ -214,18 +215,6 @@ def render(metrics, grid, best, categories, config, args, command, seconds, n_se
     return "\n".join(lines)
 
 
-def write_section(path, section):
-    """Replace this script's section of `path` (or append it)."""
-    path = Path(path)
-    text = path.read_text() if path.exists() else "# Results\n\nQuality numbers, each with the command that made it.\n"
-    if START in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="../shared/data/nab", help="NAB root (data/, labels/)")
@@ -265,7 +254,7 @@ def main():
     categories = category_table(result.tables["per_series"])
     seconds = time.monotonic() - start
     section = render(result.metrics, grid, best, categories, config, args, command, seconds, len(outcomes))
-    write_section(args.output, section)
+    write_section(args.output, section, START, END)
     pd.set_option("display.width", 200)
     print(result.summary)
     print(categories)

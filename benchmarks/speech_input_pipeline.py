@@ -24,22 +24,13 @@ import sys
 import time
 from pathlib import Path
 
+from report import cpu_model, write_section  # benchmarks/report.py
+
 START, END = "<!-- speech_input:start -->", "<!-- speech_input:end -->"
 MODELS = {
     "zoo attention_lstm 64 (conf/speech_commands.yaml)": ("conf/speech_commands.yaml", []),
     "attention RNN (conf/speech_commands/attention.yaml)": ("conf/speech_commands/attention.yaml", []),
 }
-
-
-def cpu_model():
-    """The CPU model name from /proc/cpuinfo (Linux), else the machine type."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def median_rate(function, clips, repeats):
@@ -163,18 +154,6 @@ def render(result, source, train_clips, command, repeats):
     return "\n".join(lines)
 
 
-def write_section(path, section):
-    """Replace this script's section of `path` (or append it)."""
-    path = Path(path)
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/fsdd")
@@ -186,7 +165,9 @@ def main():
     command = "python benchmarks/speech_input_pipeline.py " + " ".join(sys.argv[1:])
     result, source, train_clips = measure(args.data, args.repeats)
     print(result)
-    write_section(args.output, render(result, source, train_clips, command, args.repeats))
+    write_section(
+        args.output, render(result, source, train_clips, command, args.repeats), START, END, title="# Benchmarks\n"
+    )
     print(f"wrote {args.output}")
 
 

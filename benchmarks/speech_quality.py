@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from report import cpu_model, write_section  # benchmarks/report.py
 
 START, END = "<!-- speech_quality:start -->", "<!-- speech_quality:end -->"
 CONFIG = "conf/speech_commands/attention.yaml"
@@ -37,17 +38,6 @@ SETTINGS = [
     "train.verbose=0",
 ]
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
-
-
-def cpu_model():
-    """The CPU model name from /proc/cpuinfo (Linux), else the machine type."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def train(data, overrides):
@@ -158,18 +148,6 @@ def render(rows, exports, command, seconds):
     return "\n".join(lines)
 
 
-def write_section(path, section):
-    """Replace this script's section of `path` (or append it)."""
-    path = Path(path)
-    text = path.read_text() if path.exists() else "# Results\n\nQuality numbers, each with the command that made it.\n"
-    if START in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def row_of(split, run, seconds):
     metrics = run.evaluation.metrics
     return {
@@ -207,7 +185,7 @@ def main():
         run, seconds = train(args.data, ["data.split=speaker", f"data.test_speaker={speaker}", *args.overrides])
         rows.append({**row_of(f"held-out speaker: {speaker}", run, seconds), "clips": 500})
         print(rows[-1], flush=True)
-    write_section(args.output, render(rows, exports, command, time.monotonic() - start))
+    write_section(args.output, render(rows, exports, command, time.monotonic() - start), START, END)
     print(f"wrote {args.output}")
 
 

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+from report import cpu_model, write_section  # benchmarks/report.py
 
 TICKERS = (
     "AAPL", "MSFT", "AMZN", "GOOGL", "JPM", "XOM", "JNJ", "PG", "KO", "PFE",
@@ -41,17 +42,6 @@ def best_per_series_table(result):
     run_id = result.best_trial.user_attrs["mlflow_run_id"]
     path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="tables/per_series.csv")
     return pd.read_csv(path), run_id
-
-
-def cpu_model():
-    """The CPU model name from /proc/cpuinfo (Linux), else the machine type."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def render(table, result, command, seconds):
@@ -103,18 +93,6 @@ def render(table, result, command, seconds):
     return "\n".join(lines)
 
 
-def write_section(path, section):
-    """Replace this script's section of `path` (or append it)."""
-    path = Path(path)
-    text = path.read_text() if path.exists() else "# Results\n\nQuality numbers, each with the command that made it.\n"
-    if START in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="../shared/data/stocks/sp500_5yr")
@@ -137,7 +115,7 @@ def main():
         )
     table, run_id = best_per_series_table(result)
     seconds = (datetime.datetime.now() - start).total_seconds()
-    write_section(args.output, render(table, result, command, seconds))
+    write_section(args.output, render(table, result, command, seconds), START, END)
     print(table.to_string(index=False))
     print(f"median model U2 {table['model_u2'].median():.3f}; best run {run_id}; wrote {args.output}")
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from report import write_section  # benchmarks/report.py
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("rnn", "lstm", "bilstm", "stacked_lstm", "gru", "peephole_lstm", "attention_lstm")
@@ -176,18 +177,6 @@ def render(summary, variants, settings, repeats, load):
     )
 
 
-def write_section(path, section):
-    """Replace this script's section of `path`, leaving other benchmarks' sections alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="worker processes (default: 5)")
@@ -221,7 +210,7 @@ def main():
     section = render(summarize(results, args.variants), args.variants, settings, args.repeats, load)
     print(section)
     if args.output:
-        write_section(args.output, section)
+        write_section(args.output, section, START, END, title="# Benchmarks\n")
 
 
 if __name__ == "__main__":
