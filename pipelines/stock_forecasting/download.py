@@ -9,31 +9,19 @@ Usage:
 """
 
 import argparse
-import hashlib
-import os
 import sys
 from pathlib import Path
 
+from pipelines.downloads import cache_dir, sha256
 from pipelines.errors import DataError, PipelineError
 from pipelines.stock_forecasting.data import load_prices
 
 COLUMNS = ["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]
 
 
-def cache_dir():
-    """`$LSTM_PIPELINES_CACHE/stocks`, default `~/.cache/lstm-pipelines/stocks`."""
-    root = os.environ.get("LSTM_PIPELINES_CACHE") or Path.home() / ".cache" / "lstm-pipelines"
-    return Path(root) / "stocks"
-
-
-def sha256(path):
-    """Hex SHA-256 of a file."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def cached_path(ticker, start, end, folder=None):
     """Where the CSV of `ticker` between `start` and `end` is cached."""
-    return Path(folder or cache_dir()) / f"{ticker.upper()}_{start}_{end}.csv"
+    return Path(folder or cache_dir("stocks")) / f"{ticker.upper()}_{start}_{end}.csv"
 
 
 def read_cached(path):
@@ -54,7 +42,7 @@ def download_prices(ticker, start, end, folder=None):
         ticker: Yahoo Finance symbol, e.g. `AAPL`.
         start: First date, `YYYY-MM-DD`.
         end: Day after the last date, `YYYY-MM-DD`.
-        folder: Cache folder. Default: `cache_dir()`.
+        folder: Cache folder. Default: `cache_dir("stocks")`.
 
     Returns:
         Path of a `Date,Open,High,Low,Close,Adj Close,Volume` CSV.
