@@ -9,13 +9,23 @@ Reconstruction detector (Malhotra et al. 2016, "LSTM-based Encoder-Decoder for M
 Detection"): the score of row ``t`` is the mean squared reconstruction error of the window ending at
 ``t``.
 
-Either way the score of row ``t`` depends on rows ``<= t`` only. The threshold is the
-``threshold_quantile`` of the validation rows' scores (no labels are used). Scores are mapped into
-``[0, 1]`` for NAB by ``anomaly_score = sigmoid((score - threshold) / spread)``, with
-``spread = threshold - median(validation scores)``, so the threshold maps to 0.5. A row whose score
-exceeds the threshold raises an alert unless an alert was raised in the ``cooldown`` rows before it.
-The anomaly score of a row without an alert is held just below 0.5 (and that of an alert at 0.5 or
-more), so NAB's own scorer at threshold 0.5 counts exactly the alerts.
+Either way the score of row ``t`` depends on rows ``<= t`` only. The score is then turned into the
+``level`` that the threshold is applied to, in one of two ways (no labels are used by either):
+
+- ``likelihood`` (the anomaly likelihood of Ahmad et al. 2017, "Unsupervised real-time anomaly
+  detection for streaming data", the post-processing of NAB's HTM detector): the level of row ``t``
+  is the z-score of the mean of the last ``average`` scores against the mean and standard deviation
+  of the ``history`` scores before them, starting from the validation rows' scores. It follows a
+  series whose errors drift, so a detector trained on a short prefix keeps a steady alarm rate.
+  The threshold is a fixed z (``likelihood_threshold``) and ``spread`` is 1.
+- ``raw``: the level is the score; the threshold is the ``threshold_quantile`` of the validation
+  rows' scores and ``spread = threshold - median(validation scores)``.
+
+Levels are mapped into ``[0, 1]`` for NAB by ``anomaly_score = sigmoid((level - threshold) /
+spread)``, so the threshold maps to 0.5. A row whose level exceeds the threshold raises an alert
+unless an alert was raised in the ``cooldown`` rows before it. The anomaly score of a row without an
+alert is held just below 0.5 (and that of an alert at 0.5 or more), so NAB's own scorer at threshold
+0.5 counts exactly the alerts.
 """
 
 from __future__ import annotations
@@ -23,12 +33,47 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.special import expit
 from scipy.stats import multivariate_normal
 
 from pipelines.anomaly_detection.windows import Scaler, first_scored_row, sliding_windows
 
 JUST_BELOW_HALF = float(np.nextafter(0.5, 0.0))
+SCORINGS = ("likelihood", "raw")
+# The likelihood's standard deviation never drops below this share of (1 + |mean|): a flat stretch of
+# near-identical scores would otherwise turn the smallest change into an enormous z.
+STD_FLOOR = 1e-3
+MIN_HISTORY = 10
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """Settings of the anomaly likelihood: rows of history, rows averaged, and the validation scores
+    the history starts from."""
+
+    history: int
+    average: int
+    seed: np.ndarray
+
+    def levels(self, scores: np.ndarray) -> np.ndarray:
+        """z-score of each row's recent mean score against the history before it; NaN where the score is.
+
+        Args:
+            scores: raw scores of consecutive rows, oldest first (NaN where undefined).
+
+        Returns:
+            One level per row; row ``t`` depends on ``seed`` and ``scores[: t + 1]`` only.
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        stream = pd.Series(np.concatenate([self.seed, scores]))
+        past = stream.rolling(self.history, min_periods=min(MIN_HISTORY, max(2, len(self.seed)))).agg(["mean", "std"])
+        past = past.shift(1)
+        recent = stream.rolling(self.average, min_periods=1).mean()
+        std = np.maximum(past["std"], STD_FLOOR * (1.0 + past["mean"].abs()))
+        levels = ((recent - past["mean"]) / std).to_numpy(copy=True)[len(self.seed) :]
+        levels[np.isnan(scores)] = np.nan
+        return levels
 
 
 @dataclass(eq=False)
@@ -53,9 +98,10 @@ class Gaussian:
 
 @dataclass(eq=False)
 class Detection:
-    """Per-row outputs; rows before the first scorable row have ``score`` NaN and anomaly score 0."""
+    """Per-row outputs; rows before the first scored row have ``score`` or ``level`` NaN and anomaly score 0."""
 
     score: np.ndarray
+    level: np.ndarray
     anomaly_score: np.ndarray
     alert: np.ndarray
 
@@ -113,7 +159,7 @@ def alerts_with_cooldown(candidates: np.ndarray, cooldown: int) -> np.ndarray:
 
 @dataclass(eq=False)
 class SeriesDetector:
-    """Everything needed to score one series online: scaler, Gaussian, threshold and settings."""
+    """Everything needed to score one series online: scaler, Gaussian, likelihood, threshold and settings."""
 
     name: str
     detector: str
@@ -124,6 +170,7 @@ class SeriesDetector:
     threshold: float
     spread: float
     gaussian: Gaussian | None = None
+    likelihood: Likelihood | None = None
 
     @property
     def first_row(self) -> int:
@@ -142,13 +189,24 @@ class SeriesDetector:
             score[defined] = self.gaussian.nll(values) if self.gaussian is not None else values[:, 0]
         return score
 
-    def detect_scores(self, score: np.ndarray) -> Detection:
-        """Calibrated ``[0, 1]`` scores and alerts from raw scores."""
-        defined = ~np.isnan(score)
-        anomaly_score = np.where(defined, expit((np.nan_to_num(score) - self.threshold) / self.spread), 0.0)
-        alert = alerts_with_cooldown(defined & (np.nan_to_num(score) > self.threshold), self.cooldown)
+    def levels(self, score: np.ndarray) -> np.ndarray:
+        """What the threshold applies to: the likelihood's z-scores, or the raw scores."""
+        return self.likelihood.levels(score) if self.likelihood is not None else np.asarray(score, dtype=np.float64)
+
+    def detect_scores(self, score: np.ndarray, first_row: int = 0) -> Detection:
+        """Levels, calibrated ``[0, 1]`` scores and alerts from raw scores.
+
+        Args:
+            score: raw scores of consecutive rows, oldest first.
+            first_row: rows before it (the training prefix) get no level and no alert.
+        """
+        level = np.full(len(score), np.nan)
+        level[first_row:] = self.levels(score[first_row:])
+        defined = ~np.isnan(level)
+        anomaly_score = np.where(defined, expit((np.nan_to_num(level) - self.threshold) / self.spread), 0.0)
+        alert = alerts_with_cooldown(defined & (np.nan_to_num(level) > self.threshold), self.cooldown)
         anomaly_score = np.where(alert, np.maximum(anomaly_score, 0.5), np.minimum(anomaly_score, JUST_BELOW_HALF))
-        return Detection(score=score, anomaly_score=anomaly_score, alert=alert)
+        return Detection(score=score, level=level, anomaly_score=anomaly_score, alert=alert)
 
     def detect(self, predict, values: np.ndarray) -> Detection:
         """Score raw ``values`` ``(rows, features)`` of this series, oldest first."""
@@ -165,14 +223,22 @@ class SeriesDetector:
             "threshold": self.threshold,
             "spread": self.spread,
             "gaussian": None,
+            "likelihood": None,
         }
+        if self.likelihood is not None:
+            likelihood = self.likelihood
+            state["likelihood"] = {
+                "history": likelihood.history,
+                "average": likelihood.average,
+                "seed": likelihood.seed.tolist(),
+            }
         if self.gaussian is not None:
             state["gaussian"] = {"mean": self.gaussian.mean.tolist(), "cov": self.gaussian.cov.tolist()}
         return state
 
     @classmethod
     def from_dict(cls, state: dict) -> SeriesDetector:
-        gaussian = state["gaussian"]
+        gaussian, likelihood = state["gaussian"], state.get("likelihood")
         return cls(
             name=state["name"],
             detector=state["detector"],
@@ -183,6 +249,9 @@ class SeriesDetector:
             threshold=float(state["threshold"]),
             spread=float(state["spread"]),
             gaussian=None if gaussian is None else Gaussian(np.asarray(gaussian["mean"]), np.asarray(gaussian["cov"])),
+            likelihood=None
+            if likelihood is None
+            else Likelihood(int(likelihood["history"]), int(likelihood["average"]), np.asarray(likelihood["seed"])),
         )
 
 
@@ -195,12 +264,21 @@ def calibrate(
     scaler: Scaler,
     val_features: np.ndarray,
     quantile: float,
+    *,
+    scoring: str = "raw",
+    likelihood_history: int = 8640,
+    likelihood_average: int = 5,
+    likelihood_threshold: float = 4.0,
 ) -> SeriesDetector:
     """Fit the Gaussian (prediction detector) and the threshold on validation errors.
 
     Args:
         val_features: error features of the validation rows (no NaN rows).
-        quantile: quantile of the validation scores used as the threshold.
+        quantile: quantile of the validation scores used as the threshold (``raw`` scoring).
+        scoring: ``"likelihood"`` or ``"raw"`` (see the module docstring).
+        likelihood_history: rows of past scores the likelihood compares with.
+        likelihood_average: recent rows whose mean score the likelihood scores.
+        likelihood_threshold: the z above which a row is anomalous (``likelihood`` scoring).
 
     Returns:
         A ``SeriesDetector``.
@@ -208,6 +286,10 @@ def calibrate(
     gaussian = Gaussian.fit(val_features) if detector == "prediction" else None
     series = SeriesDetector(name, detector, window, steps, cooldown, scaler, 0.0, 1.0, gaussian)
     val_scores = series.scores(val_features)
+    if scoring == "likelihood":
+        series.likelihood = Likelihood(likelihood_history, likelihood_average, val_scores)
+        series.threshold = float(likelihood_threshold)
+        return series
     series.threshold = float(np.quantile(val_scores, quantile))
     spread = series.threshold - float(np.median(val_scores))
     series.spread = spread if spread > 0 else 1e-9 * max(1.0, abs(series.threshold))

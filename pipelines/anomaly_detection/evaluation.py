@@ -73,19 +73,21 @@ def detector_metrics(outcomes: list[SeriesOutcome], alerts: list[np.ndarray]) ->
     return metrics
 
 
-def report(outcomes: list[SeriesOutcome], quantile: float, cooldown: int, seed: int, detector_name: str) -> Report:
+def report(outcomes: list[SeriesOutcome], rule: str, seed: int, detector_name: str) -> Report:
     """Model and baseline metrics, per-series and NAB-format tables, and plots.
 
     Args:
         outcomes: the model's detections per series.
-        quantile: the threshold quantile (the random baseline uses it too).
-        cooldown: the alert cooldown (the random baseline uses it too).
-        seed: seed of the random baseline.
+        rule: the alarm rule in words, for the summary.
+        seed: seed of the random baseline (as many alerts per series as the model, at random rows).
         detector_name: NAB detector name of the results tables (``lstmPrediction``).
     """
     rng = np.random.default_rng(seed)
     model_alerts = [o.detection.alert for o in outcomes]
-    random = [random_alerts(len(o.series), slice(o.n_train, o.n_prefix), quantile, cooldown, rng) for o in outcomes]
+    random = [
+        random_alerts(len(o.series), o.scored_from, int(o.detection.alert[o.scored_from :].sum()), rng)
+        for o in outcomes
+    ]
     always = [always_alerts(len(o.series)) for o in outcomes]
     metrics = {f"test_{k}": v for k, v in detector_metrics(outcomes, model_alerts).items()}
     for name, alerts in (("random", random), ("always", always)):
@@ -104,8 +106,7 @@ def report(outcomes: list[SeriesOutcome], quantile: float, cooldown: int, seed: 
         f"always-anomalous {metrics['test_always_nab_standard']:.1f}); point-wise F1 {metrics['test_f1']:.3f} "
         f"(random {metrics['test_random_f1']:.3f}, always {metrics['test_always_f1']:.3f}); event recall "
         f"{metrics['test_event_recall']:.2f}, precision {metrics['test_event_precision']:.2f}; "
-        f"{len(outcomes)} series, threshold = {quantile} quantile of each series' validation scores, "
-        f"cooldown {cooldown} rows"
+        f"{len(outcomes)} series; {rule}"
     )
     return Report(metrics, tables, figures, summary)
 

@@ -13,7 +13,6 @@ import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
 
 from pipelines.anomaly_detection.data import runs_of_ones
-from pipelines.anomaly_detection.detectors import alerts_with_cooldown
 
 
 def pointwise(labels: np.ndarray, alerts: np.ndarray) -> dict[str, float]:
@@ -54,12 +53,12 @@ def eventwise(counts: dict[str, int]) -> dict[str, float]:
     }
 
 
-def random_alerts(rows: int, val_rows: slice, quantile: float, cooldown: int, rng: np.random.Generator):
-    """The random baseline: uniform scores, thresholded like the model (same validation quantile,
-    so the same alarm rate) and with the same cooldown."""
-    scores = rng.random(rows)
-    threshold = np.quantile(scores[val_rows], quantile)
-    return alerts_with_cooldown(scores >= threshold, cooldown)
+def random_alerts(rows: int, first: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """The random baseline: ``count`` alerts on rows drawn uniformly from ``first`` on (give it the
+    model's number of alerts, so both have the same alarm rate)."""
+    alerts = np.zeros(rows, dtype=bool)
+    alerts[rng.choice(np.arange(first, rows), size=min(count, max(rows - first, 0)), replace=False)] = True
+    return alerts
 
 
 def always_alerts(rows: int) -> np.ndarray:

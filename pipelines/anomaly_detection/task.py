@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.anomaly_detection import data as series_data
-from pipelines.anomaly_detection.detectors import calibrate, error_features
+from pipelines.anomaly_detection.detectors import SCORINGS, calibrate, error_features
 from pipelines.anomaly_detection.evaluation import SeriesOutcome, report
 from pipelines.anomaly_detection.serving import AnomalyServingModel, save_detectors, serving_signature
 from pipelines.anomaly_detection.synthetic import SEED as SYNTHETIC_SEED
@@ -62,11 +62,20 @@ class AnomalyDataConfig:
     train_fraction: float = 0.15
     train_max_rows: int | None = 750
     val_fraction: float = 0.3
+    scoring: str = "likelihood"
+    likelihood_history: int = 8640
+    likelihood_average: int = 5
+    likelihood_threshold: float = 4.0
     threshold_quantile: float = 1.0
     cooldown: int = 100
 
     def __post_init__(self):
-        choices = {"format": FORMATS, "detector": DETECTORS, "separator": series_data.SEPARATORS}
+        choices = {
+            "format": FORMATS,
+            "detector": DETECTORS,
+            "separator": series_data.SEPARATORS,
+            "scoring": SCORINGS,
+        }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"data.{key}: expected one of {', '.join(allowed)}, got {getattr(self, key)!r}")
@@ -76,6 +85,11 @@ class AnomalyDataConfig:
             raise ConfigError(f"data.prediction_steps: expected a positive integer, got {self.prediction_steps!r}")
         if self.train_max_rows is not None and self.train_max_rows < 1:
             raise ConfigError(f"data.train_max_rows: expected a positive integer or null, got {self.train_max_rows!r}")
+        for key in ("likelihood_history", "likelihood_average"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"data.{key}: expected a positive integer, got {getattr(self, key)!r}")
+        if not self.likelihood_threshold > 0:
+            raise ConfigError(f"data.likelihood_threshold: expected a z-score > 0, got {self.likelihood_threshold!r}")
         if self.cooldown < 0:
             raise ConfigError(f"data.cooldown: expected an integer >= 0, got {self.cooldown!r}")
         for key in ("train_fraction", "val_fraction"):
@@ -198,7 +212,7 @@ class AnomalyDetection(Task):
         outcomes, val_stats = detect_all(model, data)
         data.outcomes, data.scored_model = outcomes, model
         detector_name = f"lstm{spec.detector.capitalize()}"
-        result = report(outcomes, spec.threshold_quantile, spec.cooldown, config.seed, detector_name)
+        result = report(outcomes, alarm_rule(spec), config.seed, detector_name)
         metrics = {
             "val_mse": val_stats["error_sum"] / val_stats["error_count"],
             "val_alarm_rate": val_stats["alarms"] / val_stats["rows"],
@@ -256,17 +270,42 @@ def detect_all(model, data):
         val_features = features[val_first : part.n_prefix]
         detector = calibrate(
             part.series.name, spec.detector, spec.window, spec.prediction_steps, spec.cooldown,
-            part.scaler, val_features, spec.threshold_quantile,
+            part.scaler, val_features, spec.threshold_quantile, scoring=spec.scoring,
+            likelihood_history=spec.likelihood_history, likelihood_average=spec.likelihood_average,
+            likelihood_threshold=spec.likelihood_threshold,
         )  # fmt: skip
         scores = detector.scores(features)
-        detection = detector.detect_scores(scores)
+        detection = detector.detect_scores(scores, first_row=part.n_prefix)
         outcomes.append(SeriesOutcome(part.series, detector, detection, part.n_train, part.n_prefix))
         squared = val_features**2 if spec.detector == "prediction" else val_features
         stats["error_sum"] += float(squared.sum())
         stats["error_count"] += squared.size
-        stats["alarms"] += int((scores[val_first : part.n_prefix] > detector.threshold).sum())
+        stats["alarms"] += int(
+            (validation_levels(detector, scores[val_first : part.n_prefix]) > detector.threshold).sum()
+        )
         stats["rows"] += len(val_features)
     return outcomes, stats
+
+
+def validation_levels(detector, val_scores):
+    """Levels of the validation rows on their own: the likelihood starts from an empty history there
+    (its first rows have none), since the validation scores are its seed for the test rows."""
+    if detector.likelihood is None:
+        return val_scores
+    return dataclasses.replace(detector.likelihood, seed=np.empty(0)).levels(val_scores)
+
+
+def alarm_rule(spec):
+    """The alarm rule of a data config, in words."""
+    if spec.scoring == "likelihood":
+        rule = (
+            f"alert when the mean score of the last {spec.likelihood_average} rows is more than "
+            f"{spec.likelihood_threshold:g} standard deviations above the mean of the {spec.likelihood_history} "
+            "before"
+        )
+    else:
+        rule = f"alert above the {spec.threshold_quantile} quantile of each series' validation scores"
+    return f"{rule}, cooldown {spec.cooldown} rows"
 
 
 def _check_search_space(config):

@@ -1,5 +1,7 @@
 """Error features, Gaussian scoring, calibration, cooldown and the online property of the scores."""
 
+import json
+
 import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
@@ -7,6 +9,7 @@ from scipy.stats import multivariate_normal
 from lstm_models import build_model
 from pipelines.anomaly_detection.detectors import (
     Gaussian,
+    Likelihood,
     SeriesDetector,
     alerts_with_cooldown,
     calibrate,
@@ -69,16 +72,54 @@ def test_threshold_is_the_validation_quantile_and_maps_to_one_half():
     assert not constant.detect_scores(np.ones(50)).alert.any(), "a score equal to the threshold is not an alert"
 
 
-def test_detector_round_trips_through_json_state():
+@pytest.mark.parametrize("scoring", ["raw", "likelihood"])
+def test_detector_round_trips_through_json_state(scoring):
     val = np.random.default_rng(4).standard_normal((200, 2))
-    detector = calibrate("s", "prediction", 4, 2, 5, Scaler(np.ones(1), 2 * np.ones(1)), val, 0.99)
-    again = SeriesDetector.from_dict(detector.to_dict())
+    detector = calibrate("s", "prediction", 4, 2, 5, Scaler(np.ones(1), 2 * np.ones(1)), val, 0.99, scoring=scoring)
+    again = SeriesDetector.from_dict(json.loads(json.dumps(detector.to_dict())))
     np.testing.assert_array_equal(again.scores(val), detector.scores(val))
     assert (again.window, again.steps, again.cooldown, again.threshold) == (4, 2, 5, detector.threshold)
+    later = np.random.default_rng(5).standard_normal((300, 2)) * np.linspace(1, 3, 300)[:, None]
+    np.testing.assert_array_equal(again.levels(again.scores(later)), detector.levels(detector.scores(later)))
 
 
+def test_likelihood_is_the_recent_mean_against_the_history_before_it():
+    rng = np.random.default_rng(6)
+    seed, scores = rng.gamma(2.0, size=40), rng.gamma(2.0, size=60)
+    likelihood = Likelihood(history=30, average=4, seed=seed)
+    levels = likelihood.levels(scores)
+    stream = np.concatenate([seed, scores])
+    for t in (0, 3, 25, 59):
+        now = len(seed) + t
+        past = stream[now - 30 : now]
+        expected = (stream[now - 3 : now + 1].mean() - past.mean()) / past.std(ddof=1)
+        assert levels[t] == pytest.approx(expected)
+    with_gap = scores.copy()
+    with_gap[10] = np.nan
+    assert np.isnan(likelihood.levels(with_gap)[10]), "no level where the score is undefined"
+
+
+def test_likelihood_follows_drifting_errors_where_a_fixed_threshold_floods():
+    rng = np.random.default_rng(7)
+    val = rng.standard_normal((200, 1))
+    # Errors whose scale drifts up fivefold (a series that slowly changes), then one sudden burst.
+    drift = rng.standard_normal((3000, 1)) * np.linspace(1.0, 5.0, 3000)[:, None]
+    drift[2500:2505] += 60.0
+    scaler = Scaler(np.zeros(1), np.ones(1))
+    raw = calibrate("s", "prediction", 4, 1, 50, scaler, val, 1.0, scoring="raw")
+    likely = calibrate("s", "prediction", 4, 1, 50, scaler, val, 1.0, scoring="likelihood", likelihood_threshold=4)
+    raw_alerts = raw.detect_scores(raw.scores(drift)).alert
+    likely_alerts = likely.detect_scores(likely.scores(drift)).alert
+    assert raw_alerts[:2500].sum() > 30, "the fixed threshold alarms again and again on the drift"
+    assert likely_alerts[:2500].sum() <= raw_alerts[:2500].sum() / 5
+    assert likely_alerts[2500:2510].any(), "the burst still raises an alert"
+    first_row = likely.detect_scores(likely.scores(drift), first_row=1000)
+    assert not first_row.alert[:1000].any() and np.isnan(first_row.level[:1000]).all()
+
+
+@pytest.mark.parametrize("scoring", ["raw", "likelihood"])
 @pytest.mark.parametrize(("detector", "steps"), [("prediction", 2), ("reconstruction", 1)])
-def test_scores_are_online_later_values_never_change_earlier_scores(detector, steps):
+def test_scores_are_online_later_values_never_change_earlier_scores(detector, steps, scoring):
     rng = np.random.default_rng(5)
     values = 10 + np.sin(np.arange(120) / 4)[:, None] + 0.1 * rng.standard_normal((120, 2))
     window, cut = 8, 70
@@ -87,12 +128,15 @@ def test_scores_are_online_later_values_never_change_earlier_scores(detector, st
     predict = lambda x: model.predict(x, verbose=0)  # noqa: E731
     scaler = Scaler.fit(values[:60])
     features = error_features(predict, scaler.transform(values), detector, window, steps)
-    scorer = calibrate("s", detector, window, steps, 5, scaler, features[30:60], 0.8)
+    scorer = calibrate(
+        "s", detector, window, steps, 5, scaler, features[30:60], 0.8, scoring=scoring, likelihood_threshold=1.0
+    )
     before = scorer.detect(predict, values)
     changed = values.copy()
     changed[cut + 1 :] = rng.uniform(-100, 100, changed[cut + 1 :].shape)  # the future is rewritten
     after = scorer.detect(predict, changed)
     np.testing.assert_allclose(after.score[: cut + 1], before.score[: cut + 1], rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(after.level[: cut + 1], before.level[: cut + 1], rtol=1e-5, equal_nan=True)
     np.testing.assert_array_equal(after.alert[: cut + 1], before.alert[: cut + 1])
     assert before.alert[: cut + 1].any(), "the test needs alerts (and so the cooldown) before the cut"
     assert not np.allclose(after.score[cut + 1 :], before.score[cut + 1 :])

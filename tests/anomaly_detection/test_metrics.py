@@ -37,13 +37,12 @@ def test_always_anomalous_inflates_event_metrics_not_point_f1():
     assert pointwise(labels, alerts)["f1"] == pytest.approx(2 * 0.01 / 1.01)
 
 
-def test_random_baseline_matches_the_alarm_rate_and_cooldown():
-    rng = np.random.default_rng(0)
-    alerts = random_alerts(20000, slice(0, 5000), 0.99, 0, rng)
-    assert alerts.mean() == pytest.approx(0.01, abs=0.003)
-    spaced = random_alerts(20000, slice(0, 5000), 0.9, 50, np.random.default_rng(1))
-    assert np.diff(np.flatnonzero(spaced)).min() > 50
+def test_random_baseline_raises_the_given_number_of_alerts_after_the_first_row():
+    alerts = random_alerts(20000, 5000, 37, np.random.default_rng(0))
+    assert alerts.sum() == 37
+    assert not alerts[:5000].any(), "no alert before the first scored row"
+    assert np.flatnonzero(alerts).max() > 15000, "the alerts spread over the scored rows"
+    assert random_alerts(10, 8, 5, np.random.default_rng(1)).sum() == 2, "at most one alert per scored row"
     np.testing.assert_array_equal(
-        random_alerts(100, slice(0, 50), 0.9, 0, np.random.default_rng(3)),
-        random_alerts(100, slice(0, 50), 0.9, 0, np.random.default_rng(3)),
+        random_alerts(100, 50, 5, np.random.default_rng(3)), random_alerts(100, 50, 5, np.random.default_rng(3))
     )
