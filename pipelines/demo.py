@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 DEMO_SETTINGS = {
     "stock_forecasting": {"trials": 4, "overrides": ["train.epochs=8", "train.verbose=0"]},
     "anomaly_detection": {"trials": 3, "overrides": ["train.epochs=5", "train.verbose=0"]},
-    "speech_commands": {"trials": 3, "overrides": ["train.epochs=5", "train.verbose=0"]},
+    "speech_commands": {"trials": 3, "overrides": ["train.epochs=15", "train.verbose=0"]},
 }
 
 

@@ -43,7 +43,9 @@ def train_and_log(task, config, source, callbacks=()):
         model = task.build_model(config, data)
     history = training.fit(model, data, config, callbacks=[tracking.EpochMetricsLogger(), *callbacks])
     evaluation = task.evaluate(model, data, config)
-    mlflow.log_metrics(evaluation.metrics)
+    # One step after the last epoch: a name shared with an epoch metric (`val_accuracy`) then shows
+    # the evaluated model's value (best weights restored) as its latest, not the last epoch's.
+    mlflow.log_metrics(evaluation.metrics, step=len(history.epoch))
     tracking.log_figures(evaluation.figures)
     for name, frame in evaluation.tables.items():
         tracking.log_table(frame, f"tables/{name}.csv")

@@ -41,7 +41,9 @@ class Task:
         config_class: The task's config dataclass (`pipelines.config.make_config_class`).
         head: The `lstm_models` head the task uses.
         loss: Keras loss name.
-        objective: Metric the tuner optimises (a key of `Evaluation.metrics`, e.g. `val_mase`).
+        objective: Metric the tuner minimises (a key of `Evaluation.metrics`, e.g. `val_mase`).
+            Always a loss or an error rate: the pruner watches the per-epoch `val_loss`, which only
+            agrees with a minimised objective.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Task:
     loss: str
     objective: str
     keras_metrics: tuple = ()
+    direction = "minimize"
 
     def load_source(self, config):
         """Read the raw data once (files, default data); returns anything `prepare` takes."""

@@ -19,7 +19,7 @@ from optuna_integration import KerasPruningCallback
 
 from pipelines import runner, tracking
 from pipelines.config import with_values
-from pipelines.errors import PipelineError
+from pipelines.errors import ConfigError, PipelineError
 from pipelines.tracking import redact
 from pipelines.training import TrainingDiverged
 
@@ -246,6 +246,16 @@ def _log_study_summary(study, task):
     return counts, best
 
 
+def check_direction(task, config):
+    """`ConfigError` unless `search.direction` is the task's: every objective is minimised, like the
+    `val_loss` the pruner watches."""
+    if config.search.direction != task.direction:
+        raise ConfigError(
+            f"search.direction: {task.name} tunes {task.objective}, which is minimised (the pruner watches "
+            f"val_loss); expected {task.direction}, got {config.search.direction!r}"
+        )
+
+
 def tune(task, config, source, trials, timeout=None, study_name=None, storage=None, on_parent=None):
     """Run (or resume) a study until it holds `trials` finished trials or `timeout` passes.
 
@@ -263,6 +273,7 @@ def tune(task, config, source, trials, timeout=None, study_name=None, storage=No
     Returns:
         A `TuneResult`.
     """
+    check_direction(task, config)
     study_name = study_name or task.name
     if storage is None or isinstance(storage, str):
         storage = open_storage(storage)

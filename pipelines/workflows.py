@@ -56,6 +56,7 @@ def tune(task_name, trials, config_path=None, overrides=(), timeout=None, study=
     """
     task = get_task(task_name)
     config = load_task_config(task, config_path, overrides)
+    tuning.check_direction(task, config)
     storage_handle = _open_storage(config, storage)
     _experiment(task, config)
     source = task.load_source(config)

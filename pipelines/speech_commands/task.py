@@ -121,8 +121,7 @@ class SpeechCommands(Task):
     head = "classification"
     loss = "sparse_categorical_crossentropy"
     keras_metrics = ("accuracy",)
-    # An error rate, minimised, not accuracy maximised: the engine's pruner watches val_loss under
-    # the study's direction, so a maximised objective would prune the trials with the lowest loss.
+    # An error rate, not accuracy: every objective is minimised, like the val_loss the pruner watches.
     objective = "val_error_rate"
 
     def load_source(self, config):

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines import workflows
 from pipelines.cli import main as cli_main
+from pipelines.errors import ConfigError
 from tests.synthetic import write_ohlcv_csv
 
 TINY = [
@@ -103,6 +104,17 @@ def test_tune_resume_register_and_serve(prices_csv, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_maximised_objective_is_refused_before_anything_is_stored(prices_csv, tmp_path):
+    with pytest.raises(ConfigError, match=r"search.direction: stock_forecasting tunes val_mase, which is minimised"):
+        workflows.tune(
+            "stock_forecasting",
+            2,
+            overrides=[*TINY, "search.direction=maximize", f"data.path={prices_csv}"],
+            storage=str(tmp_path / "j.log"),
+        )
+    assert not (tmp_path / "j.log").exists(), "no study was created"
+
+
 def test_failing_trial_is_recorded_and_study_goes_on(prices_csv, tmp_path):
     # stacked_lstm needs num_layers >= 2: with num_layers=1 that trial raises a ValueError.
     space = [

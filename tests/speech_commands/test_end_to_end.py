@@ -31,6 +31,11 @@ def test_tune_register_serve_and_predict(tmp_path):
     metrics = runs[0].data.metrics
     assert {"val_error_rate", "test_accuracy", "test_macro_f1", "test_recall_yes", "test_recall__silence_",
             "test_majority_accuracy"} <= set(metrics)  # fmt: skip
+    # `val_accuracy` is both a Keras epoch metric and an evaluation metric: the evaluation is logged
+    # one step after the last epoch, so it is the value the run shows.
+    history = client.get_metric_history(runs[0].info.run_id, "val_accuracy")
+    assert max(m.step for m in history) == len(history) - 1 and len(history) >= 2
+    assert metrics["val_accuracy"] == pytest.approx(1 - metrics["val_error_rate"])
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id, "plots")}
     assert "plots/confusion_matrix.png" in artifacts
     if runs[0].data.params["model.variant"] == "attention_lstm":
