@@ -32,12 +32,17 @@ def _runs(tracking_uri, study):
     return parents, children
 
 
-def _running_trial(storage, study):
+def _running_trial(storage, study, training=False):
+    """The first running trial with its MLflow run; with `training`, only once it has reported an epoch."""
     try:
         trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
     except KeyError:
         return None
-    running = [t for t in trials if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs]
+    running = [
+        t
+        for t in trials
+        if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs and (t.intermediate_values or not training)
+    ]
     return running[0] if running else None
 
 
@@ -110,8 +115,8 @@ def test_ctrl_c_fails_the_trial_closes_runs_and_tune_resumes(prices_csv, tmp_pat
         "sigint", storage, 2, prices_csv, extra=["train.epochs=500", "train.early_stopping_patience=500"]
     )
     worker = start_worker(command, env, tmp_path / "worker.log")
-    interrupted = wait_for(lambda: _running_trial(storage, "sigint"), 180, what="the first trial to start")
-    time.sleep(2)
+    # Ctrl-C in the middle of training (after the first epoch's report), as a user would press it.
+    interrupted = wait_for(lambda: _running_trial(storage, "sigint", training=True), 180, what="the first epoch")
     assert kill(worker, signal.SIGINT) == 130, (tmp_path / "worker.log").read_text()[-3000:]
     assert "rerun the same command to resume" in (tmp_path / "worker.log").read_text()
 
