@@ -217,6 +217,77 @@ class SpecAugment(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="pipelines")
+class RandomEqualizer(keras.layers.Layer):
+    """A random smooth gain across the mel bins of log-mel features, in training only.
+
+    Every microphone, room and sound card colours speech with its own frequency response; a
+    filter's gain is an addition to log energies. Each example gets `sum_k a_k cos(pi k (b + 1/2)
+    / bins)` added to bin `b`, for `k = 1 .. components`, with each `a_k` drawn from
+    `[-max_gain_db, max_gain_db]`; the result is made relative to its maximum again and floored
+    `top_db` below it, as `LogMelSpectrogram` leaves it. With `training=False` the layer returns
+    its input unchanged, so a served model is unaffected.
+
+    Args:
+        max_gain_db: Largest amplitude of each cosine, in dB. Default: `6.0`.
+        components: Cosines in the curve (1 is a tilt). Default: `3`.
+        top_db: The floor of the input, in dB below its maximum; `None` for absolute log
+            energies (no re-flooring). Default: `80.0`.
+        seed: Seed of the draws. Default: `None`.
+
+    Call arguments:
+        inputs: `(batch, frames, bins)` natural-log energies (`LogMelSpectrogram` output).
+        training: Python bool; the features change only when true.
+
+    Returns:
+        A tensor shaped like `inputs`.
+
+    Example:
+        >>> RandomEqualizer(max_gain_db=6.0)(log_mel, training=True)
+    """
+
+    def __init__(self, max_gain_db=6.0, components=3, top_db=80.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(max_gain_db, bool) or not max_gain_db >= 0:
+            raise ValueError(f"Expected a non-negative number for max_gain_db. Received: max_gain_db={max_gain_db!r}")
+        if isinstance(components, bool) or not isinstance(components, int) or components < 1:
+            raise ValueError(f"Expected a positive integer for components. Received: components={components!r}")
+        self.max_gain_db = max_gain_db
+        self.components = components
+        self.top_db = top_db
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training or self.max_gain_db == 0:
+            return inputs
+        bins = inputs.shape[-1]
+        positions = (np.arange(bins) + 0.5) / bins
+        basis = np.cos(np.pi * np.arange(1, self.components + 1)[:, None] * positions[None, :]).astype("float32")
+        amplitude = self.max_gain_db * math.log(10.0) / 10.0
+        weights = keras.random.uniform(
+            (ops.shape(inputs)[0], self.components), -amplitude, amplitude, seed=self.seed_generator
+        )
+        gains = ops.matmul(weights, ops.convert_to_tensor(basis))  # (batch, bins)
+        outputs = inputs + ops.expand_dims(gains, 1)
+        if self.top_db is None:
+            return outputs
+        relative = outputs - ops.max(outputs, axis=(1, 2), keepdims=True)
+        return ops.maximum(relative, -self.top_db * math.log(10.0) / 10.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = {
+            "max_gain_db": self.max_gain_db,
+            "components": self.components,
+            "top_db": self.top_db,
+            "seed": self.seed,
+        }
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package="pipelines")
 class RandomSpeedShift(keras.layers.Layer):
     """Random speed change and time shift of `(batch, samples)` waveforms, in training only.
 

@@ -1,8 +1,8 @@
 """The speech model: raw waveform in, class probabilities out, features inside.
 
     waveform (batch, samples) -> RandomSpeedShift (training only) -> LogMelSpectrogram
-    -> Normalization (training-split statistics) -> SpecAugment (training only) -> classifier
-    -> probabilities (batch, classes)
+    -> RandomEqualizer (training only) -> Normalization (training-split statistics)
+    -> SpecAugment (training only) -> classifier -> probabilities (batch, classes)
 
 The classifier is the zoo model of `model.variant` (`architecture: zoo`, any variant), or the
 attention RNN of de Andrade et al. 2018 (`architecture: attention_rnn`): a convolutional front
@@ -18,7 +18,7 @@ import keras
 import lstm_models
 from lstm_models import TemporalAttention, recurrent_layer
 from pipelines.errors import ConfigError
-from pipelines.speech_commands.layers import LogMelSpectrogram, RandomSpeedShift, SpecAugment
+from pipelines.speech_commands.layers import LogMelSpectrogram, RandomEqualizer, RandomSpeedShift, SpecAugment
 
 ARCHITECTURES = ("zoo", "attention_rnn")
 
@@ -71,6 +71,7 @@ def build_speech_model(config, clip_samples, num_classes, feature_mean, feature_
         d.speed_change, int(round(d.time_shift_seconds * d.sample_rate)), seed=config.seed, name="speed_shift"
     )(waveform)
     features = front_end(d)(shifted)
+    features = RandomEqualizer(d.equalizer_db, seed=config.seed, name="equalizer")(features)
     features = keras.layers.Normalization(axis=-1, mean=feature_mean, variance=feature_variance, name="normalize")(
         features
     )

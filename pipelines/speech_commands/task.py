@@ -46,6 +46,7 @@ class SpeechDataConfig:
     freq_mask_width: int = 5
     time_masks: int = 1  # ... and of up to time_mask_width frames (10 ms each)
     time_mask_width: int = 5
+    equalizer_db: float = 0.0  # training only: random smooth gain across the mel bins of up to this many dB
 
     def __post_init__(self):
         for key, allowed in (
@@ -69,8 +70,9 @@ class SpeechDataConfig:
             raise ConfigError(f"data.clip_seconds: expected 0.1 to 10 seconds, got {self.clip_seconds!r}")
         if not 0.0 <= self.speed_change < 0.5:
             raise ConfigError(f"data.speed_change: expected a fraction in [0, 0.5), got {self.speed_change!r}")
-        if self.noise_max_gain < 0:
-            raise ConfigError(f"data.noise_max_gain: expected a non-negative number, got {self.noise_max_gain!r}")
+        for key in ("noise_max_gain", "equalizer_db"):
+            if not getattr(self, key) >= 0:
+                raise ConfigError(f"data.{key}: expected a non-negative number, got {getattr(self, key)!r}")
 
 
 SpeechConfig = make_config_class(SpeechDataConfig)

@@ -6,9 +6,16 @@ import pytest
 
 from lstm_models import VARIANTS
 from pipelines.config import load_config
+from pipelines.errors import ConfigError
 from pipelines.speech_commands import augment
 from pipelines.speech_commands.evaluation import attention_over_time
-from pipelines.speech_commands.layers import LogMelSpectrogram, RandomSpeedShift, SpecAugment, resample
+from pipelines.speech_commands.layers import (
+    LogMelSpectrogram,
+    RandomEqualizer,
+    RandomSpeedShift,
+    SpecAugment,
+    resample,
+)
 from pipelines.speech_commands.model import build_speech_model
 from pipelines.speech_commands.task import SpeechConfig
 from tests.helpers import assert_same_model
@@ -55,6 +62,35 @@ def test_spec_augment_masks_only_in_training():
         SpecAugment(time_masks=-1)
 
 
+def test_equalizer_adds_one_smooth_gain_per_clip_in_training_only():
+    floor = -80 * np.log(10) / 10
+    features = np.random.default_rng(0).uniform(-6.0, 0.0, (8, 30, 20)).astype("float32")
+    features[:, 0, 0] = 0.0
+    layer = RandomEqualizer(max_gain_db=6.0, components=3, seed=1)
+    np.testing.assert_array_equal(np.asarray(layer(features, training=False)), features)
+    out = np.asarray(layer(features, training=True))
+    assert out.shape == features.shape
+    np.testing.assert_allclose(out.max(axis=(1, 2)), 0.0, atol=1e-6)  # relative to the clip's maximum again
+    change = out - features  # a filter: the same gain in every frame of a bin (nothing reaches the floor here)
+    assert out.min() > floor
+    np.testing.assert_allclose(change, np.broadcast_to(change[:, :1], change.shape), atol=1e-5)
+    gains = change[:, 0]
+    assert np.ptp(gains, axis=1).min() > 0.01  # every clip is coloured ...
+    assert np.ptp(gains, axis=1).max() <= 2 * 3 * 6.0 * np.log(10) / 10 + 1e-5  # ... by at most 3 cosines of 6 dB
+    assert not np.allclose(gains[0], gains[1])  # ... each its own way
+    smooth = np.abs(np.diff(gains, n=2, axis=1)).max()
+    assert smooth < 0.2 * np.ptp(gains, axis=1).max()  # a slow curve across the bins, not noise
+    quiet = np.full((2, 5, 20), floor, "float32")
+    quiet[:, 0, 0] = 0.0
+    assert np.asarray(layer(quiet, training=True)).min() >= floor - 1e-5  # floored as LogMelSpectrogram leaves it
+    with pytest.raises(ValueError, match="components"):
+        RandomEqualizer(components=0)
+    with pytest.raises(ValueError, match="max_gain_db"):
+        RandomEqualizer(max_gain_db=-1.0)
+    with pytest.raises(ConfigError, match="data.equalizer_db: expected a non-negative number"):
+        _config("data.equalizer_db=-3")
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_zoo_variant_takes_waveforms(variant):
     layers = ["model.num_layers=2"] if variant == "stacked_lstm" else []
@@ -81,7 +117,10 @@ def test_attention_rnn_and_its_attention_over_time():
 
 @pytest.mark.parametrize(
     "overrides",
-    [["model.variant=peephole_lstm"], ["data.architecture=attention_rnn", "model.variant=attention_lstm"]],
+    [
+        ["model.variant=peephole_lstm", "data.equalizer_db=6"],
+        ["data.architecture=attention_rnn", "model.variant=attention_lstm"],
+    ],
     ids=["peephole_lstm", "attention_rnn"],
 )
 def test_keras_file_reloads_in_safe_mode_with_identical_predictions(tmp_path, overrides):
@@ -92,14 +131,17 @@ def test_keras_file_reloads_in_safe_mode_with_identical_predictions(tmp_path, ov
 
 
 def test_augmentation_changes_training_inputs_never_inference():
-    model = _model("data.freq_masks=2", "data.time_masks=2", "data.speed_change=0.2", "data.time_shift_seconds=0.05")
+    model = _model(
+        "data.freq_masks=2", "data.time_masks=2", "data.speed_change=0.2", "data.time_shift_seconds=0.05",
+        "data.equalizer_db=6",
+    )  # fmt: skip
     plain = _model("data.freq_masks=0", "data.time_masks=0", "data.speed_change=0", "data.time_shift_seconds=0")
     plain.set_weights(model.get_weights())
     x = _waves()
     served = np.asarray(model(x, training=False))
     np.testing.assert_array_equal(served, np.asarray(plain(x, training=False)))
     np.testing.assert_array_equal(served, np.asarray(model(x, training=False)))
-    for name in ("speed_shift", "spec_augment"):
+    for name in ("speed_shift", "equalizer", "spec_augment"):
         part = keras.Model(model.inputs, model.get_layer(name).output)
         assert not np.array_equal(np.asarray(part(x, training=True)), np.asarray(part(x, training=False)))
         np.testing.assert_array_equal(np.asarray(part(x, training=False)), np.asarray(part(x, training=False)))
