@@ -26,7 +26,7 @@ CLASS_SETUPS = ("auto", "12", "all")
 # The config keys `load_source` reads; they cannot change between trials of one tune.
 LOADING_KEYS = (
     "path", "layout", "classes", "split", "test_speaker", "sample_rate", "clip_seconds",
-    "unknown_fraction", "silence_fraction",
+    "unknown_fraction", "silence_fraction", "extra_train",
 )  # fmt: skip
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,36 @@ def silence_clips(noise, count, clip_samples, rng):
     return clips.astype("float32"), [f"{layouts.NOISE_FOLDER}@{start}" for start in starts]
 
 
+def extra_training_clips(root, class_names, sample_rate, clip_samples):
+    """The clips of a one-folder-per-label tree that `data.extra_train` adds to the training split.
+
+    Args:
+        root: The tree; every folder not starting with `_` or `.` must be named after a class.
+        class_names: The dataset's classes.
+        sample_rate: Target rate in Hz.
+        clip_samples: Target length in samples.
+
+    Returns:
+        `(x, labels, files, notes)` as `load_clips` reads them, `labels` the class names.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"data.extra_train: {root} is not a folder")
+    files, labels = [], []
+    for folder in layouts.label_folders(root):
+        if folder.name not in class_names:
+            raise DataError(
+                f"data.extra_train: {folder} is not named after a class of the dataset ({', '.join(class_names)})"
+            )
+        paths = sorted(str(path) for path in folder.rglob("*.wav"))
+        files += paths
+        labels += [folder.name] * len(paths)
+    x, kept, notes = load_clips(files, sample_rate, clip_samples, what=f"extra training clips in {root}")
+    if len(kept) == 0:
+        raise DataError(f"data.extra_train: {root} has no usable WAV clips")
+    return x, [labels[i] for i in kept], [files[i] for i in kept], notes
+
+
 def load_source(data_config, seed=0):
     """Read, check and label every clip of the dataset the config names.
 
@@ -147,6 +177,16 @@ def load_source(data_config, seed=0):
             part = pd.concat([part, pd.DataFrame({"file": names, "word": SILENCE, "split": split, "label": SILENCE})])
         if len(x) == 0:
             raise DataError(f"{root}: the {split} split has no usable clips (layout {layout})")
+        if split == "train":
+            for extra_root in d.extra_train or ():
+                extra_x, labels, extra_files, extra_notes = extra_training_clips(
+                    extra_root, class_names, d.sample_rate, clip_samples
+                )
+                notes.update(extra_notes)
+                x, files = np.concatenate([x, extra_x]), files + extra_files
+                y = np.concatenate([y, np.array([index[label] for label in labels], dtype="int64")])
+                extra = pd.DataFrame({"file": extra_files, "word": labels, "split": split, "label": labels})
+                part = pd.concat([part, extra], ignore_index=True)
         splits[split] = Split(x, y, files)
         kept_records.append(part)
     counts = {split: len(part.y) for split, part in splits.items()}

@@ -64,7 +64,8 @@ def _speaker(path):
     return name.split("_nohash_")[0] if "_nohash_" in name else ""
 
 
-def _label_folders(root):
+def label_folders(root):
+    """The label folders of a tree: every folder whose name does not start with `_` or `.`."""
     folders = sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
     if not folders:
         raise DataError(f"{root}: no label folders found (expected one folder of WAV files per word)")
@@ -83,7 +84,7 @@ def list_speech_commands(root):
     val_list, test_list = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")
     use_lists = bool(val_list or test_list)
     rows = []
-    for folder in _label_folders(root):
+    for folder in label_folders(root):
         for path in sorted(folder.glob("*.wav")):
             relative = f"{folder.name}/{path.name}"
             if use_lists:
@@ -98,7 +99,7 @@ def list_folders(root):
     """Records of a one-folder-per-label tree, split by the Speech Commands hash rule."""
     rows = [
         (str(path), folder.name, hash_split(path.name), _speaker(path))
-        for folder in _label_folders(root)
+        for folder in label_folders(root)
         for path in sorted(folder.rglob("*.wav"))
     ]
     return pd.DataFrame(rows, columns=["file", "word", "split", "speaker"])

@@ -23,7 +23,7 @@ from pipelines.tasks import Evaluation, ServingBundle, Task
 class SpeechDataConfig:
     """`data` section: where the clips are, how they are labelled and split, features, augmentation.
 
-    The loading keys (`LOADING_KEYS`: path to silence_fraction) are read once per run or tune; the
+    The loading keys (`LOADING_KEYS`: path to extra_train) are read once per run or tune; the
     others may go in the search space.
     """
 
@@ -36,6 +36,7 @@ class SpeechDataConfig:
     clip_seconds: float = 1.0
     unknown_fraction: float = 0.1  # _unknown_ clips per command clip, per split (classes 12)
     silence_fraction: float = 0.1  # _silence_ clips per command clip, per split (classes 12)
+    extra_train: list | None = None  # one-folder-per-label trees whose clips join the training split only
     num_mel_bins: int = 40
     architecture: str = "zoo"  # zoo (model.variant over log-mel) or attention_rnn (de Andrade et al. 2018)
     speed_change: float = 0.15  # training only: speed (tempo and pitch) changed by up to this fraction
@@ -49,6 +50,10 @@ class SpeechDataConfig:
     equalizer_db: float = 0.0  # training only: random smooth gain across the mel bins of up to this many dB
 
     def __post_init__(self):
+        if isinstance(self.extra_train, str):
+            self.extra_train = [self.extra_train]
+        if self.extra_train is not None and not all(isinstance(path, str) for path in self.extra_train):
+            raise ConfigError(f"data.extra_train: expected a folder or a list of folders, got {self.extra_train!r}")
         for key, allowed in (
             ("layout", LAYOUTS),
             ("classes", CLASS_SETUPS),

@@ -7,7 +7,14 @@ from pipelines.errors import ConfigError, DataError
 from pipelines.speech_commands import layouts
 from pipelines.speech_commands.data import SILENCE, UNKNOWN, load_source
 from pipelines.speech_commands.task import SpeechDataConfig
-from tests.speech_commands.audio_trees import COMMANDS, folders_tree, fsdd_tree, speech_commands_tree, write_wav
+from tests.speech_commands.audio_trees import (
+    COMMANDS,
+    folders_tree,
+    fsdd_tree,
+    speech_commands_tree,
+    tone,
+    write_wav,
+)
 
 
 def test_detects_each_layout(tmp_path):
@@ -72,6 +79,38 @@ def test_fsdd_held_out_speaker(tmp_path):
     assert len(source.splits["test"].y) == 120
     with pytest.raises(ConfigError, match="data.test_speaker: 'zoe' is not in"):
         load_source(SpeechDataConfig(path=str(root), split="speaker", test_speaker="zoe"))
+
+
+def test_extra_train_trees_join_the_training_split_only(tmp_path):
+    root = fsdd_tree(tmp_path / "fsdd")
+    plain = load_source(SpeechDataConfig(path=str(root), split="speaker", test_speaker="bob"))
+    extra = tmp_path / "extra"
+    for digit, count in ((3, 2), (7, 1)):
+        for n in range(count):
+            write_wav(extra / str(digit) / f"syn{n}_nohash_0.wav", tone(500.0 + n, rate=8000, seed=n), rate=8000)
+    (extra / "3" / "broken.wav").write_bytes(b"RIFF....")
+    write_wav(extra / "_background_noise_" / "hum.wav", tone(50.0, seed=9))  # not a label folder: ignored
+    source = load_source(
+        SpeechDataConfig(path=str(root), split="speaker", test_speaker="bob", extra_train=[str(extra)])
+    )
+    train, before = source.splits["train"], plain.splits["train"]
+    assert len(train.y) == len(before.y) + 3
+    np.testing.assert_array_equal(train.x[: len(before.y)], before.x)
+    assert train.y[len(before.y) :].tolist() == [3, 3, 7]  # labelled by folder name
+    assert all(str(extra) in name for name in train.files[len(before.y) :])
+    assert train.x.shape[1] == 16000  # resampled and padded like the dataset's own clips
+    assert source.notes["skipped_unreadable"] == 1
+    for split in ("val", "test"):
+        np.testing.assert_array_equal(source.splits[split].x, plain.splits[split].x)
+    assert (source.records["split"] == "train").sum() == len(train.y)
+
+    write_wav(extra / "seven" / "a_nohash_0.wav", tone(500.0, seed=1))
+    with pytest.raises(DataError, match=r"data.extra_train: .*seven is not named after a class"):
+        load_source(SpeechDataConfig(path=str(root), extra_train=str(extra)))
+    with pytest.raises(ConfigError, match="data.extra_train: .*missing is not a folder"):
+        load_source(SpeechDataConfig(path=str(root), extra_train=[str(tmp_path / "missing")]))
+    with pytest.raises(ConfigError, match="data.extra_train: expected a folder or a list of folders"):
+        SpeechDataConfig(extra_train=[3])
 
 
 def test_folders_layout_and_bad_files_are_skipped(tmp_path):

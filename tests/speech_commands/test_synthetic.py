@@ -7,9 +7,11 @@ import pytest
 
 from pipelines.errors import DataError
 from pipelines.speech_commands import synthetic
+from pipelines.speech_commands.audio import read_wav
 from pipelines.speech_commands.data import load_source
 from pipelines.speech_commands.layouts import detect_layout, list_speech_commands
 from pipelines.speech_commands.task import SpeechDataConfig
+from tests.speech_commands.audio_trees import fsdd_tree
 
 
 def test_missing_espeak_names_the_extra(monkeypatch, tmp_path):
@@ -40,6 +42,22 @@ def test_synthetic_tree_has_the_speech_commands_layout(tmp_path):
     source = load_source(SpeechDataConfig(path=str(root), classes="all"))
     clip = source.splits["train"].x[0]
     assert clip.shape == (16000,) and 0.05 < np.abs(clip).max() <= 1.0
+
+
+def test_synthetic_digits_are_extra_training_data_for_fsdd(tmp_path):
+    pytest.importorskip("espeakng_loader")
+    synthetic.main([str(tmp_path / "digits"), "--digits", "--speakers", "3", "--sample-rate", "8000"])
+    root = tmp_path / "digits"
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [str(d) for d in range(10)]
+    assert "SYNTHETIC" in (root / "README.md").read_text()
+    rate, clip = read_wav(next((root / "7").glob("*.wav")))
+    assert rate == 8000 and len(clip) == 8000
+    spectrum = np.abs(np.fft.rfft(clip))
+    assert spectrum[np.fft.rfftfreq(len(clip), 1 / rate) > 300].sum() > 0.5 * spectrum.sum()  # speech, not hum
+    fsdd = fsdd_tree(tmp_path / "fsdd", speakers=("alice",))
+    source = load_source(SpeechDataConfig(path=str(fsdd), extra_train=[str(root)]))
+    train = source.splits["train"]
+    assert np.bincount(train.y[-30:], minlength=10).tolist() == [3] * 10  # 3 speakers say every digit once
 
 
 def test_default_data_is_generated_once_into_the_cache(tmp_path, monkeypatch):
