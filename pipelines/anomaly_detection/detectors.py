@@ -21,9 +21,15 @@ Either way the score of row ``t`` depends on rows ``<= t`` only. The score is th
 - ``raw``: the level is the score; the threshold is the ``threshold_quantile`` of the validation
   rows' scores and ``spread = threshold - median(validation scores)``.
 
+A row is also anomalous when one of its values leaves the range of the values seen before it (the
+training prefix included) by more than ``spatial_tolerance`` times that range's width: the "spatial
+anomaly" of NAB's HTM detector (tolerance 0.05 there), which accounts for the labelling bias towards
+values larger or smaller than any seen so far. ``spatial_tolerance=None`` turns it off.
+
 Levels are mapped into ``[0, 1]`` for NAB by ``anomaly_score = sigmoid((level - threshold) /
 spread)``, so the threshold maps to 0.5. A row whose level exceeds the threshold raises an alert
-unless an alert was raised in the ``cooldown`` rows before it. The anomaly score of a row without an
+(or is a spatial anomaly, whose anomaly score is 1) unless an alert was raised in the ``cooldown``
+rows before it. The anomaly score of a row without an
 alert is held just below 0.5 (and that of an alert at 0.5 or more), so NAB's own scorer at threshold
 0.5 counts exactly the alerts.
 """
@@ -104,6 +110,7 @@ class Detection:
     level: np.ndarray
     anomaly_score: np.ndarray
     alert: np.ndarray
+    spatial: np.ndarray  # rows whose value left the range seen before them (alert or not)
 
 
 def error_features(predict, scaled: np.ndarray, detector: str, window: int, steps: int) -> np.ndarray:
@@ -146,6 +153,34 @@ def error_features(predict, scaled: np.ndarray, detector: str, window: int, step
     return out
 
 
+def spatial_anomalies(
+    values: np.ndarray, tolerance: float, low: np.ndarray | None = None, high: np.ndarray | None = None
+) -> np.ndarray:
+    """Rows with a value outside the range of the values before them, widened by ``tolerance`` x its width.
+
+    Args:
+        values: raw values ``(rows, features)``, oldest first.
+        tolerance: share of the seen range's width a value may lie beyond it.
+        low: per-feature minimum seen before the first row; ``None``: nothing seen.
+        high: per-feature maximum seen before the first row; ``None``: nothing seen.
+
+    Returns:
+        One bool per row; row ``t`` depends on ``low``, ``high`` and ``values[: t + 1]`` only. A feature
+        whose seen range is still empty or has no width flags nothing.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    features = values.shape[1]
+    start_low = np.full(features, np.inf) if low is None else np.asarray(low, dtype=np.float64)
+    start_high = np.full(features, -np.inf) if high is None else np.asarray(high, dtype=np.float64)
+    seen_low = np.minimum.accumulate(np.vstack([start_low, values]), axis=0)[:-1]
+    seen_high = np.maximum.accumulate(np.vstack([start_high, values]), axis=0)[:-1]
+    with np.errstate(invalid="ignore"):
+        width = seen_high - seen_low
+        margin = tolerance * width
+        outside = (values > seen_high + margin) | (values < seen_low - margin)
+    return (outside & np.isfinite(width) & (width > 0)).any(axis=1)
+
+
 def alerts_with_cooldown(candidates: np.ndarray, cooldown: int) -> np.ndarray:
     """Keep a candidate unless an alert was kept in the ``cooldown`` rows before it."""
     alert = np.zeros(len(candidates), dtype=bool)
@@ -171,6 +206,9 @@ class SeriesDetector:
     spread: float
     gaussian: Gaussian | None = None
     likelihood: Likelihood | None = None
+    spatial_tolerance: float | None = None
+    seen_low: np.ndarray | None = None  # per-feature range of the training prefix's raw values
+    seen_high: np.ndarray | None = None
 
     @property
     def first_row(self) -> int:
@@ -193,24 +231,31 @@ class SeriesDetector:
         """What the threshold applies to: the likelihood's z-scores, or the raw scores."""
         return self.likelihood.levels(score) if self.likelihood is not None else np.asarray(score, dtype=np.float64)
 
-    def detect_scores(self, score: np.ndarray, first_row: int = 0) -> Detection:
+    def detect_scores(self, score: np.ndarray, first_row: int = 0, values: np.ndarray | None = None) -> Detection:
         """Levels, calibrated ``[0, 1]`` scores and alerts from raw scores.
 
         Args:
             score: raw scores of consecutive rows, oldest first.
             first_row: rows before it (the training prefix) get no level and no alert.
+            values: the raw values ``(rows, features)`` of the same rows, for the spatial check;
+                ``None`` skips it.
         """
         level = np.full(len(score), np.nan)
         level[first_row:] = self.levels(score[first_row:])
         defined = ~np.isnan(level)
+        spatial = np.zeros(len(score), dtype=bool)
+        if self.spatial_tolerance is not None and values is not None:
+            found = spatial_anomalies(values, self.spatial_tolerance, self.seen_low, self.seen_high)
+            spatial[first_row:] = found[first_row:]
         anomaly_score = np.where(defined, expit((np.nan_to_num(level) - self.threshold) / self.spread), 0.0)
-        alert = alerts_with_cooldown(defined & (np.nan_to_num(level) > self.threshold), self.cooldown)
+        anomaly_score = np.where(spatial, 1.0, anomaly_score)
+        alert = alerts_with_cooldown((defined & (np.nan_to_num(level) > self.threshold)) | spatial, self.cooldown)
         anomaly_score = np.where(alert, np.maximum(anomaly_score, 0.5), np.minimum(anomaly_score, JUST_BELOW_HALF))
-        return Detection(score=score, level=level, anomaly_score=anomaly_score, alert=alert)
+        return Detection(score=score, level=level, anomaly_score=anomaly_score, alert=alert, spatial=spatial)
 
     def detect(self, predict, values: np.ndarray) -> Detection:
         """Score raw ``values`` ``(rows, features)`` of this series, oldest first."""
-        return self.detect_scores(self.scores(self.features(predict, values)))
+        return self.detect_scores(self.scores(self.features(predict, values)), values=values)
 
     def to_dict(self) -> dict:
         state = {
@@ -224,6 +269,9 @@ class SeriesDetector:
             "spread": self.spread,
             "gaussian": None,
             "likelihood": None,
+            "spatial_tolerance": self.spatial_tolerance,
+            "seen_low": None if self.seen_low is None else self.seen_low.tolist(),
+            "seen_high": None if self.seen_high is None else self.seen_high.tolist(),
         }
         if self.likelihood is not None:
             likelihood = self.likelihood
@@ -252,6 +300,9 @@ class SeriesDetector:
             likelihood=None
             if likelihood is None
             else Likelihood(int(likelihood["history"]), int(likelihood["average"]), np.asarray(likelihood["seed"])),
+            spatial_tolerance=state.get("spatial_tolerance"),
+            seen_low=None if state.get("seen_low") is None else np.asarray(state["seen_low"], dtype=np.float64),
+            seen_high=None if state.get("seen_high") is None else np.asarray(state["seen_high"], dtype=np.float64),
         )
 
 
@@ -269,6 +320,8 @@ def calibrate(
     likelihood_history: int = 8640,
     likelihood_average: int = 5,
     likelihood_threshold: float = 4.0,
+    spatial_tolerance: float | None = None,
+    prefix_values: np.ndarray | None = None,
 ) -> SeriesDetector:
     """Fit the Gaussian (prediction detector) and the threshold on validation errors.
 
@@ -279,12 +332,18 @@ def calibrate(
         likelihood_history: rows of past scores the likelihood compares with.
         likelihood_average: recent rows whose mean score the likelihood scores.
         likelihood_threshold: the z above which a row is anomalous (``likelihood`` scoring).
+        spatial_tolerance: the spatial check's tolerance; ``None`` turns it off.
+        prefix_values: raw values ``(rows, features)`` of the training prefix: the range the spatial
+            check starts from.
 
     Returns:
         A ``SeriesDetector``.
     """
     gaussian = Gaussian.fit(val_features) if detector == "prediction" else None
     series = SeriesDetector(name, detector, window, steps, cooldown, scaler, 0.0, 1.0, gaussian)
+    series.spatial_tolerance = spatial_tolerance
+    if prefix_values is not None and len(prefix_values):
+        series.seen_low, series.seen_high = np.min(prefix_values, axis=0), np.max(prefix_values, axis=0)
     val_scores = series.scores(val_features)
     if scoring == "likelihood":
         series.likelihood = Likelihood(likelihood_history, likelihood_average, val_scores)

@@ -112,7 +112,8 @@ def report(outcomes: list[SeriesOutcome], rule: str, seed: int, detector_name: s
 
 
 def per_series_table(outcomes: list[SeriesOutcome]) -> pd.DataFrame:
-    """One row per series: split sizes, threshold, alerts, NAB standard raw score, F1, repairs."""
+    """One row per series: split sizes, threshold, alerts (and how many the spatial check raised), NAB
+    standard raw score, F1, repairs."""
     rows = []
     for o in outcomes:
         standard = score_series(o.detection.alert, o.series.windows, PROFILES["standard"], o.scored_from)
@@ -127,6 +128,7 @@ def per_series_table(outcomes: list[SeriesOutcome]) -> pd.DataFrame:
                 "windows": len(o.series.windows),
                 "threshold": o.detector.threshold,
                 "alerts": int(o.detection.alert[scored].sum()),
+                "spatial_alerts": int((o.detection.alert & o.detection.spatial)[scored].sum()),
                 "detected_windows": standard.detected_windows,
                 "false_positives": standard.false_positives,
                 "nab_standard_raw": standard.raw,

@@ -67,6 +67,7 @@ class AnomalyDataConfig:
     likelihood_average: int = 5
     likelihood_threshold: float = 4.0
     threshold_quantile: float = 1.0
+    spatial_tolerance: float | None = 0.05
     cooldown: int = 100
 
     def __post_init__(self):
@@ -90,6 +91,10 @@ class AnomalyDataConfig:
                 raise ConfigError(f"data.{key}: expected a positive integer, got {getattr(self, key)!r}")
         if not self.likelihood_threshold > 0:
             raise ConfigError(f"data.likelihood_threshold: expected a z-score > 0, got {self.likelihood_threshold!r}")
+        if self.spatial_tolerance is not None and not self.spatial_tolerance >= 0:
+            raise ConfigError(
+                f"data.spatial_tolerance: expected a share >= 0 or null (off), got {self.spatial_tolerance!r}"
+            )
         if self.cooldown < 0:
             raise ConfigError(f"data.cooldown: expected an integer >= 0, got {self.cooldown!r}")
         for key in ("train_fraction", "val_fraction"):
@@ -272,10 +277,11 @@ def detect_all(model, data):
             part.series.name, spec.detector, spec.window, spec.prediction_steps, spec.cooldown,
             part.scaler, val_features, spec.threshold_quantile, scoring=spec.scoring,
             likelihood_history=spec.likelihood_history, likelihood_average=spec.likelihood_average,
-            likelihood_threshold=spec.likelihood_threshold,
+            likelihood_threshold=spec.likelihood_threshold, spatial_tolerance=spec.spatial_tolerance,
+            prefix_values=part.series.values[: part.n_prefix],
         )  # fmt: skip
         scores = detector.scores(features)
-        detection = detector.detect_scores(scores, first_row=part.n_prefix)
+        detection = detector.detect_scores(scores, first_row=part.n_prefix, values=part.series.values)
         outcomes.append(SeriesOutcome(part.series, detector, detection, part.n_train, part.n_prefix))
         squared = val_features**2 if spec.detector == "prediction" else val_features
         stats["error_sum"] += float(squared.sum())
@@ -305,6 +311,11 @@ def alarm_rule(spec):
         )
     else:
         rule = f"alert above the {spec.threshold_quantile} quantile of each series' validation scores"
+    if spec.spatial_tolerance is not None:
+        rule += (
+            f", or when a value leaves the range of the values before it by more than {spec.spatial_tolerance:g} "
+            "of its width (the spatial check of NAB's HTM detector)"
+        )
     return f"{rule}, cooldown {spec.cooldown} rows"
 
 

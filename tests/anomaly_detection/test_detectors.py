@@ -14,8 +14,11 @@ from pipelines.anomaly_detection.detectors import (
     alerts_with_cooldown,
     calibrate,
     error_features,
+    spatial_anomalies,
 )
+from pipelines.anomaly_detection.task import AnomalyDataConfig
 from pipelines.anomaly_detection.windows import Scaler
+from pipelines.errors import ConfigError
 
 
 def persistence(steps):
@@ -59,6 +62,41 @@ def test_cooldown_keeps_the_first_alert_of_a_burst():
     np.testing.assert_array_equal(alerts_with_cooldown(candidates, 0), candidates)
 
 
+def test_spatial_check_flags_values_beyond_the_range_seen_before_them():
+    values = np.array([[0.0], [1.0], [0.5], [1.04], [1.2], [-0.2], [0.5]])
+    # row 1: the range seen is one point (no width); row 3: within 1 + 0.05; row 4: above 1.04 + 0.052
+    expected = [False, False, False, False, True, True, False]
+    np.testing.assert_array_equal(spatial_anomalies(values, 0.05), expected)
+    np.testing.assert_array_equal(spatial_anomalies(values, 0.5), [False] * 7)
+    changed = values.copy()
+    changed[5:] = 100.0
+    np.testing.assert_array_equal(spatial_anomalies(changed, 0.05)[:5], expected[:5])  # online
+    seen = spatial_anomalies(np.array([[1.01, 0.0], [1.2, 0.0], [0.5, -3.0]]), 0.05, low=[0.0, -1.0], high=[1.0, 1.0])
+    np.testing.assert_array_equal(seen, [False, True, True])  # starts from the prefix's range; any column
+
+
+def test_spatial_check_alerts_where_the_likelihood_stays_quiet():
+    rng = np.random.default_rng(8)
+    scaler = Scaler(np.zeros(1), np.ones(1))
+    prefix = rng.uniform(10.0, 20.0, (200, 1))
+    val = rng.standard_normal((100, 1))
+    spatial = calibrate(
+        "s", "prediction", 4, 1, 10, scaler, val, 1.0, scoring="likelihood", spatial_tolerance=0.05,
+        prefix_values=prefix,
+    )  # fmt: skip
+    plain = calibrate("s", "prediction", 4, 1, 10, scaler, val, 1.0, scoring="likelihood")
+    values = np.concatenate([prefix, rng.uniform(10.0, 20.0, (100, 1))])
+    values[250] = 25.0  # a new maximum, by half the range
+    scores = np.concatenate([np.full(200, np.nan), spatial.scores(rng.standard_normal((100, 1)))])
+    found = spatial.detect_scores(scores, first_row=200, values=values)
+    assert np.flatnonzero(found.alert).tolist() == [250] and found.spatial[250]
+    assert found.anomaly_score[250] == 1.0 and (found.anomaly_score[201:250] < 0.5).all()
+    assert not plain.detect_scores(scores, first_row=200, values=values).alert.any()
+    assert not spatial.detect_scores(scores, first_row=251, values=values).alert[:251].any()
+    with pytest.raises(ConfigError, match="data.spatial_tolerance: expected a share >= 0 or null"):
+        AnomalyDataConfig(spatial_tolerance=-0.1)
+
+
 def test_threshold_is_the_validation_quantile_and_maps_to_one_half():
     val = np.random.default_rng(3).standard_normal((1000, 1))
     detector = calibrate("s", "prediction", 4, 1, 0, Scaler(np.zeros(1), np.ones(1)), val, 0.95)
@@ -75,8 +113,14 @@ def test_threshold_is_the_validation_quantile_and_maps_to_one_half():
 @pytest.mark.parametrize("scoring", ["raw", "likelihood"])
 def test_detector_round_trips_through_json_state(scoring):
     val = np.random.default_rng(4).standard_normal((200, 2))
-    detector = calibrate("s", "prediction", 4, 2, 5, Scaler(np.ones(1), 2 * np.ones(1)), val, 0.99, scoring=scoring)
+    detector = calibrate(
+        "s", "prediction", 4, 2, 5, Scaler(np.ones(1), 2 * np.ones(1)), val, 0.99, scoring=scoring,
+        spatial_tolerance=0.05, prefix_values=np.array([[0.0, 1.0], [2.0, -1.0]]),
+    )  # fmt: skip
     again = SeriesDetector.from_dict(json.loads(json.dumps(detector.to_dict())))
+    assert again.spatial_tolerance == 0.05
+    np.testing.assert_array_equal(again.seen_low, [0.0, -1.0])
+    np.testing.assert_array_equal(again.seen_high, [2.0, 1.0])
     np.testing.assert_array_equal(again.scores(val), detector.scores(val))
     assert (again.window, again.steps, again.cooldown, again.threshold) == (4, 2, 5, detector.threshold)
     later = np.random.default_rng(5).standard_normal((300, 2)) * np.linspace(1, 3, 300)[:, None]
