@@ -8,6 +8,10 @@ over noise at a random signal-to-noise ratio. Speakers are split 80/10/10 into t
 and test through `validation_list.txt` and `testing_list.txt`, as in the real dataset, and
 `_background_noise_/` holds generated white, pink, brown, hum and babble noise.
 
+Generation is seeded, with one exception: eSpeak NG adds breath noise of its own to some voice variants
+(f2, f3 and f5 here), which differs from process to process, so those clips are not bit-identical when
+regenerated. The default data is generated once and cached, so runs on it repeat.
+
 `write_synthetic_digits` writes "zero" to "nine" in folders `0/` to `9/` (FSDD's labels), at 8 kHz by
 default: extra training data for a digit recogniser with few real speakers (`data.extra_train`).
 
