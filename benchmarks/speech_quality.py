@@ -39,7 +39,7 @@ SETTINGS = [
     "data.time_masks=1",
     "data.time_mask_width=5",
     "data.equalizer_db=6",
-    "train.epochs=25",
+    "train.epochs=40",
     "train.verbose=0",
 ]
 SYNTHETIC_SPEAKERS = 200
