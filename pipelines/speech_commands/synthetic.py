@@ -8,9 +8,8 @@ over noise at a random signal-to-noise ratio. Speakers are split 80/10/10 into t
 and test through `validation_list.txt` and `testing_list.txt`, as in the real dataset, and
 `_background_noise_/` holds generated white, pink, brown, hum and babble noise.
 
-Generation is seeded, with one exception: eSpeak NG adds breath noise of its own to some voice variants
-(f2, f3 and f5 here), which differs from process to process, so those clips are not bit-identical when
-regenerated. The default data is generated once and cached, so runs on it repeat.
+Generation is seeded: eSpeak NG's own random numbers (the breath noise of voice variants f2, f3 and f5)
+are reseeded before every utterance, so a tree written twice is bit-identical.
 
 `write_synthetic_digits` writes "zero" to "nine" in folders `0/` to `9/` (FSDD's labels), at 8 kHz by
 default: extra training data for a digit recogniser with few real speakers (`data.extra_train`).
@@ -87,6 +86,7 @@ class Espeak:
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_Synth.argtypes = [
             ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
             ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
@@ -128,6 +128,7 @@ class Espeak:
             raise ValueError(f"Unknown eSpeak NG voice. Received: voice={voice!r}")
         for parameter, value in ((_RATE, words_per_minute), (_PITCH, pitch), (_RANGE, pitch_range)):
             lib.espeak_SetParameter(parameter, int(value), 0)
+        lib.espeak_ng_SetRandSeed(0)  # the breath noise of some variants; else seeded from the clock
         self._chunks = []
         encoded = text.encode()
         lib.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)

@@ -1,6 +1,8 @@
 """The SYNTHETIC default data: eSpeak NG through espeakng-loader, written in the Speech Commands layout."""
 
 import builtins
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -42,6 +44,16 @@ def test_synthetic_tree_has_the_speech_commands_layout(tmp_path):
     source = load_source(SpeechDataConfig(path=str(root), classes="all"))
     clip = source.splits["train"].x[0]
     assert clip.shape == (16000,) and 0.05 < np.abs(clip).max() <= 1.0
+
+
+def test_a_tree_written_twice_is_bit_identical(tmp_path):
+    pytest.importorskip("espeakng_loader")
+    for name in ("a", "b"):  # separate processes: eSpeak NG seeds its breath noise from the clock otherwise
+        command = [sys.executable, "-m", "pipelines.speech_commands.synthetic", "--digits", "--speakers", "12"]
+        subprocess.run([*command, str(tmp_path / name)], check=True, capture_output=True)
+    files = sorted(path.relative_to(tmp_path / "a") for path in (tmp_path / "a").rglob("*.wav"))
+    assert len(files) == 120
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
 
 
 def test_synthetic_digits_are_extra_training_data_for_fsdd(tmp_path):
