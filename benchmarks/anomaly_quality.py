@@ -58,22 +58,17 @@ def train_and_detect(config, source):
     return outcomes
 
 
-def alerts_at(outcome, cooldown, offset=0.0):
-    """Alerts of one series for another cooldown, or a threshold ``offset`` spreads above the model's."""
+def alerts_at(outcome, cooldown, offset=0.0, spatial=True):
+    """Alerts of one series for another cooldown, or a threshold ``offset`` spreads above the model's;
+    ``spatial=False`` leaves the spatial check out (the likelihood or raw score alone)."""
     from pipelines.anomaly_detection.detectors import alerts_with_cooldown
 
     detector, level = outcome.detector, outcome.detection.level
     threshold = detector.threshold + offset * detector.spread
-    candidates = (~np.isnan(level) & (np.nan_to_num(level) > threshold)) | outcome.detection.spatial
+    candidates = ~np.isnan(level) & (np.nan_to_num(level) > threshold)
+    if spatial:
+        candidates |= outcome.detection.spatial
     return alerts_with_cooldown(candidates, cooldown)
-
-
-def level_only_alerts(outcome, cooldown):
-    """The model's alerts without the spatial check: the likelihood (or raw score) alone."""
-    from pipelines.anomaly_detection.detectors import alerts_with_cooldown
-
-    level = outcome.detection.level
-    return alerts_with_cooldown(~np.isnan(level) & (np.nan_to_num(level) > outcome.detector.threshold), cooldown)
 
 
 def spatial_only_alerts(outcome, cooldown):
@@ -293,7 +288,7 @@ def main():
     }
     if spec.spatial_tolerance is not None:
         baselines["LSTM without the spatial check"] = detector_metrics(
-            outcomes, [level_only_alerts(o, spec.cooldown) for o in outcomes]
+            outcomes, [alerts_at(o, spec.cooldown, spatial=False) for o in outcomes]
         )
         baselines["spatial check only"] = detector_metrics(
             outcomes, [spatial_only_alerts(o, spec.cooldown) for o in outcomes]

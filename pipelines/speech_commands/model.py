@@ -70,8 +70,9 @@ def build_speech_model(config, clip_samples, num_classes, feature_mean, feature_
     shifted = RandomSpeedShift(
         d.speed_change, int(round(d.time_shift_seconds * d.sample_rate)), seed=config.seed, name="speed_shift"
     )(waveform)
-    features = front_end(d)(shifted)
-    features = RandomEqualizer(d.equalizer_db, seed=config.seed, name="equalizer")(features)
+    log_mel = front_end(d)
+    features = log_mel(shifted)
+    features = RandomEqualizer(d.equalizer_db, top_db=log_mel.top_db, seed=config.seed, name="equalizer")(features)
     features = keras.layers.Normalization(axis=-1, mean=feature_mean, variance=feature_variance, name="normalize")(
         features
     )
