@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 
-def noise_mixer(noise, clip_samples, batch_size, noise_probability, noise_max_gain):
+def noise_mixer(noise, clip_samples, batch_size, noise_probability, noise_max_gain, snr_db=None):
     """A function `(waveforms, labels) -> (noisy, labels)` on batches, for `Dataset.map`.
 
     The noise of a batch is one contiguous stretch of the (tiled) bank cut into clips: a slice and
@@ -22,6 +22,9 @@ def noise_mixer(noise, clip_samples, batch_size, noise_probability, noise_max_ga
         batch_size: Largest batch the function gets.
         noise_probability: Chance that a clip gets noise mixed in.
         noise_max_gain: Noise is scaled by a gain drawn uniformly from `[0, noise_max_gain]`.
+        snr_db: `(low, high)`: instead of `noise_max_gain`, scale the noise so that the clip's RMS
+            over the noise's RMS is a signal-to-noise ratio drawn uniformly from `[low, high]` dB.
+            Quiet and loud recordings then get noise at the same ratios; a silent clip gets none.
 
     Returns:
         The function.
@@ -33,7 +36,13 @@ def noise_mixer(noise, clip_samples, batch_size, noise_probability, noise_max_ga
         batch = tf.shape(waveforms)[0]
         start = tf.random.uniform((), 0, tf.shape(bank)[0] - batch * clip_samples, dtype=tf.int32)
         segments = tf.reshape(bank[start : start + batch * clip_samples], (batch, clip_samples))
-        gain = tf.random.uniform((batch, 1), 0.0, noise_max_gain)
+        if snr_db is None:
+            gain = tf.random.uniform((batch, 1), 0.0, noise_max_gain)
+        else:
+            ratio_db = tf.random.uniform((batch, 1), float(snr_db[0]), float(snr_db[1]))
+            clip_rms = tf.sqrt(tf.reduce_mean(tf.square(waveforms), axis=1, keepdims=True))
+            noise_rms = tf.sqrt(tf.reduce_mean(tf.square(segments), axis=1, keepdims=True))
+            gain = clip_rms / tf.maximum(noise_rms, 1e-9) * tf.pow(10.0, -ratio_db / 20.0)
         gain *= tf.cast(tf.random.uniform((batch, 1)) < noise_probability, tf.float32)
         return waveforms + gain * segments, labels
 

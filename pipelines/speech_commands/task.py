@@ -43,6 +43,7 @@ class SpeechDataConfig:
     time_shift_seconds: float = 0.1  # training only: random shift either way
     noise_probability: float = 0.5  # training only: chance of mixing in background noise
     noise_max_gain: float = 0.05  # training only: noise gain drawn from [0, noise_max_gain]
+    noise_snr_db: list | None = None  # training only: [low, high] dB; noise at an SNR drawn from it, not a gain
     freq_masks: int = 1  # training only: SpecAugment masks of up to freq_mask_width mel bins
     freq_mask_width: int = 5
     time_masks: int = 1  # ... and of up to time_mask_width frames (10 ms each)
@@ -75,6 +76,15 @@ class SpeechDataConfig:
             raise ConfigError(f"data.clip_seconds: expected 0.1 to 10 seconds, got {self.clip_seconds!r}")
         if not 0.0 <= self.speed_change < 0.5:
             raise ConfigError(f"data.speed_change: expected a fraction in [0, 0.5), got {self.speed_change!r}")
+        if self.noise_snr_db is not None:
+            bounds = self.noise_snr_db
+            if (
+                not isinstance(bounds, list | tuple)
+                or len(bounds) != 2
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bounds)
+                or not bounds[0] <= bounds[1]
+            ):
+                raise ConfigError(f"data.noise_snr_db: expected [low, high] in dB with low <= high, got {bounds!r}")
         for key in ("noise_max_gain", "equalizer_db"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"data.{key}: expected a non-negative number, got {getattr(self, key)!r}")
@@ -149,9 +159,9 @@ class SpeechCommands(Task):
         mean, variance = source.cache[key]
         batch_size = config.train.batch_size
         mixer = None
-        if d.noise_probability > 0 and d.noise_max_gain > 0:
+        if d.noise_probability > 0 and (d.noise_snr_db is not None or d.noise_max_gain > 0):
             mixer = augment.noise_mixer(
-                source.noise, train.x.shape[1], batch_size, d.noise_probability, d.noise_max_gain
+                source.noise, train.x.shape[1], batch_size, d.noise_probability, d.noise_max_gain, d.noise_snr_db
             )
         return SpeechSplits(
             x_train=train.x,

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from lstm_models import VARIANTS
 from pipelines.config import load_config
@@ -154,6 +155,23 @@ def test_augmentation_changes_training_inputs_never_inference():
     val_x, val_y = next(iter(augment.evaluation_dataset(x, y, batch_size=4)))
     np.testing.assert_array_equal(val_x.numpy(), x)
     np.testing.assert_array_equal(val_y.numpy(), y)
+
+
+def test_noise_at_a_signal_to_noise_ratio_follows_each_clip_level():
+    x = _waves() * np.array([[0.01], [0.1], [1.0], [0.0]], "float32")  # quiet, louder, loud, silent
+    noise = np.random.default_rng(1).standard_normal(20000).astype("float32")
+    mixer = augment.noise_mixer(noise, SAMPLES, 4, noise_probability=1.0, noise_max_gain=0.1, snr_db=(10, 10))
+    noisy, _ = mixer(tf.constant(x), tf.constant(np.arange(4)))
+    added = noisy.numpy() - x
+    rms = lambda a: np.sqrt(np.mean(np.square(a), axis=1))  # noqa: E731
+    np.testing.assert_allclose(rms(x[:3]) / rms(added[:3]), 10 ** (10 / 20), rtol=1e-3)  # 10 dB for every level
+    assert np.all(added[3] == 0)  # a silent clip stays silent
+    spread = augment.noise_mixer(noise, SAMPLES, 4, 1.0, 0.1, snr_db=(0, 30))
+    ratios = [20 * np.log10(rms(x[:3]) / rms(spread(tf.constant(x), None)[0].numpy()[:3] - x[:3])) for _ in range(20)]
+    assert 0 <= np.min(ratios) < 10 and 20 < np.max(ratios) <= 30
+    with pytest.raises(ConfigError, match=r"data.noise_snr_db: expected \[low, high\]"):
+        _config("data.noise_snr_db=[20, 5]")
+    assert _config("data.noise_snr_db=[5, 20]").data.noise_snr_db == [5, 20]
 
 
 def test_time_shift_moves_the_waveform():
