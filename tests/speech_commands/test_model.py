@@ -168,7 +168,7 @@ def test_noise_at_a_signal_to_noise_ratio_follows_each_clip_level():
     assert np.all(added[3] == 0)  # a silent clip stays silent
     spread = augment.noise_mixer(noise, SAMPLES, 4, 1.0, 0.1, snr_db=(0, 30))
     ratios = [20 * np.log10(rms(x[:3]) / rms(spread(tf.constant(x), None)[0].numpy()[:3] - x[:3])) for _ in range(20)]
-    assert 0 <= np.min(ratios) < 10 and 20 < np.max(ratios) <= 30
+    assert -0.01 <= np.min(ratios) < 10 and 20 < np.max(ratios) <= 30.01  # drawn across [0, 30] dB
     with pytest.raises(ConfigError, match=r"data.noise_snr_db: expected \[low, high\]"):
         _config("data.noise_snr_db=[20, 5]")
     assert _config("data.noise_snr_db=[5, 20]").data.noise_snr_db == [5, 20]
