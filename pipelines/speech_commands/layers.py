@@ -1,6 +1,6 @@
-"""Layers that live inside the speech model: the log-mel front end and SpecAugment.
+"""Layers that live inside the speech model: the log-mel front end and the training-only augmentations.
 
-Both are written with `keras.ops` and registered, so a saved `.keras` model reloads with safe
+All are written with `keras.ops` and registered, so a saved `.keras` model reloads with safe
 mode on once this module is imported. `keras.layers.MelSpectrogram` is not used: its `top_db`
 floor is taken from the maximum over the whole batch, so one clip's features (and its served
 prediction) would depend on the other clips sent with it; here it is taken per clip.
@@ -360,3 +360,80 @@ def resample(waveforms, samples, rate, shift, margin):
     index = ops.cast(below, "int32") + ops.expand_dims(ops.arange(batch, dtype="int32"), 1) * width
     left, right = ops.take(flat, index), ops.take(flat, index + 1)
     return left + (right - left) * (source - below)
+
+
+@keras.saving.register_keras_serializable(package="pipelines")
+class RandomTrim(keras.layers.Layer):
+    """Cut `(batch, samples)` waveforms tightly around their loud part, at random, in training only.
+
+    Some recordings are cut close to the word, with no lead-in or trailing silence (FSDD's nicolas:
+    his quietest 10 ms are 20 dB below his loudest, against 25 to 52 dB for the other speakers).
+    A model that never saw that loses 3 to 10 points on such clips. With probability `probability`,
+    a clip's energy is taken over frames of `frame_samples`; everything before the first and after
+    the last frame within `trim_db` dB of the loudest (drawn per clip from `[min_db, max_db]`) is
+    set to zero, as a tight cut padded with digital silence would be. With `training=False` the
+    layer returns its input unchanged, so a served model is unaffected.
+
+    Args:
+        probability: Chance that a clip is cut. Default: `0.5`.
+        min_db: Tightest cut, in dB below the loudest frame. Default: `15.0`.
+        max_db: Loosest cut, in dB below the loudest frame. Default: `30.0`.
+        frame_samples: Samples per energy frame (10 ms at 16 kHz). Default: `160`.
+        seed: Seed of the draws. Default: `None`.
+
+    Call arguments:
+        inputs: `(batch, samples)` with a fixed `samples` of at least `frame_samples`.
+        training: Python bool; the clips change only when true.
+
+    Returns:
+        A tensor shaped like `inputs`.
+
+    Example:
+        >>> RandomTrim(probability=0.5, min_db=15.0, max_db=30.0)(waveforms, training=True)
+    """
+
+    def __init__(self, probability=0.5, min_db=15.0, max_db=30.0, frame_samples=160, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(probability, bool) or not 0.0 <= probability <= 1.0:
+            raise ValueError(f"Expected a probability in [0, 1]. Received: probability={probability!r}")
+        if not 0.0 < min_db <= max_db:
+            raise ValueError(f"Expected 0 < min_db <= max_db. Received: min_db={min_db!r}, max_db={max_db!r}")
+        if isinstance(frame_samples, bool) or not isinstance(frame_samples, int) or frame_samples < 1:
+            raise ValueError(
+                f"Expected a positive integer for frame_samples. Received: frame_samples={frame_samples!r}"
+            )
+        self.probability = probability
+        self.min_db = min_db
+        self.max_db = max_db
+        self.frame_samples = frame_samples
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training or self.probability == 0:
+            return inputs
+        batch, samples = ops.shape(inputs)[0], inputs.shape[1]
+        frames = samples // self.frame_samples
+        framed = ops.reshape(inputs[:, : frames * self.frame_samples], (-1, frames, self.frame_samples))
+        level = 10.0 * ops.log10(ops.mean(ops.square(framed), axis=-1) + 1e-12)
+        cut_db = keras.random.uniform((batch, 1), self.min_db, self.max_db, seed=self.seed_generator)
+        loud = ops.cast(level >= ops.max(level, axis=1, keepdims=True) - cut_db, "int32")
+        first = ops.argmax(loud, axis=1)
+        last = frames - 1 - ops.argmax(ops.flip(loud, axis=1), axis=1)
+        frame_of = np.minimum(np.arange(samples) // self.frame_samples, frames - 1).astype("int32")[None, :]
+        keep = ops.logical_and(frame_of >= ops.expand_dims(first, 1), frame_of <= ops.expand_dims(last, 1))
+        chosen = keras.random.uniform((batch, 1), seed=self.seed_generator) < self.probability
+        return ops.where(ops.logical_and(chosen, ops.logical_not(keep)), ops.zeros_like(inputs), inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = {
+            "probability": self.probability,
+            "min_db": self.min_db,
+            "max_db": self.max_db,
+            "frame_samples": self.frame_samples,
+            "seed": self.seed,
+        }
+        return {**super().get_config(), **config}

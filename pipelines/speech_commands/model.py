@@ -1,6 +1,6 @@
 """The speech model: raw waveform in, class probabilities out, features inside.
 
-    waveform (batch, samples) -> RandomSpeedShift (training only) -> LogMelSpectrogram
+    waveform (batch, samples) -> RandomTrim (training only) -> RandomSpeedShift (training only) -> LogMelSpectrogram
     -> RandomEqualizer (training only) -> Normalization (training-split statistics)
     -> SpecAugment (training only) -> classifier -> probabilities (batch, classes)
 
@@ -18,7 +18,13 @@ import keras
 import lstm_models
 from lstm_models import TemporalAttention, recurrent_layer
 from pipelines.errors import ConfigError
-from pipelines.speech_commands.layers import LogMelSpectrogram, RandomEqualizer, RandomSpeedShift, SpecAugment
+from pipelines.speech_commands.layers import (
+    LogMelSpectrogram,
+    RandomEqualizer,
+    RandomSpeedShift,
+    RandomTrim,
+    SpecAugment,
+)
 
 ARCHITECTURES = ("zoo", "attention_rnn")
 
@@ -67,9 +73,12 @@ def build_speech_model(config, clip_samples, num_classes, feature_mean, feature_
             f"set model.variant=attention_lstm (got {m.variant!r})"
         )
     waveform = keras.Input((clip_samples,), name="waveform")
+    trimmed = RandomTrim(
+        d.trim_probability, *d.trim_db, frame_samples=d.sample_rate // 100, seed=config.seed, name="trim"
+    )(waveform)
     shifted = RandomSpeedShift(
         d.speed_change, int(round(d.time_shift_seconds * d.sample_rate)), seed=config.seed, name="speed_shift"
-    )(waveform)
+    )(trimmed)
     log_mel = front_end(d)
     features = log_mel(shifted)
     features = RandomEqualizer(d.equalizer_db, top_db=log_mel.top_db, seed=config.seed, name="equalizer")(features)

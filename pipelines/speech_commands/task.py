@@ -49,6 +49,8 @@ class SpeechDataConfig:
     time_masks: int = 1  # ... and of up to time_mask_width frames (10 ms each)
     time_mask_width: int = 5
     equalizer_db: float = 0.0  # training only: random smooth gain across the mel bins of up to this many dB
+    trim_probability: float = 0.0  # training only: chance of cutting a clip tightly around its loud part
+    trim_db: list = dataclasses.field(default_factory=lambda: [15.0, 30.0])  # the cut, in dB below the loudest 10 ms
 
     def __post_init__(self):
         if isinstance(self.extra_train, str):
@@ -69,7 +71,9 @@ class SpeechDataConfig:
         for key in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"data.{key}: expected a non-negative integer, got {getattr(self, key)!r}")
-        for key in ("unknown_fraction", "silence_fraction", "noise_probability", "time_shift_seconds"):
+        for key in (
+            "unknown_fraction", "silence_fraction", "noise_probability", "time_shift_seconds", "trim_probability"
+        ):  # fmt: skip
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ConfigError(f"data.{key}: expected a value in [0, 1], got {getattr(self, key)!r}")
         if not 0.1 <= self.clip_seconds <= 10.0:
@@ -85,6 +89,14 @@ class SpeechDataConfig:
                 or not bounds[0] <= bounds[1]
             ):
                 raise ConfigError(f"data.noise_snr_db: expected [low, high] in dB with low <= high, got {bounds!r}")
+        bounds = self.trim_db
+        if (
+            not isinstance(bounds, list | tuple)
+            or len(bounds) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bounds)
+            or not 0 < bounds[0] <= bounds[1]
+        ):
+            raise ConfigError(f"data.trim_db: expected [low, high] in dB with 0 < low <= high, got {bounds!r}")
         for key in ("noise_max_gain", "equalizer_db"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"data.{key}: expected a non-negative number, got {getattr(self, key)!r}")

@@ -14,6 +14,7 @@ from pipelines.speech_commands.layers import (
     LogMelSpectrogram,
     RandomEqualizer,
     RandomSpeedShift,
+    RandomTrim,
     SpecAugment,
     resample,
 )
@@ -134,7 +135,7 @@ def test_keras_file_reloads_in_safe_mode_with_identical_predictions(tmp_path, ov
 def test_augmentation_changes_training_inputs_never_inference():
     model = _model(
         "data.freq_masks=2", "data.time_masks=2", "data.speed_change=0.2", "data.time_shift_seconds=0.05",
-        "data.equalizer_db=6",
+        "data.equalizer_db=6", "data.trim_probability=1",
     )  # fmt: skip
     plain = _model("data.freq_masks=0", "data.time_masks=0", "data.speed_change=0", "data.time_shift_seconds=0")
     plain.set_weights(model.get_weights())
@@ -172,6 +173,29 @@ def test_noise_at_a_signal_to_noise_ratio_follows_each_clip_level():
     with pytest.raises(ConfigError, match=r"data.noise_snr_db: expected \[low, high\]"):
         _config("data.noise_snr_db=[20, 5]")
     assert _config("data.noise_snr_db=[5, 20]").data.noise_snr_db == [5, 20]
+
+
+def test_trim_cuts_a_clip_tightly_around_its_loud_part_in_training_only():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 16000)).astype("float32") * 0.001  # background 51 dB below the word
+    x[:, 5000:6000] += rng.standard_normal(1000).astype("float32") * 0.02  # a breath 25 dB below it
+    x[:, 6000:9000] += 0.5 * np.sin(0.3 * np.arange(3000, dtype="float32"))  # the word: 10 ms frames 37 to 56
+    tight = np.asarray(RandomTrim(1.0, 15.0, 15.0, seed=1)(x, training=True))
+    assert np.all(tight[:, : 37 * 160] == 0) and np.all(tight[:, 57 * 160 :] == 0)
+    np.testing.assert_array_equal(tight[:, 37 * 160 : 57 * 160], x[:, 37 * 160 : 57 * 160])
+    loose = np.asarray(RandomTrim(1.0, 30.0, 30.0, seed=1)(x, training=True))
+    np.testing.assert_array_equal(loose[:, 5000:9000], x[:, 5000:9000])  # the breath is within 30 dB: kept
+    assert np.all(loose[:, :4960] == 0) and np.all(loose[:, 57 * 160 :] == 0)
+    np.testing.assert_array_equal(np.asarray(RandomTrim(1.0, 15.0, 15.0)(x, training=False)), x)
+    many = np.repeat(x, 100, axis=0)
+    share = (np.asarray(RandomTrim(0.3, 15.0, 30.0, seed=2)(many, training=True)) == 0).any(axis=1).mean()
+    assert 0.15 < share < 0.45  # about 30 % of the clips are cut
+    with pytest.raises(ValueError, match="min_db"):
+        RandomTrim(0.5, 30.0, 15.0)
+    with pytest.raises(ConfigError, match=r"data.trim_db: expected \[low, high\]"):
+        _config("data.trim_db=[0, 20]")
+    with pytest.raises(ConfigError, match=r"data.trim_probability: expected a value in \[0, 1\]"):
+        _config("data.trim_probability=1.5")
 
 
 def test_time_shift_moves_the_waveform():
