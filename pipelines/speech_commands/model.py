@@ -31,7 +31,12 @@ ARCHITECTURES = ("zoo", "attention_rnn")
 
 def front_end(data_config):
     """The log-mel layer for the config (also used to compute the normalisation statistics)."""
-    return LogMelSpectrogram(sample_rate=data_config.sample_rate, num_mel_bins=data_config.num_mel_bins, name="log_mel")
+    return LogMelSpectrogram(
+        sample_rate=data_config.sample_rate,
+        num_mel_bins=data_config.num_mel_bins,
+        top_db=data_config.top_db,
+        name="log_mel",
+    )
 
 
 def _attention_rnn(features, config, num_classes):

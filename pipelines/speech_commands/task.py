@@ -38,6 +38,7 @@ class SpeechDataConfig:
     silence_fraction: float = 0.1  # _silence_ clips per command clip, per split (classes 12)
     extra_train: list | None = None  # one-folder-per-label trees whose clips join the training split only
     num_mel_bins: int = 40
+    top_db: float = 80.0  # log-mel floor, in dB below each clip's loudest value: quieter detail (noise) is flat
     architecture: str = "zoo"  # zoo (model.variant over log-mel) or attention_rnn (de Andrade et al. 2018)
     speed_change: float = 0.15  # training only: speed (tempo and pitch) changed by up to this fraction
     time_shift_seconds: float = 0.1  # training only: random shift either way
@@ -97,6 +98,8 @@ class SpeechDataConfig:
             or not 0 < bounds[0] <= bounds[1]
         ):
             raise ConfigError(f"data.trim_db: expected [low, high] in dB with 0 < low <= high, got {bounds!r}")
+        if isinstance(self.top_db, bool) or not (isinstance(self.top_db, int | float) and self.top_db > 0):
+            raise ConfigError(f"data.top_db: expected a positive number of dB, got {self.top_db!r}")
         for key in ("noise_max_gain", "equalizer_db"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"data.{key}: expected a non-negative number, got {getattr(self, key)!r}")

@@ -54,6 +54,20 @@ def test_log_mel_shape_and_clips_do_not_depend_on_the_batch():
         LogMelSpectrogram(num_mel_bins=0)
 
 
+def test_top_db_sets_the_floor_of_the_model_features():
+    x = _waves()
+    x[:, : SAMPLES // 2] *= 0.003  # a lead-in 50 dB below the tone
+    floor = {}
+    for top_db in (40, 80):
+        log_mel = _model(f"data.top_db={top_db}").get_layer("log_mel")
+        features = np.asarray(log_mel(x))
+        assert features.min() == pytest.approx(-top_db * np.log(10) / 10, abs=1e-4)
+        floor[top_db] = np.mean(features <= features.min() + 1e-4)
+    assert floor[40] > 0.5 > floor[80]  # the quiet half is flat at 40 dB, and shows at 80 dB
+    with pytest.raises(ConfigError, match="data.top_db: expected a positive number"):
+        _config("data.top_db=0")
+
+
 def test_spec_augment_masks_only_in_training():
     features = np.ones((8, 50, 20), "float32")
     layer = SpecAugment(freq_masks=1, freq_mask_width=5, time_masks=1, time_mask_width=10, seed=1)
