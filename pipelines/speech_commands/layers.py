@@ -366,13 +366,12 @@ def resample(waveforms, samples, rate, shift, margin):
 class RandomTrim(keras.layers.Layer):
     """Cut `(batch, samples)` waveforms tightly around their loud part, at random, in training only.
 
-    Some recordings are cut close to the word, with no lead-in or trailing silence (FSDD's nicolas:
-    his quietest 10 ms are 20 dB below his loudest, against 25 to 52 dB for the other speakers).
-    A model that never saw that loses 3 to 10 points on such clips. With probability `probability`,
-    a clip's energy is taken over frames of `frame_samples`; everything before the first and after
-    the last frame within `trim_db` dB of the loudest (drawn per clip from `[min_db, max_db]`) is
-    set to zero, as a tight cut padded with digital silence would be. With `training=False` the
-    layer returns its input unchanged, so a served model is unaffected.
+    Some recordings are cut close to the word, with no lead-in or trailing silence, and padded with
+    digital silence; a model trained only on loosely cut clips has never seen that. With probability
+    `probability`, a clip's energy is taken over frames of `frame_samples`; everything before the
+    first and after the last frame within a cut of `min_db` to `max_db` dB (drawn per clip) below
+    the loudest is set to zero, as a tight cut padded with digital silence would be. With
+    `training=False` the layer returns its input unchanged, so a served model is unaffected.
 
     Args:
         probability: Chance that a clip is cut. Default: `0.5`.
