@@ -1,7 +1,7 @@
 """The speech model: raw waveform in, class probabilities out, features inside.
 
-    waveform (batch, samples) -> RandomTrim (training only) -> RandomSpeedShift (training only) -> LogMelSpectrogram
-    -> RandomEqualizer (training only) -> Normalization (training-split statistics)
+    waveform (batch, samples) -> RandomTrim (training only) -> RandomSpeedShift (training only)
+    -> LogMelSpectrogram -> RandomEqualizer (training only) -> Normalization (training-split statistics)
     -> SpecAugment (training only) -> classifier -> probabilities (batch, classes)
 
 The classifier is the zoo model of `model.variant` (`architecture: zoo`, any variant), or the

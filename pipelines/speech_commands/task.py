@@ -82,27 +82,22 @@ class SpeechDataConfig:
         if not 0.0 <= self.speed_change < 0.5:
             raise ConfigError(f"data.speed_change: expected a fraction in [0, 0.5), got {self.speed_change!r}")
         if self.noise_snr_db is not None:
-            bounds = self.noise_snr_db
-            if (
-                not isinstance(bounds, list | tuple)
-                or len(bounds) != 2
-                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bounds)
-                or not bounds[0] <= bounds[1]
-            ):
-                raise ConfigError(f"data.noise_snr_db: expected [low, high] in dB with low <= high, got {bounds!r}")
-        bounds = self.trim_db
-        if (
-            not isinstance(bounds, list | tuple)
-            or len(bounds) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bounds)
-            or not 0 < bounds[0] <= bounds[1]
-        ):
-            raise ConfigError(f"data.trim_db: expected [low, high] in dB with 0 < low <= high, got {bounds!r}")
+            _check_db_range("noise_snr_db", self.noise_snr_db, low_above_zero=False)
+        _check_db_range("trim_db", self.trim_db, low_above_zero=True)
         if isinstance(self.top_db, bool) or not (isinstance(self.top_db, int | float) and self.top_db > 0):
             raise ConfigError(f"data.top_db: expected a positive number of dB, got {self.top_db!r}")
         for key in ("noise_max_gain", "equalizer_db"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"data.{key}: expected a non-negative number, got {getattr(self, key)!r}")
+
+
+def _check_db_range(key, bounds, low_above_zero):
+    """Raise `ConfigError` naming `data.<key>` unless `bounds` is `[low, high]` in dB with `low <= high`."""
+    numbers = isinstance(bounds, list | tuple) and len(bounds) == 2
+    numbers = numbers and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bounds)
+    if not numbers or not bounds[0] <= bounds[1] or (low_above_zero and not bounds[0] > 0):
+        rule = "0 < low <= high" if low_above_zero else "low <= high"
+        raise ConfigError(f"data.{key}: expected [low, high] in dB with {rule}, got {bounds!r}")
 
 
 SpeechConfig = make_config_class(SpeechDataConfig)
