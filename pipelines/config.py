@@ -42,10 +42,13 @@ class TrainConfig:
     clipnorm: float = 1.0
     verbose: int = 2
     strategy: str = "default"
+    ensemble_size: int = 1  # members trained with seeds seed, seed + 1, ...; the logged model averages their outputs
 
     def __post_init__(self):
         if self.strategy not in ("default", "mirrored"):
             raise ConfigError(f"train.strategy: expected default or mirrored, got {self.strategy!r}")
+        if self.ensemble_size < 1:
+            raise ConfigError(f"train.ensemble_size: expected a positive integer, got {self.ensemble_size!r}")
 
 
 @dataclasses.dataclass

@@ -20,11 +20,39 @@ class RunResult:
     run_id: str
     model_uri: str
     evaluation: object
+    epochs: int  # summed over the members of an ensemble (`train.ensemble_size`)
+
+
+@dataclasses.dataclass
+class _Member:
+    model: keras.Model
+    data: object
     epochs: int
+
+
+def _train_member(task, config, source, index, callbacks):
+    """Train member `index` of the run's ensemble (the only one by default) with seed `seed + index`.
+
+    The first member logs its epoch curves under the plain metric names, which pruning and the
+    MLflow UI follow, and alone gets `callbacks`; member `i > 0` logs under `member_<i>/`.
+    """
+    member_config = dataclasses.replace(config, seed=config.seed + index)
+    keras.utils.set_random_seed(member_config.seed)
+    data = task.prepare(member_config, source)
+    with training.distribution_scope(config):
+        model = task.build_model(member_config, data)
+    epoch_logger = tracking.EpochMetricsLogger(prefix=f"member_{index}/" if index else "")
+    history = training.fit(model, data, member_config, callbacks=[epoch_logger, *(callbacks if index == 0 else ())])
+    if config.train.ensemble_size > 1:
+        mlflow.log_metric(f"member_{index}/epochs", len(history.epoch))
+    return _Member(model, data, len(history.epoch))
 
 
 def train_and_log(task, config, source, callbacks=()):
     """Prepare data, train, evaluate and log metrics, plots and the serving model.
+
+    With `train.ensemble_size` > 1 the members train one after another and the evaluated, logged
+    model averages their outputs (`training.average_ensemble`).
 
     Args:
         task: A `Task`.
@@ -36,16 +64,15 @@ def train_and_log(task, config, source, callbacks=()):
         A `RunResult`.
     """
     keras.backend.clear_session()
-    keras.utils.set_random_seed(config.seed)
     tracking.log_config(config)
-    data = task.prepare(config, source)
-    with training.distribution_scope(config):
-        model = task.build_model(config, data)
-    history = training.fit(model, data, config, callbacks=[tracking.EpochMetricsLogger(), *callbacks])
+    trained = [_train_member(task, config, source, index, callbacks) for index in range(config.train.ensemble_size)]
+    data = trained[0].data
+    epochs = [member.epochs for member in trained]
+    model = training.average_ensemble([member.model for member in trained])
     evaluation = task.evaluate(model, data, config)
     # One step after the last epoch: a name shared with an epoch metric (`val_accuracy`) then shows
     # the evaluated model's value (best weights restored) as its latest, not the last epoch's.
-    mlflow.log_metrics(evaluation.metrics, step=len(history.epoch))
+    mlflow.log_metrics(evaluation.metrics, step=epochs[0])
     tracking.log_figures(evaluation.figures)
     for name, frame in evaluation.tables.items():
         tracking.log_table(frame, f"tables/{name}.csv")
@@ -57,4 +84,4 @@ def train_and_log(task, config, source, callbacks=()):
         model_uri = tracking.log_serving_model(bundle, task.name)
     run_id = mlflow.active_run().info.run_id
     mlflow.set_tag("model_uri", model_uri)
-    return RunResult(run_id, model_uri, evaluation, len(history.epoch))
+    return RunResult(run_id, model_uri, evaluation, sum(epochs))

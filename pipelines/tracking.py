@@ -112,10 +112,18 @@ def metric_name(keras_name):
 
 
 class EpochMetricsLogger(keras.callbacks.Callback):
-    """Log every epoch's Keras metrics to the active MLflow run, with the epoch as step."""
+    """Log every epoch's Keras metrics to the active MLflow run, with the epoch as step.
+
+    Args:
+        prefix: Put before every metric name (`member_1/` for an ensemble's second member).
+    """
+
+    def __init__(self, prefix=""):
+        super().__init__()
+        self.prefix = prefix
 
     def on_epoch_end(self, epoch, logs=None):
-        metrics = {metric_name(k): float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
+        metrics = {self.prefix + metric_name(k): float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
         mlflow.log_metrics(metrics, step=epoch)
 
 

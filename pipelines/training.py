@@ -70,6 +70,34 @@ def build_and_compile(config, input_shape, head, output_dim, loss, metrics=()):
     return model
 
 
+def average_ensemble(members):
+    """One model that averages the outputs of models taking the same input.
+
+    Args:
+        members: Trained `keras.Model`s with one input of the same shape; renamed `member_<i>`.
+
+    Returns:
+        The only member when there is one; else a compiled `keras.Model` named `ensemble`
+        (the first member's loss) whose output is the mean of the members' outputs.
+    """
+    if len(members) == 1:
+        return members[0]
+    first = members[0].inputs[0]
+    inputs = keras.Input(first.shape[1:], dtype=first.dtype, name=first.name)
+    for index, member in enumerate(members):
+        member.name = f"member_{index}"
+    outputs = keras.layers.Average(name="average")([member(inputs) for member in members])
+    ensemble = keras.Model(inputs, outputs, name="ensemble")
+    ensemble.compile(loss=members[0].loss)
+    return ensemble
+
+
+def ensemble_members(model):
+    """The members of a model from `average_ensemble`, or `[model]` for a single model."""
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return members if model.name == "ensemble" and members else [model]
+
+
 def fit(model, data, config, callbacks=()):
     """Fit on the training split with early stopping on the validation loss.
 

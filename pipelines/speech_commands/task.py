@@ -17,6 +17,7 @@ from pipelines.speech_commands.layouts import LAYOUTS
 from pipelines.speech_commands.model import ARCHITECTURES, build_speech_model, front_end
 from pipelines.speech_commands.serving import SpeechServingModel, save_class_names, serving_signature
 from pipelines.tasks import Evaluation, ServingBundle, Task
+from pipelines.training import ensemble_members
 
 
 @dataclasses.dataclass
@@ -163,7 +164,7 @@ class SpeechCommands(Task):
             )
         d = config.data
         train, val, test = (source.splits[name] for name in ("train", "val", "test"))
-        key = ("features", d.sample_rate, d.num_mel_bins)
+        key = ("features", d.sample_rate, d.num_mel_bins, d.top_db)
         if key not in source.cache:
             source.cache[key] = feature_statistics(d, train.x)
         mean, variance = source.cache[key]
@@ -212,7 +213,9 @@ class SpeechCommands(Task):
         majority = int(np.bincount(data.y_train, minlength=len(names)).argmax())
         metrics["test_majority_accuracy"] = float(np.mean(data.y_test == majority))
         figures = {"confusion_matrix": evaluation.confusion_figure(data.y_test, test_pred, names)}
-        attention = evaluation.attention_figure(model, data.x_test[:256], data.y_test[:256], names)
+        # An ensemble's figure shows its first member's attention.
+        first = ensemble_members(model)[0]
+        attention = evaluation.attention_figure(first, data.x_test[:256], data.y_test[:256], names)
         if attention is not None:
             figures["attention_over_time"] = attention
         predictions = pd.DataFrame(

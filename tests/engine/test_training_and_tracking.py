@@ -9,7 +9,13 @@ import pytest
 
 from pipelines import tracking
 from pipelines.config import ModelConfig, TrainConfig
-from pipelines.training import StopOnDivergence, TrainingDiverged, build_and_compile
+from pipelines.training import (
+    StopOnDivergence,
+    TrainingDiverged,
+    average_ensemble,
+    build_and_compile,
+    ensemble_members,
+)
 
 
 class _Config:
@@ -55,3 +61,19 @@ def test_default_tracking_uri_is_local_sqlite(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert tracking.tracking_uri() == "sqlite:///mlflow.db"
     keras.backend.clear_session()
+
+
+def test_average_ensemble_averages_its_members_and_reloads(tmp_path):
+    x = np.random.default_rng(0).random((16, 5, 2)).astype("float32")
+    members = [build_and_compile(_Config, (5, 2), "classification", 3, "sparse_categorical_crossentropy")
+               for _ in range(3)]  # fmt: skip
+    single = average_ensemble(members[:1])
+    assert single is members[0] and ensemble_members(single) == [members[0]]
+    ensemble = average_ensemble(members)
+    expected = np.mean([member.predict(x, verbose=0) for member in members], axis=0)
+    np.testing.assert_allclose(ensemble.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    assert [member.name for member in ensemble_members(ensemble)] == ["member_0", "member_1", "member_2"]
+    ensemble.save(tmp_path / "ensemble.keras")
+    reloaded = keras.models.load_model(tmp_path / "ensemble.keras")
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    assert len(ensemble_members(reloaded)) == 3

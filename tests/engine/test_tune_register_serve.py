@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from pipelines import workflows
 from pipelines.cli import main as cli_main
 from pipelines.errors import ConfigError
+from pipelines.training import ensemble_members
 from tests.synthetic import write_ohlcv_csv
 
 TINY = [
@@ -161,3 +162,19 @@ def test_diverging_trial_fails_alone(prices_csv, tmp_path):
     assert result.counts["complete"] == 3
     run = MlflowClient().get_run(diverged[0].user_attrs["mlflow_run_id"])
     assert run.info.status == "FAILED" and "TrainingDiverged" in run.data.tags["error"]
+
+
+def test_ensemble_run_trains_seeded_members_and_serves_their_mean(prices_csv):
+    run = workflows.train("stock_forecasting", overrides=[*TINY, "train.ensemble_size=2", f"data.path={prices_csv}"])
+    client = MlflowClient()
+    metrics = client.get_run(run.run_id).data.metrics
+    assert run.epochs == metrics["member_0/epochs"] + metrics["member_1/epochs"]
+    assert len(client.get_metric_history(run.run_id, "member_1/val_loss")) == metrics["member_1/epochs"]
+
+    served = mlflow.pyfunc.load_model(run.model_uri).unwrap_python_model()
+    members = ensemble_members(served.keras_model)
+    assert len(members) == 2
+    x = served.sample_inputs
+    outputs = [member.predict(x, verbose=0) for member in members]
+    assert not np.allclose(outputs[0], outputs[1])  # seeds 42 and 43: two different networks
+    np.testing.assert_allclose(served.keras_model.predict(x, verbose=0), np.mean(outputs, axis=0), rtol=1e-5)

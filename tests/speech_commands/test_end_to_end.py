@@ -75,3 +75,15 @@ def test_fsdd_train_learns_and_exports_to_tflite(tmp_path):
         exported = workflows.export(run.model_uri, "tflite", tmp_path / "exported", int8=int8)
         assert exported.max_abs_diff < (0.05 if int8 else 1e-4)
         assert exported.latency_ms_per_example > 0 and exported.size_bytes > 0
+
+
+@pytest.mark.slow
+def test_attention_ensemble_logs_the_first_members_attention(tmp_path):
+    root = fsdd_tree(tmp_path / "fsdd", speakers=("alice", "bob"), indices=range(12))
+    overrides = [*TINY, "train.epochs=1", "train.ensemble_size=2", "data.architecture=attention_rnn",
+                 "model.variant=attention_lstm", f"data.path={root}"]  # fmt: skip
+    run = workflows.train("speech_commands", overrides=overrides)
+    artifacts = {a.path for a in MlflowClient().list_artifacts(run.run_id, "plots")}
+    assert {"plots/confusion_matrix.png", "plots/attention_over_time.png"} <= artifacts
+    answer = mlflow.pyfunc.load_model(run.model_uri).predict(np.zeros((2, 16000), dtype="float32"))
+    np.testing.assert_allclose(answer.filter(like="prob_").sum(axis=1), 1.0, atol=1e-4)
