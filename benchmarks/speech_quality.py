@@ -89,7 +89,19 @@ def tflite_scores(run, data, folder):
     return rows
 
 
-def render(rows, exports, command, seconds, synthetic_speakers):
+def seeds_line(overrides):
+    """How many networks each run trains: one, or `train.ensemble_size` averaged (the last override wins)."""
+    sizes = [int(item.split("=", 1)[1]) for item in overrides if item.startswith("train.ensemble_size=")]
+    size = sizes[-1] if sizes else 1
+    if size == 1:
+        return "One seed (42) per run."
+    return (
+        f"Each run is an ensemble of {size} networks (`train.ensemble_size={size}`: seeds 42 to {41 + size}, "
+        "trained one after another) whose class probabilities are averaged; the epochs column sums theirs."
+    )
+
+
+def render(rows, exports, command, seconds, synthetic_speakers, overrides=()):
     import keras
     import tensorflow as tf
 
@@ -143,7 +155,7 @@ def render(rows, exports, command, seconds, synthetic_speakers):
         "- Model: `conf/speech_commands/attention.yaml` (de Andrade et al. 2018 attention RNN: log-mel 40 bins, "
         "25 ms / 10 ms, two (5, 1) convolutions, two bidirectional LSTMs of 64 units, attention, dense 64, 32), "
         f"with `{' '.join(SETTINGS)}`; Adam 1e-3, batch 64, early stopping on val_loss (patience 6, best "
-        "weights restored). One seed (42) per run.",
+        f"weights restored). {seeds_line(overrides)}",
         (
             f"- Training data: the split's FSDD clips plus {synthetic_speakers * 10:,} SYNTHETIC clips "
             f"({synthetic_speakers} eSpeak NG voices x the digits zero to nine, written at 8 kHz by "
@@ -211,7 +223,7 @@ def run_all(args):
         run, seconds = train(args.data, ["data.split=speaker", f"data.test_speaker={speaker}", *args.overrides])
         rows.append({**row_of(f"held-out speaker: {speaker}", run, seconds), "clips": 500})
         print(rows[-1], flush=True)
-    text = render(rows, exports, command, time.monotonic() - start, args.synthetic_speakers)
+    text = render(rows, exports, command, time.monotonic() - start, args.synthetic_speakers, args.overrides)
     write_section(args.output, text, START, END)
     print(f"wrote {args.output}")
 
