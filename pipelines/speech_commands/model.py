@@ -1,7 +1,7 @@
 """The speech model: raw waveform in, class probabilities out, features inside.
 
     waveform (batch, samples) -> RandomTrim (training only) -> RandomSpeedShift (training only)
-    -> LogMelSpectrogram -> RandomEqualizer (training only) -> Normalization (training-split statistics)
+    -> LogMelSpectrogram -> RandomEqualizer (training only) -> [clip CMVN] -> Normalization (training-split statistics)
     -> SpecAugment (training only) -> classifier -> probabilities (batch, classes)
 
 The classifier is the zoo model of `model.variant` (`architecture: zoo`, any variant), or the
@@ -37,6 +37,15 @@ def front_end(data_config):
         top_db=data_config.top_db,
         name="log_mel",
     )
+
+
+def clip_normalization(data_config):
+    """With `data.clip_normalization`, a layer taking each clip's mean and variance over time out of
+    every mel bin (cepstral mean and variance normalisation: a fixed microphone colouring is a
+    constant per bin, so it goes); else `None`."""
+    if not data_config.clip_normalization:
+        return None
+    return keras.layers.LayerNormalization(axis=1, center=False, scale=False, name="clip_normalization")
 
 
 def _attention_rnn(features, config, num_classes):
@@ -87,6 +96,8 @@ def build_speech_model(config, clip_samples, num_classes, feature_mean, feature_
     log_mel = front_end(d)
     features = log_mel(shifted)
     features = RandomEqualizer(d.equalizer_db, top_db=log_mel.top_db, seed=config.seed, name="equalizer")(features)
+    if (normalizer := clip_normalization(d)) is not None:
+        features = normalizer(features)
     features = keras.layers.Normalization(axis=-1, mean=feature_mean, variance=feature_variance, name="normalize")(
         features
     )

@@ -14,7 +14,7 @@ from pipelines.speech_commands import augment, evaluation
 from pipelines.speech_commands.audio import AudioError, load_clip, load_clips
 from pipelines.speech_commands.data import CLASS_SETUPS, LOADING_KEYS, load_source, loading_settings
 from pipelines.speech_commands.layouts import LAYOUTS
-from pipelines.speech_commands.model import ARCHITECTURES, build_speech_model, front_end
+from pipelines.speech_commands.model import ARCHITECTURES, build_speech_model, clip_normalization, front_end
 from pipelines.speech_commands.serving import SpeechServingModel, save_class_names, serving_signature
 from pipelines.tasks import Evaluation, ServingBundle, Task
 from pipelines.training import ensemble_members
@@ -40,6 +40,7 @@ class SpeechDataConfig:
     extra_train: list | None = None  # one-folder-per-label trees whose clips join the training split only
     num_mel_bins: int = 40
     top_db: float = 80.0  # log-mel floor, in dB below each clip's loudest value: quieter detail (noise) is flat
+    clip_normalization: bool = False  # each clip's mean and variance over time taken out of every mel bin (CMVN)
     architecture: str = "zoo"  # zoo (model.variant over log-mel) or attention_rnn (de Andrade et al. 2018)
     speed_change: float = 0.15  # training only: speed (tempo and pitch) changed by up to this fraction
     time_shift_seconds: float = 0.1  # training only: random shift either way
@@ -132,10 +133,11 @@ class SpeechSplits:
 
 def feature_statistics(data_config, waveforms, limit=2000, batch_size=250):
     """Per-mel-bin mean and variance of the log-mel features of (up to `limit`) training clips."""
-    layer = front_end(data_config)
+    layer, normalizer = front_end(data_config), clip_normalization(data_config)
     total, squares, count = 0.0, 0.0, 0
     for start in range(0, min(len(waveforms), limit), batch_size):
-        features = np.asarray(layer(waveforms[start : min(start + batch_size, limit)]), dtype="float64")
+        features = layer(waveforms[start : min(start + batch_size, limit)])
+        features = np.asarray(features if normalizer is None else normalizer(features), dtype="float64")
         total = total + features.sum(axis=(0, 1))
         squares = squares + np.square(features).sum(axis=(0, 1))
         count += features.shape[0] * features.shape[1]
@@ -164,7 +166,7 @@ class SpeechCommands(Task):
             )
         d = config.data
         train, val, test = (source.splits[name] for name in ("train", "val", "test"))
-        key = ("features", d.sample_rate, d.num_mel_bins, d.top_db)
+        key = ("features", d.sample_rate, d.num_mel_bins, d.top_db, d.clip_normalization)
         if key not in source.cache:
             source.cache[key] = feature_statistics(d, train.x)
         mean, variance = source.cache[key]

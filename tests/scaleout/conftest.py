@@ -101,10 +101,18 @@ def worker_command(study, storage, trials, prices_csv, extra=()):
     return command
 
 
+def _default_sigint():
+    # A shell without job control starts background commands (`pytest &`) with SIGINT ignored, and
+    # children inherit that: the worker would never see the test's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_worker(command, env, log_path):
-    """Start a worker process with its output in `log_path`."""
+    """Start a worker process with its output in `log_path`, and Ctrl-C (SIGINT) handled as in a terminal."""
     log = open(log_path, "w")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=env.get("WORKDIR"))
+    return subprocess.Popen(
+        command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=env.get("WORKDIR"), preexec_fn=_default_sigint
+    )
 
 
 def worker_env(tracking_uri, workdir):

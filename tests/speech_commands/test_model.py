@@ -18,7 +18,7 @@ from pipelines.speech_commands.layers import (
     SpecAugment,
     resample,
 )
-from pipelines.speech_commands.model import build_speech_model
+from pipelines.speech_commands.model import build_speech_model, feature_model
 from pipelines.speech_commands.task import SpeechConfig
 from tests.helpers import assert_same_model
 from tests.speech_commands.audio_trees import tone
@@ -66,6 +66,23 @@ def test_top_db_sets_the_floor_of_the_model_features():
     assert floor[40] > 0.5 > floor[80]  # the quiet half is flat at 40 dB, and shows at 80 dB
     with pytest.raises(ConfigError, match="data.top_db: expected a positive number"):
         _config("data.top_db=0")
+
+
+def test_clip_normalization_takes_a_fixed_colouring_out():
+    rng = np.random.default_rng(0)
+    envelope = 0.05 + np.abs(np.sin(np.linspace(0, 3 * np.pi, SAMPLES)))  # loud and quiet parts, 26 dB apart
+    x = (rng.standard_normal((2, SAMPLES)) * envelope).astype("float32")
+    coloured = x.copy()
+    coloured[:, 1:] -= 0.9 * x[:, :-1]  # a pre-emphasis "microphone": -20 dB at 0 Hz, +5.6 dB at 8 kHz
+    difference = {}
+    for on in (False, True):
+        features = feature_model(_model(f"data.clip_normalization={str(on).lower()}"))
+        plain, shifted = np.asarray(features(x)), np.asarray(features(coloured))
+        difference[on] = np.abs(plain - shifted).mean()
+        if on:  # every clip's mel bins have mean 0 and variance 1 over time
+            np.testing.assert_allclose(plain.mean(axis=1), 0.0, atol=1e-4)
+            np.testing.assert_allclose(plain.std(axis=1), 1.0, atol=0.05)
+    assert difference[True] < 0.1 * difference[False]
 
 
 def test_spec_augment_masks_only_in_training():
