@@ -58,6 +58,11 @@ def train_and_detect(config, source):
     return outcomes
 
 
+def steps_text(spec):
+    """The forecast length, for the prediction detector only (the reconstruction detector has none)."""
+    return f"{spec.prediction_steps} prediction step(s), " if spec.detector == "prediction" else ""
+
+
 def alerts_at(outcome, cooldown, offset=0.0, spatial=True):
     """Alerts of one series for another cooldown, or a threshold ``offset`` spreads above the model's;
     ``spatial=False`` leaves the spatial check out (the likelihood or raw score alone)."""
@@ -157,7 +162,7 @@ def render(metrics, baselines, grid, best, categories, config, args, command, se
         "",
         f"Setup: {args.mode} training ({'one network per series' if args.mode == 'per-series' else 'one network'}), "
         f"`{model.variant}` {model.units} units x {model.num_layers}, {spec.detector} detector, window {spec.window}, "
-        f"{spec.prediction_steps} prediction step(s), at most {config.train.epochs} epochs (early stopping on the "
+        f"{steps_text(spec)}at most {config.train.epochs} epochs (early stopping on the "
         f"validation rows). Each series trains on its NAB probationary period only (first 15%, at most 750 rows; "
         f"the last {spec.val_fraction:.0%} of it for early stopping, the Gaussian and the likelihood's first "
         "history) and is scored online on the rest, as NAB scores it (results CSVs in NAB's format are logged by "
@@ -167,8 +172,9 @@ def render(metrics, baselines, grid, best, categories, config, args, command, se
         "",
         f"Alarm rule ({spec.scoring} scoring): {alarm_rule(spec)}. No label is used by the detector. The shipped "
         "defaults (anomaly likelihood with history 8640 as in NAB's HTM detector, average 5, z 4, cooldown 100, "
-        "3 prediction steps) were set after looking at pooled NAB runs at a few settings like the grid below, "
-        "so they carry a little of NAB's labels; the spatial check's tolerance 0.05 is NAB's HTM detector's. "
+        "the reconstruction detector) were set after looking at pooled NAB runs at a few "
+        "settings like the grid below and both detectors, so they carry a little of NAB's labels; the spatial "
+        "check's tolerance 0.05 is NAB's HTM detector's. "
         "Nothing is tuned per series or per category.",
         "",
         "| detector | NAB standard | NAB low FP | NAB low FN | point P | point R | point F1 | event R | event P |"
