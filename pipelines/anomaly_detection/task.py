@@ -56,7 +56,7 @@ class AnomalyDataConfig:
     value_columns: list | None = None
     label_column: str | None = None
     separator: str = ","
-    detector: str = "prediction"  # conf/anomaly_detection.yaml, which the CLI reads, ships reconstruction
+    detector: str = "reconstruction"  # or prediction; see docs/results.md for both on NAB
     window: int = 24
     prediction_steps: int = 3
     train_fraction: float = 0.15

@@ -14,7 +14,6 @@ TINY = [
     *TINY_DATA,
     "data.series=[spikes]",
     "data.cooldown=5",
-    "data.detector=prediction",  # the window is searched, which only the prediction detector allows
     "data.prediction_steps=3",
     "train.epochs=2",
     "train.verbose=0",
