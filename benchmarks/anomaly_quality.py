@@ -83,26 +83,32 @@ def spatial_only_alerts(outcome, cooldown):
     return alerts_with_cooldown(outcome.detection.spatial, cooldown)
 
 
-def windowed_gaussian_alerts(outcome, spec):
-    """The windowed-Gaussian baseline with the model's alarm rule: the level of a row is
-    ``|value - mean| / std`` of the ``likelihood_history`` values before it (first value column,
-    from the validation rows on), averaged like the likelihood; same threshold, spatial check and
-    cooldown."""
-    from pipelines.anomaly_detection.detectors import Likelihood, alerts_with_cooldown
+def windowed_gaussian_levels(outcome, spec):
+    """The windowed-Gaussian baseline's level of every row (NaN in the prefix): ``|value - mean| / std``
+    of the ``likelihood_history`` values before it (first value column, from the validation rows on),
+    through the same anomaly likelihood as the model's scores."""
+    from pipelines.anomaly_detection.detectors import Likelihood
 
     values = outcome.series.values[:, 0]
     past = pd.Series(values).rolling(spec.likelihood_history, min_periods=10)
     distance = np.abs(values - past.mean().shift(1)) / np.maximum(past.std().shift(1), 1e-9)
     distance = distance.to_numpy()
     seed = distance[outcome.n_train : outcome.n_prefix]
-    level = Likelihood(spec.likelihood_history, spec.likelihood_average, seed[~np.isnan(seed)]).levels(
-        distance[outcome.n_prefix :]
-    )
-    alerts = np.zeros(len(values), dtype=bool)
+    levels = np.full(len(values), np.nan)
+    levels[outcome.n_prefix :] = Likelihood(
+        spec.likelihood_history, spec.likelihood_average, seed[~np.isnan(seed)]
+    ).levels(distance[outcome.n_prefix :])
+    return levels
+
+
+def windowed_gaussian_alerts(outcome, spec):
+    """The windowed-Gaussian baseline with the model's alarm rule: its levels, the same threshold,
+    spatial check and cooldown."""
+    from pipelines.anomaly_detection.detectors import alerts_with_cooldown
+
+    level = windowed_gaussian_levels(outcome, spec)
     candidates = ~np.isnan(level) & (np.nan_to_num(level) > spec.likelihood_threshold)
-    candidates |= outcome.detection.spatial[outcome.n_prefix :]
-    alerts[outcome.n_prefix :] = alerts_with_cooldown(candidates, spec.cooldown)
-    return alerts
+    return alerts_with_cooldown(candidates | outcome.detection.spatial, spec.cooldown)
 
 
 def nab_scores(outcomes, alerts):
