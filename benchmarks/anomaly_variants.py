@@ -157,8 +157,8 @@ def main():
     model = TASK.build_model(config, data)
     training.fit(model, data, config)
     outcomes, _ = detect_all(model, data)
-    variants = {name: outcomes for name in ("shipped", "averaged history", "log scores", "median and MAD")}
-    variants["with windowed Gaussian"] = outcomes
+    names = ("shipped", "averaged history", "log scores", "median and MAD", "with windowed Gaussian")
+    variants = {name: outcomes for name in names}
     if args.online:
         variants["online"] = online_outcomes(
             model, data, args.chunk, args.history, args.epochs, args.learning_rate, config.train.batch_size
