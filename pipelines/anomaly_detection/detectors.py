@@ -17,7 +17,10 @@ Either way the score of row ``t`` depends on rows ``<= t`` only. The score is th
   is the z-score of the mean of the last ``average`` scores against the mean and standard deviation
   of the ``history`` scores before them, starting from the validation rows' scores. It follows a
   series whose errors drift, so a detector trained on a short prefix keeps a steady alarm rate.
-  The threshold is a fixed z (``likelihood_threshold``) and ``spread`` is 1.
+  The threshold is a fixed z (``likelihood_threshold``) and ``spread`` is 1. With ``record`` rows
+  (``record_history``), a row above the threshold alerts only when its recent mean is also higher
+  than every recent mean in the ``record`` rows before it: a burst no larger than one the series
+  has already shown is not news, however unlikely the history's Gaussian makes it.
 - ``raw``: the level is the score; the threshold is the ``threshold_quantile`` of the validation
   rows' scores and ``spread = threshold - median(validation scores)``.
 
@@ -55,12 +58,13 @@ MIN_HISTORY = 10
 
 @dataclass(frozen=True)
 class Likelihood:
-    """Settings of the anomaly likelihood: rows of history, rows averaged, and the validation scores
-    the history starts from."""
+    """Settings of the anomaly likelihood: rows of history, rows averaged, the validation scores the
+    history starts from, and the rows of the record rule (0: off)."""
 
     history: int
     average: int
     seed: np.ndarray
+    record: int = 0
 
     def levels(self, scores: np.ndarray) -> np.ndarray:
         """z-score of each row's recent mean score against the history before it; NaN where the score is.
@@ -80,6 +84,23 @@ class Likelihood:
         levels = ((recent - past["mean"]) / std).to_numpy(copy=True)[len(self.seed) :]
         levels[np.isnan(scores)] = np.nan
         return levels
+
+    def records(self, scores: np.ndarray) -> np.ndarray:
+        """Whether each row's recent mean score beats every recent mean in the ``record`` rows before it.
+
+        Args:
+            scores: raw scores of consecutive rows, oldest first.
+
+        Returns:
+            One bool per row, all true when ``record`` is 0; row ``t`` depends on ``seed`` and
+            ``scores[: t + 1]`` only. A row with nothing before it counts as a record.
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        if self.record == 0:
+            return np.ones(len(scores), dtype=bool)
+        recent = pd.Series(np.concatenate([self.seed, scores])).rolling(self.average, min_periods=1).mean()
+        before = recent.rolling(self.record, min_periods=1).max().shift(1)
+        return (before.isna() | (recent > before)).to_numpy()[len(self.seed) :]
 
 
 @dataclass(eq=False)
@@ -111,6 +132,7 @@ class Detection:
     anomaly_score: np.ndarray
     alert: np.ndarray
     spatial: np.ndarray  # rows whose value left the range seen before them (alert or not)
+    record: np.ndarray  # rows that pass the likelihood's record rule (all rows when it is off)
 
 
 def error_features(predict, scaled: np.ndarray, detector: str, window: int, steps: int) -> np.ndarray:
@@ -249,9 +271,13 @@ class SeriesDetector:
             spatial[first_row:] = found[first_row:]
         anomaly_score = np.where(defined, expit((np.nan_to_num(level) - self.threshold) / self.spread), 0.0)
         anomaly_score = np.where(spatial, 1.0, anomaly_score)
-        alert = alerts_with_cooldown((defined & (np.nan_to_num(level) > self.threshold)) | spatial, self.cooldown)
+        record = np.ones(len(score), dtype=bool)
+        if self.likelihood is not None:
+            record[first_row:] = self.likelihood.records(score[first_row:])
+        candidates = (defined & (np.nan_to_num(level) > self.threshold) & record) | spatial
+        alert = alerts_with_cooldown(candidates, self.cooldown)
         anomaly_score = np.where(alert, np.maximum(anomaly_score, 0.5), np.minimum(anomaly_score, JUST_BELOW_HALF))
-        return Detection(score=score, level=level, anomaly_score=anomaly_score, alert=alert, spatial=spatial)
+        return Detection(score, level, anomaly_score, alert, spatial, record)
 
     def detect(self, predict, values: np.ndarray) -> Detection:
         """Score raw ``values`` ``(rows, features)`` of this series, oldest first."""
@@ -279,6 +305,7 @@ class SeriesDetector:
                 "history": likelihood.history,
                 "average": likelihood.average,
                 "seed": likelihood.seed.tolist(),
+                "record": likelihood.record,
             }
         if self.gaussian is not None:
             state["gaussian"] = {"mean": self.gaussian.mean.tolist(), "cov": self.gaussian.cov.tolist()}
@@ -299,7 +326,12 @@ class SeriesDetector:
             gaussian=None if gaussian is None else Gaussian(np.asarray(gaussian["mean"]), np.asarray(gaussian["cov"])),
             likelihood=None
             if likelihood is None
-            else Likelihood(int(likelihood["history"]), int(likelihood["average"]), np.asarray(likelihood["seed"])),
+            else Likelihood(
+                int(likelihood["history"]),
+                int(likelihood["average"]),
+                np.asarray(likelihood["seed"]),
+                int(likelihood.get("record", 0)),  # models logged before the record rule
+            ),
             spatial_tolerance=state.get("spatial_tolerance"),
             seen_low=None if state.get("seen_low") is None else np.asarray(state["seen_low"], dtype=np.float64),
             seen_high=None if state.get("seen_high") is None else np.asarray(state["seen_high"], dtype=np.float64),
@@ -320,6 +352,7 @@ def calibrate(
     likelihood_history: int = 8640,
     likelihood_average: int = 5,
     likelihood_threshold: float = 4.0,
+    record_history: int = 0,
     spatial_tolerance: float | None = None,
     prefix_values: np.ndarray | None = None,
 ) -> SeriesDetector:
@@ -332,6 +365,7 @@ def calibrate(
         likelihood_history: rows of past scores the likelihood compares with.
         likelihood_average: recent rows whose mean score the likelihood scores.
         likelihood_threshold: the z above which a row is anomalous (``likelihood`` scoring).
+        record_history: rows of the likelihood's record rule; 0 turns it off.
         spatial_tolerance: the spatial check's tolerance; ``None`` turns it off.
         prefix_values: raw values ``(rows, features)`` of the training prefix: the range the spatial
             check starts from.
@@ -346,7 +380,7 @@ def calibrate(
         series.seen_low, series.seen_high = np.min(prefix_values, axis=0), np.max(prefix_values, axis=0)
     val_scores = series.scores(val_features)
     if scoring == "likelihood":
-        series.likelihood = Likelihood(likelihood_history, likelihood_average, val_scores)
+        series.likelihood = Likelihood(likelihood_history, likelihood_average, val_scores, record_history)
         series.threshold = float(likelihood_threshold)
         return series
     series.threshold = float(np.quantile(val_scores, quantile))

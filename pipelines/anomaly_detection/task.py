@@ -66,6 +66,7 @@ class AnomalyDataConfig:
     likelihood_history: int = 8640
     likelihood_average: int = 5
     likelihood_threshold: float = 4.0
+    record_history: int = 1000
     threshold_quantile: float = 1.0
     spatial_tolerance: float | None = 0.05
     cooldown: int = 100
@@ -89,6 +90,8 @@ class AnomalyDataConfig:
         for key in ("likelihood_history", "likelihood_average"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key}: expected a positive integer, got {getattr(self, key)!r}")
+        if self.record_history < 0:
+            raise ConfigError(f"data.record_history: expected an integer >= 0 (0: off), got {self.record_history!r}")
         if not self.likelihood_threshold > 0:
             raise ConfigError(f"data.likelihood_threshold: expected a z-score > 0, got {self.likelihood_threshold!r}")
         if self.spatial_tolerance is not None and not self.spatial_tolerance >= 0:
@@ -277,7 +280,8 @@ def detect_all(model, data):
             part.series.name, spec.detector, spec.window, spec.prediction_steps, spec.cooldown,
             part.scaler, val_features, spec.threshold_quantile, scoring=spec.scoring,
             likelihood_history=spec.likelihood_history, likelihood_average=spec.likelihood_average,
-            likelihood_threshold=spec.likelihood_threshold, spatial_tolerance=spec.spatial_tolerance,
+            likelihood_threshold=spec.likelihood_threshold, record_history=spec.record_history,
+            spatial_tolerance=spec.spatial_tolerance,
             prefix_values=part.series.values[: part.n_prefix],
         )  # fmt: skip
         scores = detector.scores(features)
@@ -309,6 +313,8 @@ def alarm_rule(spec):
             f"{spec.likelihood_threshold:g} standard deviations above the mean of the {spec.likelihood_history} "
             "before"
         )
+        if spec.record_history:
+            rule += f" and higher than every such mean in the {spec.record_history} rows before"
     else:
         rule = f"alert above the {spec.threshold_quantile} quantile of each series' validation scores"
     if spec.spatial_tolerance is not None:

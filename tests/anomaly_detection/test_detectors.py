@@ -115,10 +115,15 @@ def test_detector_round_trips_through_json_state(scoring):
     val = np.random.default_rng(4).standard_normal((200, 2))
     detector = calibrate(
         "s", "prediction", 4, 2, 5, Scaler(np.ones(1), 2 * np.ones(1)), val, 0.99, scoring=scoring,
-        spatial_tolerance=0.05, prefix_values=np.array([[0.0, 1.0], [2.0, -1.0]]),
+        record_history=7, spatial_tolerance=0.05, prefix_values=np.array([[0.0, 1.0], [2.0, -1.0]]),
     )  # fmt: skip
     again = SeriesDetector.from_dict(json.loads(json.dumps(detector.to_dict())))
     assert again.spatial_tolerance == 0.05
+    if scoring == "likelihood":
+        assert again.likelihood.record == 7
+        state = detector.to_dict()
+        del state["likelihood"]["record"]
+        assert SeriesDetector.from_dict(state).likelihood.record == 0, "a model logged before the record rule"
     np.testing.assert_array_equal(again.seen_low, [0.0, -1.0])
     np.testing.assert_array_equal(again.seen_high, [2.0, 1.0])
     np.testing.assert_array_equal(again.scores(val), detector.scores(val))
@@ -173,8 +178,9 @@ def test_scores_are_online_later_values_never_change_earlier_scores(detector, st
     scaler = Scaler.fit(values[:60])
     features = error_features(predict, scaler.transform(values), detector, window, steps)
     scorer = calibrate(
-        "s", detector, window, steps, 5, scaler, features[30:60], 0.8, scoring=scoring, likelihood_threshold=1.0
-    )
+        "s", detector, window, steps, 5, scaler, features[30:60], 0.8, scoring=scoring, likelihood_threshold=1.0,
+        record_history=20,
+    )  # fmt: skip
     before = scorer.detect(predict, values)
     changed = values.copy()
     changed[cut + 1 :] = rng.uniform(-100, 100, changed[cut + 1 :].shape)  # the future is rewritten
@@ -182,8 +188,38 @@ def test_scores_are_online_later_values_never_change_earlier_scores(detector, st
     np.testing.assert_allclose(after.score[: cut + 1], before.score[: cut + 1], rtol=1e-5, equal_nan=True)
     np.testing.assert_allclose(after.level[: cut + 1], before.level[: cut + 1], rtol=1e-5, equal_nan=True)
     np.testing.assert_array_equal(after.alert[: cut + 1], before.alert[: cut + 1])
+    np.testing.assert_array_equal(after.record[: cut + 1], before.record[: cut + 1])
     assert before.alert[: cut + 1].any(), "the test needs alerts (and so the cooldown) before the cut"
     assert not np.allclose(after.score[cut + 1 :], before.score[cut + 1 :])
     # The prefix alone gives the same scores too: nothing looks ahead.
     prefix_only = scorer.detect(predict, values[: cut + 1])
     np.testing.assert_allclose(prefix_only.score, before.score[: cut + 1], rtol=1e-5, equal_nan=True)
+
+
+def test_record_rule_passes_only_a_mean_score_above_every_one_in_the_rows_before():
+    seed = np.array([1.0, 2.0, 1.0])
+    scores = np.array([1.5, 3.0, 2.5, 3.0, 1.0, 1.0, 3.0])
+    # recent means of two rows, seed included: 1.5 1.5 | 1.25 2.25 2.75 2.75 2.0 1.0 2.0
+    records = Likelihood(history=10, average=2, seed=seed, record=3).records(scores)
+    np.testing.assert_array_equal(records, [False, True, True, False, False, False, False])
+    assert Likelihood(10, 2, seed, record=1).records(scores)[-1], "2.0 against the 1.0 just before: 2.75 is gone"
+    assert Likelihood(10, 2, seed).records(scores).all(), "record 0 is off"
+    assert Likelihood(10, 1, np.empty(0), record=5).records(np.array([0.0]))[0], "nothing before: a record"
+
+
+def test_record_rule_silences_a_burst_no_larger_than_a_recent_one():
+    rng = np.random.default_rng(9)
+    val = rng.standard_normal((200, 1))
+    errors = rng.standard_normal((2000, 1))
+    errors[[500, 900, 1700]] = 12.0  # three equal bursts; the third comes 800 rows after the second
+    scaler = Scaler(np.zeros(1), np.ones(1))
+    settings = dict(scoring="likelihood", likelihood_average=1, likelihood_threshold=4.0)
+    plain = calibrate("s", "prediction", 4, 1, 10, scaler, val, 1.0, **settings)
+    recorded = calibrate("s", "prediction", 4, 1, 10, scaler, val, 1.0, record_history=500, **settings)
+    found, kept = plain.detect_scores(plain.scores(errors)), recorded.detect_scores(recorded.scores(errors))
+    assert found.alert[[500, 900, 1700]].all(), "each burst is far above the likelihood's threshold"
+    assert kept.alert[500] and kept.alert[1700], "the first, and one the 500 rows before have not seen"
+    assert not kept.alert[900] and found.level[900] > 4.0, "as unlikely, but no larger than the one at 500"
+    assert not kept.alert[~found.alert].any()
+    with pytest.raises(ConfigError, match="data.record_history: expected an integer >= 0"):
+        AnomalyDataConfig(record_history=-1)
