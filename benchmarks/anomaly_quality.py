@@ -11,8 +11,9 @@ instead. The task's own code prepares, trains, calibrates and scores; nothing is
 Reported, all on the rows after the probationary period:
 
 - the label-free result: the shipped config's alarm rule (anomaly likelihood, threshold and
-  cooldown), beside the random and always-anomalous baselines and a windowed Gaussian on the raw
-  values with the same alarm rule (no network: it shows what the LSTM adds);
+  cooldown, record rule, value check and spatial check), beside the random and always-anomalous
+  baselines and the rule with each part left out (the value check without the network shows what
+  the LSTM adds);
 - how that result moves with the threshold and the cooldown (each cell is label-free, but looking
   at the table uses the labels);
 - the score with NAB's own procedure for its scoreboard: one threshold for the whole corpus per
@@ -63,57 +64,21 @@ def steps_text(spec):
     return f"{spec.prediction_steps} prediction step(s), " if spec.detector == "prediction" else ""
 
 
-def alerts_at(outcome, cooldown, offset=0.0, spatial=True, record=True):
-    """Alerts of one series for another cooldown, or a threshold ``offset`` spreads above the model's;
-    ``spatial=False`` leaves the spatial check out (the likelihood or raw score alone), ``record=False``
-    the likelihood's record rule."""
+def alerts_at(outcome, cooldown, offset=0.0, *, network=True, values=True, record=True, spatial=True):
+    """Alerts of one series for another cooldown, or a threshold ``offset`` spreads above the model's,
+    from any parts of the alarm rule: the network's level (``network``), the value check (``values``),
+    the record rule applied to either (``record``), the spatial check (``spatial``)."""
     from pipelines.anomaly_detection.detectors import alerts_with_cooldown
 
-    detector, level = outcome.detector, outcome.detection.level
+    detector, found = outcome.detector, outcome.detection
     threshold = detector.threshold + offset * detector.spread
-    candidates = ~np.isnan(level) & (np.nan_to_num(level) > threshold)
-    if record:
-        candidates &= outcome.detection.record
+    candidates = np.zeros(len(found.level), dtype=bool)
+    for used, level, records in ((network, found.level, found.record), (values, found.value_level, found.value_record)):
+        if used:
+            candidates |= ~np.isnan(level) & (np.nan_to_num(level) > threshold) & (records if record else True)
     if spatial:
-        candidates |= outcome.detection.spatial
+        candidates |= found.spatial
     return alerts_with_cooldown(candidates, cooldown)
-
-
-def spatial_only_alerts(outcome, cooldown):
-    """The spatial check alone (no network, no likelihood), with the same cooldown."""
-    from pipelines.anomaly_detection.detectors import alerts_with_cooldown
-
-    return alerts_with_cooldown(outcome.detection.spatial, cooldown)
-
-
-def windowed_gaussian_levels(outcome, spec):
-    """The windowed-Gaussian baseline's level of every row (NaN in the prefix): ``|value - mean| / std``
-    of the ``likelihood_history`` values before it (first value column, from the validation rows on),
-    through the same anomaly likelihood as the model's scores. Returns the levels and the rows that
-    pass the likelihood's record rule."""
-    from pipelines.anomaly_detection.detectors import Likelihood
-
-    values = outcome.series.values[:, 0]
-    past = pd.Series(values).rolling(spec.likelihood_history, min_periods=10)
-    distance = np.abs(values - past.mean().shift(1)) / np.maximum(past.std().shift(1), 1e-9)
-    distance = distance.to_numpy()
-    seed = distance[outcome.n_train : outcome.n_prefix]
-    seed = seed[~np.isnan(seed)]
-    likelihood = Likelihood(spec.likelihood_history, spec.likelihood_average, seed, spec.record_history)
-    levels, records = np.full(len(values), np.nan), np.ones(len(values), dtype=bool)
-    levels[outcome.n_prefix :] = likelihood.levels(distance[outcome.n_prefix :])
-    records[outcome.n_prefix :] = likelihood.records(distance[outcome.n_prefix :])
-    return levels, records
-
-
-def windowed_gaussian_alerts(outcome, spec):
-    """The windowed-Gaussian baseline with the model's alarm rule: its levels, the same threshold,
-    record rule, spatial check and cooldown."""
-    from pipelines.anomaly_detection.detectors import alerts_with_cooldown
-
-    level, records = windowed_gaussian_levels(outcome, spec)
-    candidates = ~np.isnan(level) & (np.nan_to_num(level) > spec.likelihood_threshold) & records
-    return alerts_with_cooldown(candidates | outcome.detection.spatial, spec.cooldown)
 
 
 def nab_scores(outcomes, alerts):
@@ -183,9 +148,10 @@ def render(metrics, baselines, grid, best, categories, config, args, command, se
         "",
         f"Alarm rule ({spec.scoring} scoring): {alarm_rule(spec)}. No label is used by the detector. The shipped "
         "defaults (anomaly likelihood with history 8640 as in NAB's HTM detector, average 5, z 4, cooldown 100, "
-        "the reconstruction detector, the record rule over 1000 rows) were set after looking at pooled NAB runs at "
-        "a few settings like the grid below and both detectors (the record rule's rows: 1000, 2000 or 5000 on "
-        "three seeds), so they carry a little of NAB's labels; the spatial "
+        "the reconstruction detector, the record rule over 1000 rows, the value check) were set after looking at "
+        "pooled NAB runs at a few settings like the grid below and both detectors (the record rule's rows: 1000, "
+        "2000 or 5000, and the value check on or off, on three seeds), so they carry a little of NAB's labels; the "
+        "spatial "
         "check's tolerance 0.05 is NAB's HTM detector's. "
         "Nothing is tuned per series or per category.",
         "",
@@ -212,10 +178,10 @@ def render(metrics, baselines, grid, best, categories, config, args, command, se
         "Point-wise metrics are row by row without point adjustment; event recall is the share of labelled "
         "windows with an alert, event precision the share of alert runs touching a window (the always-anomalous "
         "row shows how event metrics inflate). The random baseline raises as many alerts per series as the LSTM, "
-        "on uniformly drawn rows. The windowed Gaussian scores `|value - mean| / std` over the previous "
-        f"{spec.likelihood_history} values (NAB's windowed Gaussian detector uses 6400) through the same likelihood, "
-        "threshold, record rule, spatial check and cooldown. The LSTM without the record rule or the spatial "
-        "check, and the spatial check alone, show what each part of the alarm rule adds.",
+        "on uniformly drawn rows. The value check is a windowed Gaussian: `|value - mean| / std` over the previous "
+        f"{spec.likelihood_history} values (NAB's windowed Gaussian detector uses 6400), through the same likelihood, "
+        "threshold and record rule as the network's scores. The rows with a part of the alarm rule left out show "
+        "what that part adds; the one without the network shows what the LSTM adds.",
         "",
         "### Sensitivity (label-free rules; reading the table uses the labels)",
         "",
@@ -299,22 +265,19 @@ def main():
             print(f"[{i + 1}/{len(source.series)}] {series.name} ({time.monotonic() - start:.0f} s)", flush=True)
     spec = config.data
     result = report(outcomes, alarm_rule(spec), config.seed, f"lstm{spec.detector.capitalize()}")
+    checks_values = spec.scoring == "likelihood" and spec.value_gaussian
+    parts = (
+        ("LSTM without the value check", {"values": False}, checks_values),
+        ("value check and spatial check, no network", {"network": False}, checks_values),
+        ("LSTM without the record rule", {"record": False}, spec.scoring == "likelihood" and spec.record_history > 0),
+        ("LSTM without the spatial check", {"spatial": False}, spec.spatial_tolerance is not None),
+        ("spatial check only", {"network": False, "values": False}, spec.spatial_tolerance is not None),
+    )
     baselines = {
-        "windowed Gaussian, same alarm rule": detector_metrics(
-            outcomes, [windowed_gaussian_alerts(o, spec) for o in outcomes]
-        ),
+        name: detector_metrics(outcomes, [alerts_at(o, spec.cooldown, **left_out) for o in outcomes])
+        for name, left_out, applies in parts
+        if applies
     }
-    if spec.scoring == "likelihood" and spec.record_history:
-        baselines["LSTM without the record rule"] = detector_metrics(
-            outcomes, [alerts_at(o, spec.cooldown, record=False) for o in outcomes]
-        )
-    if spec.spatial_tolerance is not None:
-        baselines["LSTM without the spatial check"] = detector_metrics(
-            outcomes, [alerts_at(o, spec.cooldown, spatial=False) for o in outcomes]
-        )
-        baselines["spatial check only"] = detector_metrics(
-            outcomes, [spatial_only_alerts(o, spec.cooldown) for o in outcomes]
-        )
     grid = {
         (offset, c): nab_scores(outcomes, [alerts_at(o, c, offset) for o in outcomes])["standard"]
         for offset in GRID_OFFSETS

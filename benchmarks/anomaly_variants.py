@@ -11,15 +11,13 @@ of the NAB standard score of each variant at thresholds z 3 to 8 and cooldowns 2
   NAB's HTM detector takes them;
 - log scores: the likelihood of ``log(score)``;
 - median and MAD: a robust centre and spread instead of the mean and standard deviation;
-- with windowed Gaussian: each row's larger level of the network's and the windowed Gaussian's
-  (`anomaly_quality.py`'s baseline);
-- averaged history with windowed Gaussian: both changes together;
 - online (``--online``): the network keeps learning. Each series starts from the pooled weights;
   after every ``--chunk`` scored rows it is fitted for ``--epochs`` epochs on the windows of its
   last ``--history`` rows, so a row is always scored by weights trained on earlier rows only.
   Every alarm rule above is also applied to the online network's scores ("online, <rule>").
 
-Every variant keeps the spatial check and uses no label; choosing between them by this table uses
+Every variant changes the network's levels only: it keeps the config's record rule, value check and
+spatial check, and uses no label; choosing between them by this table uses
 the labels. Prints only; docs/results.md quotes the table with this command.
 """
 
@@ -30,7 +28,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from anomaly_quality import nab_scores, windowed_gaussian_levels  # benchmarks/anomaly_quality.py
+from anomaly_quality import nab_scores  # benchmarks/anomaly_quality.py
 
 THRESHOLDS = (3, 4, 5, 6, 8)
 COOLDOWNS = (24, 100)
@@ -79,21 +77,21 @@ def variant_levels(outcome, spec, variant):
         test,
         spec.likelihood_history,
         spec.likelihood_average,
-        averaged_history=variant.startswith("averaged history"),
+        averaged_history=variant == "averaged history",
         robust=variant == "median and MAD",
     )
-    if variant.endswith("with windowed Gaussian"):
-        levels = np.fmax(levels, windowed_gaussian_levels(outcome, spec)[0])
     return levels
 
 
 def alerts(outcome, levels, threshold, cooldown):
-    """Alerts of one series: level above ``threshold`` (and the network's score a record, when the
-    config's record rule is on), or the spatial check, with a cooldown."""
+    """Alerts of one series: ``levels`` above ``threshold`` where the network's score passes the record
+    rule, the value check at the same threshold, or the spatial check, with a cooldown."""
     from pipelines.anomaly_detection.detectors import alerts_with_cooldown
 
-    candidates = ~np.isnan(levels) & (np.nan_to_num(levels) > threshold) & outcome.detection.record
-    return alerts_with_cooldown(candidates | outcome.detection.spatial, cooldown)
+    found = outcome.detection
+    candidates = ~np.isnan(levels) & (np.nan_to_num(levels) > threshold) & found.record
+    candidates |= ~np.isnan(found.value_level) & (np.nan_to_num(found.value_level) > threshold) & found.value_record
+    return alerts_with_cooldown(candidates | found.spatial, cooldown)
 
 
 def online_outcomes(model, data, chunk, history, epochs, learning_rate, batch_size):
@@ -160,14 +158,7 @@ def main():
     model = TASK.build_model(config, data)
     training.fit(model, data, config)
     outcomes, _ = detect_all(model, data)
-    rules = (
-        "shipped",
-        "averaged history",
-        "log scores",
-        "median and MAD",
-        "with windowed Gaussian",
-        "averaged history with windowed Gaussian",
-    )
+    rules = ("shipped", "averaged history", "log scores", "median and MAD")
     variants = {rule: (outcomes, rule) for rule in rules}
     if args.online:
         online = online_outcomes(

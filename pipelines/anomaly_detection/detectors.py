@@ -24,6 +24,12 @@ Either way the score of row ``t`` depends on rows ``<= t`` only. The score is th
 - ``raw``: the level is the score; the threshold is the ``threshold_quantile`` of the validation
   rows' scores and ``spread = threshold - median(validation scores)``.
 
+With ``likelihood`` scoring the values themselves can be checked too (``value_gaussian``): each
+row's distance from the mean of the ``history`` values before it, in their standard deviations
+(largest over the features; a windowed Gaussian), goes through its own likelihood and record rule
+with the same threshold, starting from the validation rows' distances. It catches level shifts and
+spikes whose windows the network reconstructs well.
+
 A row is also anomalous when one of its values leaves the range of the values seen before it (the
 training prefix included) by more than ``spatial_tolerance`` times that range's width: the "spatial
 anomaly" of NAB's HTM detector (tolerance 0.05 there), which accounts for the labelling bias towards
@@ -103,6 +109,26 @@ class Likelihood:
         return (before.isna() | (recent > before)).to_numpy()[len(self.seed) :]
 
 
+def value_distances(values: np.ndarray, history: int, past: np.ndarray | None = None) -> np.ndarray:
+    """Each row's ``|value - mean| / std`` over the ``history`` values before it, largest over the features.
+
+    Args:
+        values: raw values ``(rows, features)``, oldest first.
+        history: rows of past values the mean and standard deviation are taken over.
+        past: raw values ``(rows, features)`` just before ``values``; ``None``: nothing before.
+
+    Returns:
+        One distance per row of ``values``; NaN while fewer than 10 values came before. Row ``t``
+        depends on ``past`` and ``values[: t + 1]`` only.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    stream = pd.DataFrame(values if past is None else np.vstack([np.asarray(past, dtype=np.float64), values]))
+    before = stream.rolling(history, min_periods=MIN_HISTORY)
+    mean, std = before.mean().shift(1), before.std().shift(1)
+    distance = ((stream - mean).abs() / np.maximum(std, 1e-9)).max(axis=1)
+    return distance.to_numpy()[len(stream) - len(values) :]
+
+
 @dataclass(eq=False)
 class Gaussian:
     """A multivariate normal fitted on error vectors; ``nll`` is the anomaly score."""
@@ -133,6 +159,8 @@ class Detection:
     alert: np.ndarray
     spatial: np.ndarray  # rows whose value left the range seen before them (alert or not)
     record: np.ndarray  # rows that pass the likelihood's record rule (all rows when it is off)
+    value_level: np.ndarray  # the value check's level (NaN where it is off or undefined)
+    value_record: np.ndarray  # rows that pass the value check's record rule
 
 
 def error_features(predict, scaled: np.ndarray, detector: str, window: int, steps: int) -> np.ndarray:
@@ -231,6 +259,8 @@ class SeriesDetector:
     spatial_tolerance: float | None = None
     seen_low: np.ndarray | None = None  # per-feature range of the training prefix's raw values
     seen_high: np.ndarray | None = None
+    value_likelihood: Likelihood | None = None  # the value check (None: off)
+    past_values: np.ndarray | None = None  # the prefix's last raw values, before the first scored row
 
     @property
     def first_row(self) -> int:
@@ -259,8 +289,8 @@ class SeriesDetector:
         Args:
             score: raw scores of consecutive rows, oldest first.
             first_row: rows before it (the training prefix) get no level and no alert.
-            values: the raw values ``(rows, features)`` of the same rows, for the spatial check;
-                ``None`` skips it.
+            values: the raw values ``(rows, features)`` of the same rows, for the spatial check and
+                the value check; ``None`` skips both.
         """
         level = np.full(len(score), np.nan)
         level[first_row:] = self.levels(score[first_row:])
@@ -269,15 +299,25 @@ class SeriesDetector:
         if self.spatial_tolerance is not None and values is not None:
             found = spatial_anomalies(values, self.spatial_tolerance, self.seen_low, self.seen_high)
             spatial[first_row:] = found[first_row:]
-        anomaly_score = np.where(defined, expit((np.nan_to_num(level) - self.threshold) / self.spread), 0.0)
-        anomaly_score = np.where(spatial, 1.0, anomaly_score)
         record = np.ones(len(score), dtype=bool)
         if self.likelihood is not None:
             record[first_row:] = self.likelihood.records(score[first_row:])
-        candidates = (defined & (np.nan_to_num(level) > self.threshold) & record) | spatial
+        value_level, value_record = np.full(len(score), np.nan), np.ones(len(score), dtype=bool)
+        if self.value_likelihood is not None and values is not None:
+            distance = value_distances(values[first_row:], self.value_likelihood.history, self.past_values)
+            value_level[first_row:] = self.value_likelihood.levels(distance)
+            value_record[first_row:] = self.value_likelihood.records(distance)
+        highest = np.fmax(level, value_level)
+        anomaly_score = np.where(np.isnan(highest), 0.0, expit((np.nan_to_num(highest) - self.threshold) / self.spread))
+        anomaly_score = np.where(spatial, 1.0, anomaly_score)
+        candidates = (
+            defined & (np.nan_to_num(level) > self.threshold) & record
+            | ~np.isnan(value_level) & (np.nan_to_num(value_level) > self.threshold) & value_record
+            | spatial
+        )
         alert = alerts_with_cooldown(candidates, self.cooldown)
         anomaly_score = np.where(alert, np.maximum(anomaly_score, 0.5), np.minimum(anomaly_score, JUST_BELOW_HALF))
-        return Detection(score, level, anomaly_score, alert, spatial, record)
+        return Detection(score, level, anomaly_score, alert, spatial, record, value_level, value_record)
 
     def detect(self, predict, values: np.ndarray) -> Detection:
         """Score raw ``values`` ``(rows, features)`` of this series, oldest first."""
@@ -299,21 +339,33 @@ class SeriesDetector:
             "seen_low": None if self.seen_low is None else self.seen_low.tolist(),
             "seen_high": None if self.seen_high is None else self.seen_high.tolist(),
         }
-        if self.likelihood is not None:
-            likelihood = self.likelihood
-            state["likelihood"] = {
-                "history": likelihood.history,
-                "average": likelihood.average,
-                "seed": likelihood.seed.tolist(),
-                "record": likelihood.record,
-            }
+        for key in ("likelihood", "value_likelihood"):
+            likelihood = getattr(self, key)
+            state[key] = None
+            if likelihood is not None:
+                state[key] = {
+                    "history": likelihood.history,
+                    "average": likelihood.average,
+                    "seed": likelihood.seed.tolist(),
+                    "record": likelihood.record,
+                }
+        state["past_values"] = None if self.past_values is None else self.past_values.tolist()
         if self.gaussian is not None:
             state["gaussian"] = {"mean": self.gaussian.mean.tolist(), "cov": self.gaussian.cov.tolist()}
         return state
 
     @classmethod
     def from_dict(cls, state: dict) -> SeriesDetector:
-        gaussian, likelihood = state["gaussian"], state.get("likelihood")
+        gaussian = state["gaussian"]
+
+        def likelihood(key):
+            found = state.get(key)  # models logged before the record rule or the value check lack some keys
+            if found is None:
+                return None
+            seed = np.asarray(found["seed"], dtype=np.float64)
+            return Likelihood(int(found["history"]), int(found["average"]), seed, int(found.get("record", 0)))
+
+        past = state.get("past_values")
         return cls(
             name=state["name"],
             detector=state["detector"],
@@ -324,17 +376,12 @@ class SeriesDetector:
             threshold=float(state["threshold"]),
             spread=float(state["spread"]),
             gaussian=None if gaussian is None else Gaussian(np.asarray(gaussian["mean"]), np.asarray(gaussian["cov"])),
-            likelihood=None
-            if likelihood is None
-            else Likelihood(
-                int(likelihood["history"]),
-                int(likelihood["average"]),
-                np.asarray(likelihood["seed"]),
-                int(likelihood.get("record", 0)),  # models logged before the record rule
-            ),
+            likelihood=likelihood("likelihood"),
             spatial_tolerance=state.get("spatial_tolerance"),
             seen_low=None if state.get("seen_low") is None else np.asarray(state["seen_low"], dtype=np.float64),
             seen_high=None if state.get("seen_high") is None else np.asarray(state["seen_high"], dtype=np.float64),
+            value_likelihood=likelihood("value_likelihood"),
+            past_values=None if past is None else np.asarray(past, dtype=np.float64).reshape(len(past), -1),
         )
 
 
@@ -353,6 +400,7 @@ def calibrate(
     likelihood_average: int = 5,
     likelihood_threshold: float = 4.0,
     record_history: int = 0,
+    value_gaussian: bool = False,
     spatial_tolerance: float | None = None,
     prefix_values: np.ndarray | None = None,
 ) -> SeriesDetector:
@@ -366,6 +414,8 @@ def calibrate(
         likelihood_average: recent rows whose mean score the likelihood scores.
         likelihood_threshold: the z above which a row is anomalous (``likelihood`` scoring).
         record_history: rows of the likelihood's record rule; 0 turns it off.
+        value_gaussian: also check the values' windowed-Gaussian distances (``likelihood`` scoring;
+            needs ``prefix_values``).
         spatial_tolerance: the spatial check's tolerance; ``None`` turns it off.
         prefix_values: raw values ``(rows, features)`` of the training prefix: the range the spatial
             check starts from.
@@ -381,6 +431,12 @@ def calibrate(
     val_scores = series.scores(val_features)
     if scoring == "likelihood":
         series.likelihood = Likelihood(likelihood_history, likelihood_average, val_scores, record_history)
+        if value_gaussian and prefix_values is not None and len(prefix_values):
+            # The value check starts from the validation rows too: the prefix's last rows, one per score.
+            distances = value_distances(prefix_values, likelihood_history)[-len(val_scores) :]
+            seed = distances[~np.isnan(distances)]
+            series.value_likelihood = Likelihood(likelihood_history, likelihood_average, seed, record_history)
+            series.past_values = np.asarray(prefix_values, dtype=np.float64)[-likelihood_history:]
         series.threshold = float(likelihood_threshold)
         return series
     series.threshold = float(np.quantile(val_scores, quantile))

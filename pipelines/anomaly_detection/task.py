@@ -67,6 +67,7 @@ class AnomalyDataConfig:
     likelihood_average: int = 5
     likelihood_threshold: float = 4.0
     record_history: int = 1000
+    value_gaussian: bool = True
     threshold_quantile: float = 1.0
     spatial_tolerance: float | None = 0.05
     cooldown: int = 100
@@ -281,7 +282,7 @@ def detect_all(model, data):
             part.scaler, val_features, spec.threshold_quantile, scoring=spec.scoring,
             likelihood_history=spec.likelihood_history, likelihood_average=spec.likelihood_average,
             likelihood_threshold=spec.likelihood_threshold, record_history=spec.record_history,
-            spatial_tolerance=spec.spatial_tolerance,
+            value_gaussian=spec.value_gaussian, spatial_tolerance=spec.spatial_tolerance,
             prefix_values=part.series.values[: part.n_prefix],
         )  # fmt: skip
         scores = detector.scores(features)
@@ -315,6 +316,11 @@ def alarm_rule(spec):
         )
         if spec.record_history:
             rule += f" and higher than every such mean in the {spec.record_history} rows before"
+        if spec.value_gaussian:
+            rule += (
+                f"; the same for each value's distance from the mean of the {spec.likelihood_history} values "
+                "before it, in their standard deviations (a windowed Gaussian)"
+            )
     else:
         rule = f"alert above the {spec.threshold_quantile} quantile of each series' validation scores"
     if spec.spatial_tolerance is not None:

@@ -15,6 +15,7 @@ from pipelines.anomaly_detection.detectors import (
     calibrate,
     error_features,
     spatial_anomalies,
+    value_distances,
 )
 from pipelines.anomaly_detection.task import AnomalyDataConfig
 from pipelines.anomaly_detection.windows import Scaler
@@ -115,21 +116,29 @@ def test_detector_round_trips_through_json_state(scoring):
     val = np.random.default_rng(4).standard_normal((200, 2))
     detector = calibrate(
         "s", "prediction", 4, 2, 5, Scaler(np.ones(1), 2 * np.ones(1)), val, 0.99, scoring=scoring,
-        record_history=7, spatial_tolerance=0.05, prefix_values=np.array([[0.0, 1.0], [2.0, -1.0]]),
+        record_history=7, value_gaussian=True, spatial_tolerance=0.05,
+        prefix_values=np.random.default_rng(6).standard_normal((40, 1)),
     )  # fmt: skip
     again = SeriesDetector.from_dict(json.loads(json.dumps(detector.to_dict())))
     assert again.spatial_tolerance == 0.05
-    if scoring == "likelihood":
-        assert again.likelihood.record == 7
-        state = detector.to_dict()
-        del state["likelihood"]["record"]
-        assert SeriesDetector.from_dict(state).likelihood.record == 0, "a model logged before the record rule"
-    np.testing.assert_array_equal(again.seen_low, [0.0, -1.0])
-    np.testing.assert_array_equal(again.seen_high, [2.0, 1.0])
+    np.testing.assert_array_equal(again.seen_low, detector.seen_low)
+    np.testing.assert_array_equal(again.seen_high, detector.seen_high)
     np.testing.assert_array_equal(again.scores(val), detector.scores(val))
     assert (again.window, again.steps, again.cooldown, again.threshold) == (4, 2, 5, detector.threshold)
     later = np.random.default_rng(5).standard_normal((300, 2)) * np.linspace(1, 3, 300)[:, None]
     np.testing.assert_array_equal(again.levels(again.scores(later)), detector.levels(detector.scores(later)))
+    values = np.random.default_rng(7).standard_normal((300, 1)) * np.linspace(1, 5, 300)[:, None]
+    found, expected = again.detect(persistence(2), values), detector.detect(persistence(2), values)
+    np.testing.assert_array_equal(found.value_level, expected.value_level)
+    np.testing.assert_array_equal(found.alert, expected.alert)
+    assert (scoring == "likelihood") == (not np.isnan(found.value_level).all()), "the value check needs the likelihood"
+    if scoring == "likelihood":
+        assert again.likelihood.record == 7 and again.value_likelihood.record == 7
+        state = detector.to_dict()
+        del state["likelihood"]["record"], state["value_likelihood"], state["past_values"]
+        old = SeriesDetector.from_dict(state)  # a model logged before the record rule and the value check
+        assert old.likelihood.record == 0 and old.value_likelihood is None
+        assert np.isnan(old.detect(persistence(2), values).value_level).all()
 
 
 def test_likelihood_is_the_recent_mean_against_the_history_before_it():
@@ -223,3 +232,37 @@ def test_record_rule_silences_a_burst_no_larger_than_a_recent_one():
     assert not kept.alert[~found.alert].any()
     with pytest.raises(ConfigError, match="data.record_history: expected an integer >= 0"):
         AnomalyDataConfig(record_history=-1)
+
+
+def test_value_distances_are_the_windowed_gaussian_of_the_values_before():
+    rng = np.random.default_rng(10)
+    past, values = rng.normal(5.0, 2.0, (30, 2)), rng.normal(5.0, 2.0, (20, 2))
+    distances = value_distances(values, history=25, past=past)
+    stream = np.vstack([past, values])
+    for t in (0, 7, 19):
+        before = stream[30 + t - 25 : 30 + t]
+        expected = np.abs(stream[30 + t] - before.mean(axis=0)) / before.std(axis=0, ddof=1)
+        assert distances[t] == pytest.approx(expected.max())
+    assert np.isnan(value_distances(values, history=25)[:10]).all(), "fewer than 10 values before"
+    changed = values.copy()
+    changed[8:] = 1e6
+    np.testing.assert_array_equal(value_distances(changed, 25, past)[:8], distances[:8])  # online
+
+
+def test_value_check_finds_a_level_shift_the_network_reconstructs_well():
+    rng = np.random.default_rng(11)
+    values = rng.normal(10.0, 1.0, (1300, 1))
+    values[1000:] += 8.0  # a level shift, still inside the range the prefix has seen ...
+    values[100] = 40.0  # ... which includes one spike
+    scaler = Scaler(np.zeros(1), np.ones(1))
+    val = rng.standard_normal((100, 1))
+    settings = dict(scoring="likelihood", likelihood_threshold=4.0, spatial_tolerance=0.05, prefix_values=values[:300])
+    checked = calibrate("s", "reconstruction", 4, 1, 100, scaler, val, 1.0, value_gaussian=True, **settings)
+    plain = calibrate("s", "reconstruction", 4, 1, 100, scaler, val, 1.0, **settings)
+    scores = np.concatenate([np.full(300, np.nan), rng.gamma(2.0, size=1000)])  # the network sees nothing
+    found = checked.detect_scores(scores, first_row=300, values=values)
+    assert not plain.detect_scores(scores, first_row=300, values=values).alert[1000:1010].any()
+    assert not found.spatial.any(), "the shift stays inside the range seen before it"
+    assert found.alert[1000:1010].any() and np.nanmax(found.value_level[1000:1010]) > 4.0
+    assert not found.alert[300:1000].any(), "normal values raise no alert"
+    assert found.anomaly_score[np.flatnonzero(found.alert)[0]] >= 0.5
