@@ -321,8 +321,8 @@ class SeriesDetector:
         Args:
             score: raw scores of consecutive rows, oldest first.
             first_row: rows before it (the training prefix) get no level and no alert.
-            values: the raw values ``(rows, features)`` of the same rows, for the spatial check and
-                the value check; ``None`` skips both.
+            values: the raw values ``(rows, features)`` of the same rows, for the spatial, value and
+                seasonal checks; ``None`` skips them.
         """
         level = np.full(len(score), np.nan)
         level[first_row:] = self.levels(score[first_row:])
