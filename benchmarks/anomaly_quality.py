@@ -12,8 +12,8 @@ Reported, all on the rows after the probationary period:
 
 - the label-free result: the shipped config's alarm rule (anomaly likelihood, threshold and
   cooldown, record rule, value check and spatial check), beside the random and always-anomalous
-  baselines and the rule with each part left out (the value check without the network shows what
-  the LSTM adds);
+  baselines and the rule with each part left out (the checks without the network show what the
+  LSTM adds);
 - how that result moves with the threshold and the cooldown (each cell is label-free, but looking
   at the table uses the labels);
 - the score with NAB's own procedure for its scoreboard: one threshold for the whole corpus per

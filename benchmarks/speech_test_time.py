@@ -17,7 +17,8 @@ import numpy as np
 
 
 def augmented_copies(waveforms, shifts, speeds):
-    """Copies of `(clips, samples)` waveforms, shifted by `shifts` samples or resampled at `speeds`."""
+    """Copies of `(clips, samples)` waveforms: a list shifted by each of `shifts` samples, and a list
+    resampled at each of `speeds`."""
     from pipelines.speech_commands.layers import resample
 
     samples = waveforms.shape[1]
@@ -29,7 +30,7 @@ def augmented_copies(waveforms, shifts, speeds):
         offsets = np.full((batch, 1), shift, dtype="float32")
         return np.asarray(resample(waveforms, samples, rates, offsets, margin))
 
-    return {f"shift {s:+d}": copy(1.0, s) for s in shifts} | {f"speed {r:g}": copy(r, 0) for r in speeds}
+    return [copy(1.0, s) for s in shifts], [copy(r, 0) for r in speeds]
 
 
 def main():
@@ -61,7 +62,7 @@ def main():
     speeds = [float(s) for s in args.speeds.split(",") if s.strip()]
 
     model = mlflow.pyfunc.load_model(args.model).unwrap_python_model().keras_model
-    copies = augmented_copies(waveforms, shifts, speeds)
+    shifted, resampled = augmented_copies(waveforms, shifts, speeds)
 
     def accuracy(probabilities):
         return float((np.mean(probabilities, axis=0).argmax(axis=1) == test.y).mean())
@@ -75,10 +76,9 @@ def main():
         networks |= {f"member {i + 1}": member for i, member in enumerate(members)}
     for name, network in networks.items():
         plain = network.predict(waveforms, batch_size=256, verbose=0)
-        out = {key: network.predict(x, batch_size=256, verbose=0) for key, x in copies.items()}
-        by_shift = [p for key, p in out.items() if key.startswith("shift")]
-        by_speed = [p for key, p in out.items() if key.startswith("speed")]
-        cells = [accuracy([plain, *extra]) for extra in ([], by_shift, by_speed, list(out.values()))]
+        by_shift = [network.predict(x, batch_size=256, verbose=0) for x in shifted]
+        by_speed = [network.predict(x, batch_size=256, verbose=0) for x in resampled]
+        cells = [accuracy([plain, *extra]) for extra in ([], by_shift, by_speed, by_shift + by_speed)]
         print(f"| {name} | " + " | ".join(f"{cell:.3f}" for cell in cells) + " |", flush=True)
 
 

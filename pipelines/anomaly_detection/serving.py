@@ -54,8 +54,8 @@ class AnomalyServingModel(KerasServingModel):
     the model was trained on several). Answers one row per input row from the first scorable one
     (``window + prediction_steps - 1`` rows in for the prediction detector, ``window - 1`` for
     reconstruction): the raw ``score``, the ``anomaly_score`` in 0..1 and ``is_anomaly``. The cooldown
-    between alerts starts afresh with each request; the likelihood's history and the value check's
-    past values start from the training prefix, as if the request followed it."""
+    between alerts starts afresh with each request; the likelihood's history and the value and
+    seasonal checks' past values start from the training prefix, as if the request followed it."""
 
     def load_preprocessing(self, context):
         state = json.loads(Path(context.artifacts["detectors"]).read_text())
