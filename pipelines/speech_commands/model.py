@@ -10,7 +10,9 @@ end along time, `model.num_layers` bidirectional LSTMs, attention over time
 (`lstm_models.TemporalAttention`, additive scoring where the paper uses a dot product with the
 middle step as query; layer instead of batch normalisation after each convolution, since batch
 statistics gathered over a few dozen steps of noisy training clips misjudge clean validation
-clips), then dense 64 -> 32 -> softmax.
+clips), then dense 64 -> 32 -> softmax. `architecture: crnn` puts two 3 x 3 convolution blocks
+that pool over frequency only (a formant a few bins higher gives nearly the same features) in
+front of the same recurrent and attention layers.
 """
 
 import keras
@@ -26,7 +28,8 @@ from pipelines.speech_commands.layers import (
     SpecAugment,
 )
 
-ARCHITECTURES = ("zoo", "attention_rnn")
+ARCHITECTURES = ("zoo", "attention_rnn", "crnn")
+CRNN_FILTERS = (16, 32)  # two 3 x 3 convolution blocks, each halving the mel bins
 
 
 def front_end(data_config):
@@ -48,14 +51,8 @@ def clip_normalization(data_config):
     return keras.layers.LayerNormalization(axis=1, center=False, scale=False, name="clip_normalization")
 
 
-def _attention_rnn(features, config, num_classes):
-    frames, bins = features.shape[1], features.shape[2]
-    x = keras.layers.Reshape((frames, bins, 1), name="to_image")(features)
-    x = keras.layers.Conv2D(10, (5, 1), padding="same", activation="relu", name="conv_0")(x)
-    x = keras.layers.LayerNormalization(axis=(2, 3), name="conv_0_norm")(x)
-    x = keras.layers.Conv2D(1, (5, 1), padding="same", activation="relu", name="conv_1")(x)
-    x = keras.layers.LayerNormalization(axis=(2, 3), name="conv_1_norm")(x)
-    x = keras.layers.Reshape((frames, bins), name="to_sequence")(x)
+def _recurrent_attention_head(x, config, num_classes):
+    """`model.num_layers` bidirectional LSTMs, attention over time, dense 64 -> 32 -> softmax."""
     for index in range(config.model.num_layers):
         x = recurrent_layer(
             "bilstm", config.model.units, return_sequences=True, dropout=config.model.dropout,
@@ -65,6 +62,28 @@ def _attention_rnn(features, config, num_classes):
     x = keras.layers.Dense(64, activation="relu", name="dense_0")(context)
     x = keras.layers.Dense(32, name="dense_1")(x)
     return keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+
+
+def _attention_rnn(features, config, num_classes):
+    frames, bins = features.shape[1], features.shape[2]
+    x = keras.layers.Reshape((frames, bins, 1), name="to_image")(features)
+    x = keras.layers.Conv2D(10, (5, 1), padding="same", activation="relu", name="conv_0")(x)
+    x = keras.layers.LayerNormalization(axis=(2, 3), name="conv_0_norm")(x)
+    x = keras.layers.Conv2D(1, (5, 1), padding="same", activation="relu", name="conv_1")(x)
+    x = keras.layers.LayerNormalization(axis=(2, 3), name="conv_1_norm")(x)
+    x = keras.layers.Reshape((frames, bins), name="to_sequence")(x)
+    return _recurrent_attention_head(x, config, num_classes)
+
+
+def _crnn(features, config, num_classes):
+    frames, bins = features.shape[1], features.shape[2]
+    x = keras.layers.Reshape((frames, bins, 1), name="to_image")(features)
+    for index, filters in enumerate(CRNN_FILTERS):
+        x = keras.layers.Conv2D(filters, (3, 3), padding="same", activation="relu", name=f"conv_{index}")(x)
+        x = keras.layers.LayerNormalization(axis=(2, 3), name=f"conv_{index}_norm")(x)
+        x = keras.layers.MaxPooling2D((1, 2), name=f"pool_{index}")(x)
+    x = keras.layers.Reshape((frames, x.shape[2] * x.shape[3]), name="to_sequence")(x)
+    return _recurrent_attention_head(x, config, num_classes)
 
 
 def build_speech_model(config, clip_samples, num_classes, feature_mean, feature_variance):
@@ -81,9 +100,9 @@ def build_speech_model(config, clip_samples, num_classes, feature_mean, feature_
         A `keras.Model` compiled with Adam, sparse categorical cross-entropy and accuracy.
     """
     d, m = config.data, config.model
-    if d.architecture == "attention_rnn" and m.variant != "attention_lstm":
+    if d.architecture != "zoo" and m.variant != "attention_lstm":
         raise ConfigError(
-            "data.architecture=attention_rnn is the attention model; "
+            f"data.architecture={d.architecture} is an attention model; "
             f"set model.variant=attention_lstm (got {m.variant!r})"
         )
     waveform = keras.Input((clip_samples,), name="waveform")
@@ -106,6 +125,8 @@ def build_speech_model(config, clip_samples, num_classes, feature_mean, feature_
     )(features)
     if d.architecture == "attention_rnn":
         probabilities = _attention_rnn(features, config, num_classes)
+    elif d.architecture == "crnn":
+        probabilities = _crnn(features, config, num_classes)
     else:
         classifier = lstm_models.build_model(
             m.variant,

@@ -41,7 +41,7 @@ class SpeechDataConfig:
     num_mel_bins: int = 40
     top_db: float = 80.0  # log-mel floor, in dB below each clip's loudest value: quieter detail (noise) is flat
     clip_normalization: bool = False  # each clip's mean and variance over time taken out of every mel bin (CMVN)
-    architecture: str = "zoo"  # zoo (model.variant over log-mel) or attention_rnn (de Andrade et al. 2018)
+    architecture: str = "zoo"  # zoo (model.variant over log-mel), attention_rnn (de Andrade et al. 2018) or crnn
     speed_change: float = 0.15  # training only: speed (tempo and pitch) changed by up to this fraction
     time_shift_seconds: float = 0.1  # training only: random shift either way
     noise_probability: float = 0.5  # training only: chance of mixing in background noise

@@ -18,7 +18,7 @@ from pipelines.speech_commands.layers import (
     SpecAugment,
     resample,
 )
-from pipelines.speech_commands.model import build_speech_model, feature_model
+from pipelines.speech_commands.model import CRNN_FILTERS, build_speech_model, feature_model
 from pipelines.speech_commands.task import SpeechConfig
 from tests.helpers import assert_same_model
 from tests.speech_commands.audio_trees import tone
@@ -134,8 +134,9 @@ def test_every_zoo_variant_takes_waveforms(variant):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_attention_rnn_and_its_attention_over_time():
-    model = _model("data.architecture=attention_rnn", "model.variant=attention_lstm", "model.num_layers=2")
+@pytest.mark.parametrize("architecture", ["attention_rnn", "crnn"])
+def test_attention_architectures_and_their_attention_over_time(architecture):
+    model = _model(f"data.architecture={architecture}", "model.variant=attention_lstm", "model.num_layers=2")
     assert model.predict(_waves(), verbose=0).shape == (4, 3)
     assert sum(isinstance(layer, keras.layers.Bidirectional) for layer in model.layers) == 2
     weights = attention_over_time(model, _waves())
@@ -145,7 +146,14 @@ def test_attention_rnn_and_its_attention_over_time():
     assert zoo_weights.shape == weights.shape
     assert attention_over_time(_model("model.variant=gru"), _waves()) is None
     with pytest.raises(Exception, match="set model.variant=attention_lstm"):
-        _model("data.architecture=attention_rnn", "model.variant=gru")
+        _model(f"data.architecture={architecture}", "model.variant=gru")
+
+
+def test_crnn_pools_frequency_not_time():
+    model = _model("data.architecture=crnn", "model.variant=attention_lstm")
+    frames = LogMelSpectrogram().frames(SAMPLES)
+    # 16 mel bins halved twice, times the last block's filters; every frame kept for the LSTMs.
+    assert model.get_layer("to_sequence").output.shape == (None, frames, 4 * CRNN_FILTERS[-1])
 
 
 @pytest.mark.parametrize(
@@ -153,8 +161,9 @@ def test_attention_rnn_and_its_attention_over_time():
     [
         ["model.variant=peephole_lstm", "data.equalizer_db=6"],
         ["data.architecture=attention_rnn", "model.variant=attention_lstm"],
+        ["data.architecture=crnn", "model.variant=attention_lstm"],
     ],
-    ids=["peephole_lstm", "attention_rnn"],
+    ids=["peephole_lstm", "attention_rnn", "crnn"],
 )
 def test_keras_file_reloads_in_safe_mode_with_identical_predictions(tmp_path, overrides):
     model = _model(*overrides)
