@@ -24,6 +24,7 @@ The section goes into `docs/results.md` between markers this script owns.
 """
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
@@ -44,19 +45,37 @@ LEVELS = np.concatenate([np.linspace(-2.0, 10.0, 49), np.geomspace(12.0, 3000.0,
 
 
 def train_and_detect(config, source):
-    """Prepare, train, calibrate and score with the task's code; returns the outcomes."""
+    """Prepare, train, calibrate and score with the task's code; returns the outcomes.
+
+    With `train.ensemble_size` > 1, members train with seeds `seed`, `seed + 1`, ... and the
+    detector scores their mean output, as `lstm-pipelines train` logs it.
+    """
     import keras
 
     from pipelines import training
     from pipelines.anomaly_detection.task import TASK, detect_all
 
     keras.backend.clear_session()
-    keras.utils.set_random_seed(config.seed)
-    data = TASK.prepare(config, source)
-    model = TASK.build_model(config, data)
-    training.fit(model, data, config)
-    outcomes, _ = detect_all(model, data)
+    members = []
+    for index in range(config.train.ensemble_size):
+        member_config = dataclasses.replace(config, seed=config.seed + index)
+        keras.utils.set_random_seed(member_config.seed)
+        data = TASK.prepare(member_config, source)
+        members.append(TASK.build_model(member_config, data))
+        training.fit(members[-1], data, member_config)
+    outcomes, _ = detect_all(training.average_ensemble(members), data)
     return outcomes
+
+
+def networks_text(mode, config):
+    """ "one network" and the like: what each series is scored with."""
+    size = config.train.ensemble_size
+    if size == 1:
+        return "one network per series" if mode == "per-series" else "one network"
+    seeds = f"seeds {config.seed} to {config.seed + size - 1}"
+    if mode == "per-series":
+        return f"an ensemble of {size} networks per series ({seeds}), their outputs averaged"
+    return f"an ensemble of {size} networks ({seeds}), their outputs averaged"
 
 
 def steps_text(spec):
@@ -139,7 +158,7 @@ def render(metrics, baselines, grid, best, categories, config, args, command, se
         f"python {platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}; "
         f"{seconds / 60:.1f} min.",
         "",
-        f"Setup: {args.mode} training ({'one network per series' if args.mode == 'per-series' else 'one network'}), "
+        f"Setup: {args.mode} training ({networks_text(args.mode, config)}), "
         f"`{model.variant}` {model.units} units x {model.num_layers}, {spec.detector} detector, window {spec.window}, "
         f"{steps_text(spec)}at most {config.train.epochs} epochs (early stopping on the "
         f"validation rows). Each series trains on its NAB probationary period only (first 15%, at most 750 rows; "

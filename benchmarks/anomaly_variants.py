@@ -3,8 +3,9 @@
 Usage:
     python benchmarks/anomaly_variants.py --data-dir ../shared/data/nab [--online] [--set KEY=VALUE]
 
-Trains the config's network once, pooled, as `anomaly_quality.py` does, and prints a Markdown table
-of the NAB standard score of each variant at thresholds z 3 to 8 and cooldowns 24 and 100 rows:
+Trains one network of the config, pooled, as `anomaly_quality.py` trains each member (seed `seed`
+only, whatever `train.ensemble_size` says: the online variant updates one network), and prints a
+Markdown table of the NAB standard score of each variant at thresholds z 3 to 8 and cooldowns 24 and 100 rows:
 
 - shipped: the task's own levels (anomaly likelihood of the raw scores);
 - averaged history: the likelihood's mean and standard deviation taken over the averaged scores, as

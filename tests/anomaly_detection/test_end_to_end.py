@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines import workflows
 from pipelines.cli import main as cli_main
+from pipelines.training import ensemble_members
 from tests.anomaly_detection.conftest import TINY_DATA
 
 TINY = [
@@ -53,6 +54,8 @@ def test_tune_register_and_serve_the_champion(nab_root, tmp_path):
     assert np.isfinite(out["score"]).all() and out["anomaly_score"].between(0, 1).all()
     assert set(out["is_anomaly"]) <= {0, 1}
     assert model.metadata.signature.inputs.input_names() == ["timestamp", "series", "value"]
+    # conf/anomaly_detection.yaml scores with a seed ensemble of three networks.
+    assert len(ensemble_members(model.unwrap_python_model().keras_model)) == 3
 
     # predict CLI: a semicolon CSV with an extra column in, one row per scored row out.
     output = tmp_path / "scores.csv"
