@@ -74,20 +74,23 @@ def average_ensemble(members):
     """One model that averages the outputs of models taking the same input.
 
     Args:
-        members: Trained `keras.Model`s with one input of the same shape; renamed `member_<i>`.
+        members: Trained functional `keras.Model`s with one input of the same shape and one output.
 
     Returns:
-        The only member when there is one; else a compiled `keras.Model` named `ensemble`
-        (the first member's loss) whose output is the mean of the members' outputs.
+        The only member when there is one; else a compiled, frozen `keras.Model` named `ensemble`
+        (the first member's loss) whose output is the mean of the members' outputs. It wraps the
+        members' layers in uncompiled models, so it saves and reloads without optimizer state.
     """
     if len(members) == 1:
         return members[0]
     first = members[0].inputs[0]
     inputs = keras.Input(first.shape[1:], dtype=first.dtype, name=first.name)
-    for index, member in enumerate(members):
-        member.name = f"member_{index}"
-    outputs = keras.layers.Average(name="average")([member(inputs) for member in members])
+    uncompiled = [
+        keras.Model(member.input, member.output, name=f"member_{index}") for index, member in enumerate(members)
+    ]
+    outputs = keras.layers.Average(name="average")([member(inputs) for member in uncompiled])
     ensemble = keras.Model(inputs, outputs, name="ensemble")
+    ensemble.trainable = False
     ensemble.compile(loss=members[0].loss)
     return ensemble
 

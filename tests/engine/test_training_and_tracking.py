@@ -2,6 +2,7 @@
 
 import socket
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -74,6 +75,10 @@ def test_average_ensemble_averages_its_members_and_reloads(tmp_path):
     np.testing.assert_allclose(ensemble.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
     assert [member.name for member in ensemble_members(ensemble)] == ["member_0", "member_1", "member_2"]
     ensemble.save(tmp_path / "ensemble.keras")
-    reloaded = keras.models.load_model(tmp_path / "ensemble.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reloaded = keras.models.load_model(tmp_path / "ensemble.keras")
+    assert not [str(w.message) for w in caught if "optimizer" in str(w.message)]
+    assert not reloaded.trainable_weights
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
     assert len(ensemble_members(reloaded)) == 3
