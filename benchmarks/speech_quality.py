@@ -89,10 +89,25 @@ def tflite_scores(run, data, folder):
     return rows
 
 
+def last_override(overrides, key, default):
+    """The value of the last `key=value` in `overrides`, or `default`."""
+    values = [item.split("=", 1)[1] for item in overrides if item.startswith(f"{key}=")]
+    return values[-1] if values else default
+
+
+def front_end_text(overrides):
+    """The convolutions in front of the recurrent layers, from `data.architecture` (the last override wins)."""
+    if last_override(overrides, "data.architecture", "attention_rnn") == "crnn":
+        return (
+            "two 3 x 3 convolution blocks of 16 and 32 filters, each max-pooling 2 along frequency "
+            "(`data.architecture=crnn`)"
+        )
+    return "two (5, 1) convolutions"
+
+
 def seeds_line(overrides):
     """How many networks each run trains: one, or `train.ensemble_size` averaged (the last override wins)."""
-    sizes = [int(item.split("=", 1)[1]) for item in overrides if item.startswith("train.ensemble_size=")]
-    size = sizes[-1] if sizes else 1
+    size = int(last_override(overrides, "train.ensemble_size", "1"))
     if size == 1:
         return "One seed (42) per run."
     return (
@@ -153,7 +168,7 @@ def render(rows, exports, command, seconds, synthetic_speakers, overrides=()):
     lines += [
         "",
         "- Model: `conf/speech_commands/attention.yaml` (de Andrade et al. 2018 attention RNN: log-mel 40 bins, "
-        "25 ms / 10 ms, two (5, 1) convolutions, two bidirectional LSTMs of 64 units, attention, dense 64, 32), "
+        f"25 ms / 10 ms, {front_end_text(overrides)}, two bidirectional LSTMs of 64 units, attention, dense 64, 32), "
         f"with `{' '.join(SETTINGS)}`; Adam 1e-3, batch 64, early stopping on val_loss (patience 6, best "
         f"weights restored). {seeds_line(overrides)}",
         (
