@@ -125,6 +125,7 @@ def fit(model, data, config, callbacks=()):
             epochs=config.train.epochs,
             callbacks=callbacks,
             verbose=config.train.verbose,
+            shuffle=False,  # the dataset shuffles itself; Keras warns that it ignores shuffle=True
         )
     return model.fit(
         data.x_train,

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipelines import tracking
+from pipelines import tracking, training
 from pipelines.config import ModelConfig, TrainConfig
 from pipelines.training import (
     StopOnDivergence,
@@ -82,3 +82,19 @@ def test_average_ensemble_averages_its_members_and_reloads(tmp_path):
     assert not reloaded.trainable_weights
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
     assert len(ensemble_members(reloaded)) == 3
+
+
+def test_fit_on_datasets_trains_without_the_ignored_shuffle_warning():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 5, 2)).astype("float32"), rng.random((32, 1)).astype("float32")
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    data = type("Data", (), {"train_dataset": batches, "val_dataset": batches})()
+    config = type("Config", (), {"model": _Config.model, "train": TrainConfig(epochs=2, verbose=0)})
+    model = build_and_compile(config, (5, 2), "regression", 1, "mse")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = training.fit(model, data, config)
+    assert len(history.history["val_loss"]) == 2
+    assert not [str(w.message) for w in caught if "shuffle" in str(w.message)]
