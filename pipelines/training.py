@@ -79,7 +79,8 @@ def average_ensemble(members):
     Returns:
         The only member when there is one; else a compiled, frozen `keras.Model` named `ensemble`
         (the first member's loss) whose output is the mean of the members' outputs. It wraps the
-        members' layers in uncompiled models, so it saves and reloads without optimizer state.
+        members' layers in uncompiled models, so it saves and reloads without optimizer state;
+        freezing it freezes those layers too.
     """
     if len(members) == 1:
         return members[0]

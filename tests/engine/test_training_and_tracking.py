@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipelines import tracking, training
+from pipelines import tracking
 from pipelines.config import ModelConfig, TrainConfig
 from pipelines.training import (
     StopOnDivergence,
@@ -16,6 +16,7 @@ from pipelines.training import (
     average_ensemble,
     build_and_compile,
     ensemble_members,
+    fit,
 )
 
 
@@ -95,6 +96,6 @@ def test_fit_on_datasets_trains_without_the_ignored_shuffle_warning():
     model = build_and_compile(config, (5, 2), "regression", 1, "mse")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = training.fit(model, data, config)
+        history = fit(model, data, config)
     assert len(history.history["val_loss"]) == 2
     assert not [str(w.message) for w in caught if "shuffle" in str(w.message)]
