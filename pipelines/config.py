@@ -38,6 +38,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"  # or cosine: per epoch from learning_rate down to 0 at `epochs`
     early_stopping_patience: int = 5
     clipnorm: float = 1.0
     verbose: int = 2
@@ -47,6 +48,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.strategy not in ("default", "mirrored"):
             raise ConfigError(f"train.strategy: expected default or mirrored, got {self.strategy!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"train.lr_schedule: expected constant or cosine, got {self.lr_schedule!r}")
         if self.ensemble_size < 1:
             raise ConfigError(f"train.ensemble_size: expected a positive integer, got {self.ensemble_size!r}")
 

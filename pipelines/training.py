@@ -102,8 +102,24 @@ def ensemble_members(model):
     return members if model.name == "ensemble" and members else [model]
 
 
+def learning_rate_schedule(config):
+    """The learning-rate callback of `train.lr_schedule`, or None for a constant rate.
+
+    `cosine` decays the rate per epoch from `train.learning_rate` at the first epoch towards 0 at
+    `train.epochs` (Keras's `CosineDecay`, counted in epochs).
+
+    Returns:
+        A `keras.callbacks.LearningRateScheduler`, or None.
+    """
+    if config.train.lr_schedule == "constant":
+        return None
+    decay = keras.optimizers.schedules.CosineDecay(config.train.learning_rate, decay_steps=config.train.epochs)
+    return keras.callbacks.LearningRateScheduler(lambda epoch: float(decay(epoch)))
+
+
 def fit(model, data, config, callbacks=()):
-    """Fit on the training split with early stopping on the validation loss.
+    """Fit on the training split with early stopping on the validation loss and the configured
+    learning-rate schedule.
 
     Args:
         model: A compiled model.
@@ -118,7 +134,8 @@ def fit(model, data, config, callbacks=()):
     stopping = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.train.early_stopping_patience, restore_best_weights=True
     )
-    callbacks = [StopOnDivergence(), stopping, *callbacks]
+    schedule = learning_rate_schedule(config)
+    callbacks = [StopOnDivergence(), stopping, *([schedule] if schedule else []), *callbacks]
     if getattr(data, "train_dataset", None) is not None:
         return model.fit(
             data.train_dataset,

@@ -49,6 +49,7 @@ def test_defaults_and_overrides(tmp_path):
         ("", ["data.window=1.5"], r"data.window: expected int, got 1.5"),
         ("", ["seed=true"], r"seed: expected int, got True"),
         ("", ["train.ensemble_size=0"], r"train.ensemble_size: expected a positive integer, got 0"),
+        ("", ["train.lr_schedule=step"], r"train.lr_schedule: expected constant or cosine, got 'step'"),
         ("", ["nonsense.key=1"], r"nonsense: unknown key"),
         ("search:\n  space:\n    model.unitz: {type: int, low: 1, high: 2}\n", [], r"search.space.model.unitz"),
         ("search:\n  space:\n    model.units: {type: normal}\n", [], r"search.space.model.units.type"),

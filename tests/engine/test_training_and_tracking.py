@@ -99,3 +99,16 @@ def test_fit_on_datasets_trains_without_the_ignored_shuffle_warning():
         history = fit(model, data, config)
     assert len(history.history["val_loss"]) == 2
     assert not [str(w.message) for w in caught if "shuffle" in str(w.message)]
+
+
+def test_cosine_schedule_decays_the_learning_rate_per_epoch_towards_zero():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 5, 2)).astype("float32"), rng.random((32, 1)).astype("float32")
+    data = type("Data", (), {"x_train": x, "y_train": y, "x_val": x, "y_val": y})()
+    train = TrainConfig(epochs=4, learning_rate=0.01, lr_schedule="cosine", early_stopping_patience=10, verbose=0)
+    config = type("Config", (), {"model": _Config.model, "train": train})
+    model = build_and_compile(config, (5, 2), "regression", 1, "mse")
+    history = fit(model, data, config)
+    expected = [0.01 * 0.5 * (1 + np.cos(np.pi * epoch / 4)) for epoch in range(4)]
+    np.testing.assert_allclose(history.history["learning_rate"], expected, rtol=1e-5)
+    assert float(model.optimizer.learning_rate) == pytest.approx(expected[-1], rel=1e-5)
