@@ -41,6 +41,7 @@ class TrainConfig:
     lr_schedule: str = "constant"  # or cosine: per epoch from learning_rate down to 0 at `epochs`
     early_stopping_patience: int = 5
     clipnorm: float = 1.0
+    ema_momentum: float | None = None  # e.g. 0.99: validate, keep and serve an average of the weights over steps
     verbose: int = 2
     strategy: str = "default"
     ensemble_size: int = 1  # members trained with seeds seed, seed + 1, ...; the logged model averages their outputs
@@ -50,6 +51,10 @@ class TrainConfig:
             raise ConfigError(f"train.strategy: expected default or mirrored, got {self.strategy!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(f"train.lr_schedule: expected constant or cosine, got {self.lr_schedule!r}")
+        if self.ema_momentum is not None and not 0 < self.ema_momentum < 1:
+            raise ConfigError(
+                f"train.ema_momentum: expected a number between 0 and 1 or null, got {self.ema_momentum!r}"
+            )
         if self.ensemble_size < 1:
             raise ConfigError(f"train.ensemble_size: expected a positive integer, got {self.ensemble_size!r}")
 

@@ -41,11 +41,23 @@ class StopOnDivergence(keras.callbacks.Callback):
             raise TrainingDiverged(f"training loss became {float(loss)} at batch {batch}; the run diverged")
 
 
+def optimizer(config):
+    """Adam with `train.learning_rate` and `train.clipnorm`; with `train.ema_momentum` it also keeps
+    an exponential moving average of the weights, which `fit` validates and keeps.
+
+    Returns:
+        A `keras.optimizers.Adam`.
+    """
+    train = config.train
+    ema = {"use_ema": True, "ema_momentum": train.ema_momentum} if train.ema_momentum is not None else {}
+    return keras.optimizers.Adam(learning_rate=train.learning_rate, clipnorm=train.clipnorm, **ema)
+
+
 def build_and_compile(config, input_shape, head, output_dim, loss, metrics=()):
-    """An uncompiled zoo model, compiled with Adam and gradient clipping.
+    """An uncompiled zoo model, compiled with `optimizer(config)`.
 
     Args:
-        config: Task config (uses `model.*`, `train.learning_rate`, `train.clipnorm`).
+        config: Task config (uses `model.*` and `train.*`).
         input_shape: `(timesteps, features)`.
         head: Model head, see `lstm_models.build_model`.
         output_dim: Classes, forecast steps or reconstructed features.
@@ -65,8 +77,7 @@ def build_and_compile(config, input_shape, head, output_dim, loss, metrics=()):
         dropout=config.model.dropout,
         recurrent_dropout=config.model.recurrent_dropout,
     )
-    optimizer = keras.optimizers.Adam(learning_rate=config.train.learning_rate, clipnorm=config.train.clipnorm)
-    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics))
+    model.compile(optimizer=optimizer(config), loss=loss, metrics=list(metrics))
     return model
 
 
@@ -119,7 +130,8 @@ def learning_rate_schedule(config):
 
 def fit(model, data, config, callbacks=()):
     """Fit on the training split with early stopping on the validation loss and the configured
-    learning-rate schedule.
+    learning-rate schedule. With `train.ema_momentum` the moving-average weights are the ones
+    validated, and those of the best epoch are restored.
 
     Args:
         model: A compiled model.
@@ -135,7 +147,10 @@ def fit(model, data, config, callbacks=()):
         monitor="val_loss", patience=config.train.early_stopping_patience, restore_best_weights=True
     )
     schedule = learning_rate_schedule(config)
-    callbacks = [StopOnDivergence(), stopping, *([schedule] if schedule else []), *callbacks]
+    # SwapEMAWeights before EarlyStopping: the epoch's validation and the weights EarlyStopping keeps
+    # are the moving averages.
+    averaging = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.train.ema_momentum is not None else []
+    callbacks = [StopOnDivergence(), *averaging, stopping, *([schedule] if schedule else []), *callbacks]
     if getattr(data, "train_dataset", None) is not None:
         return model.fit(
             data.train_dataset,

@@ -50,6 +50,7 @@ def test_defaults_and_overrides(tmp_path):
         ("", ["seed=true"], r"seed: expected int, got True"),
         ("", ["train.ensemble_size=0"], r"train.ensemble_size: expected a positive integer, got 0"),
         ("", ["train.lr_schedule=step"], r"train.lr_schedule: expected constant or cosine, got 'step'"),
+        ("", ["train.ema_momentum=1.5"], r"train.ema_momentum: expected a number between 0 and 1 or null, got 1.5"),
         ("", ["nonsense.key=1"], r"nonsense: unknown key"),
         ("search:\n  space:\n    model.unitz: {type: int, low: 1, high: 2}\n", [], r"search.space.model.unitz"),
         ("search:\n  space:\n    model.units: {type: normal}\n", [], r"search.space.model.units.type"),

@@ -19,6 +19,7 @@ import keras
 
 import lstm_models
 from lstm_models import TemporalAttention, recurrent_layer
+from pipelines import training
 from pipelines.errors import ConfigError
 from pipelines.speech_commands.layers import (
     LogMelSpectrogram,
@@ -140,8 +141,7 @@ def build_speech_model(config, clip_samples, num_classes, feature_mean, feature_
         )
         probabilities = classifier(features)
     model = keras.Model(waveform, probabilities, name=f"speech_{d.architecture}_{m.variant}")
-    optimizer = keras.optimizers.Adam(learning_rate=config.train.learning_rate, clipnorm=config.train.clipnorm)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=training.optimizer(config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
