@@ -1,8 +1,8 @@
 """WAV reading and the checks every clip goes through: mono, 16 kHz, a fixed length.
 
 What happens to unusual audio (each case is counted and logged by `load_clips`):
-    unreadable (empty, truncated, not a WAV, no samples): `AudioError` naming the file; while
-        loading a dataset the file is skipped instead.
+    unreadable (empty, truncated, not a WAV, no samples, NaN or infinite samples): `AudioError`
+        naming the file; while loading a dataset the file is skipped instead.
     silent (peak below `SILENCE_PEAK`, -80 dBFS): kept by `load_clip`; a dataset loader skips it,
         since a silent clip in a word's folder carries no word.
     several channels: averaged to mono.
@@ -38,15 +38,23 @@ def read_wav(path):
     Returns:
         `(sample_rate, samples)`; samples are `(n,)` or `(n, channels)` float32.
 
+    Metadata chunks scipy does not know (`PEAK`, `bext`, `cue `, ...) are skipped. A file that ends
+    before its header says is truncated, unless the header holds the streaming placeholder size
+    (`0xFFFFFFFF`, written by encoders that cannot seek back), whose data runs to the end of the file.
+
     Raises:
-        AudioError: The file is empty, truncated, not a WAV file or has no samples.
+        AudioError: The file is empty, truncated, not a WAV file, has no samples or holds NaN or
+            infinite samples.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", wavfile.WavFileWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", wavfile.WavFileWarning)
             rate, data = wavfile.read(path)
-    except Exception as error:  # scipy raises ValueError, struct.error, EOFError or a warning
+    except Exception as error:  # scipy raises ValueError, struct.error or EOFError
         raise AudioError(f"{path}: not a readable WAV file ({error})") from None
+    ended_early = [str(item.message) for item in caught if "EOF prematurely" in str(item.message)]
+    if ended_early and not _streamed(path):
+        raise AudioError(f"{path}: truncated WAV file ({ended_early[0]})")
     if data.size == 0:
         raise AudioError(f"{path}: WAV file has no samples")
     if data.dtype == np.uint8:
@@ -55,7 +63,16 @@ def read_wav(path):
         samples = data.astype("float32") / float(2 ** (8 * data.dtype.itemsize - 1))
     else:
         samples = data.astype("float32")
+        if not np.isfinite(samples).all():
+            raise AudioError(f"{path}: WAV file holds NaN or infinite samples")
     return int(rate), samples
+
+
+def _streamed(path):
+    """True when the RIFF header's size is the streaming placeholder `0xFFFFFFFF`."""
+    with open(path, "rb") as file:
+        header = file.read(8)
+    return len(header) == 8 and header[4:8] == b"\xff\xff\xff\xff"
 
 
 def resample(samples, rate, target_rate):

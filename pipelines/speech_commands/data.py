@@ -130,7 +130,7 @@ def extra_training_clips(root, class_names, sample_rate, clip_samples):
             raise DataError(
                 f"data.extra_train: {folder} is not named after a class of the dataset ({', '.join(class_names)})"
             )
-        paths = sorted(str(path) for path in folder.rglob("*.wav"))
+        paths = [str(path) for path in layouts.wav_files(folder, recursive=True)]
         files += paths
         labels += [folder.name] * len(paths)
     x, kept, notes = load_clips(files, sample_rate, clip_samples, what=f"extra training clips in {root}")

@@ -24,8 +24,14 @@ from pipelines.errors import ConfigError, DataError
 LAYOUTS = ("auto", "speech_commands", "fsdd", "folders")
 SPLITS = ("train", "val", "test")
 NOISE_FOLDER = "_background_noise_"
-FSDD_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z0-9]+)_(?P<index>\d+)\.wav$")
+FSDD_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z0-9]+)_(?P<index>\d+)\.(?i:wav)$")
 _MAX_CLIPS_PER_CLASS = 2**27 - 1  # the constant of the Speech Commands hash split
+
+
+def wav_files(folder, recursive=False):
+    """The `.wav` files of a folder (of its whole tree with `recursive`), any case of the extension, sorted."""
+    paths = Path(folder).rglob("*") if recursive else Path(folder).glob("*")
+    return sorted(path for path in paths if path.suffix.lower() == ".wav" and path.is_file())
 
 
 def detect_layout(root):
@@ -42,7 +48,7 @@ def detect_layout(root):
 
 def _fsdd_folder(root):
     for folder in (root / "recordings", root):
-        if folder.is_dir() and any(FSDD_NAME.match(path.name) for path in folder.glob("*.wav")):
+        if folder.is_dir() and any(FSDD_NAME.match(path.name) for path in wav_files(folder)):
             return folder
     return None
 
@@ -85,7 +91,7 @@ def list_speech_commands(root):
     use_lists = bool(val_list or test_list)
     rows = []
     for folder in label_folders(root):
-        for path in sorted(folder.glob("*.wav")):
+        for path in wav_files(folder):
             relative = f"{folder.name}/{path.name}"
             if use_lists:
                 split = "val" if relative in val_list else "test" if relative in test_list else "train"
@@ -100,7 +106,7 @@ def list_folders(root):
     rows = [
         (str(path), folder.name, hash_split(path.name), _speaker(path))
         for folder in label_folders(root)
-        for path in sorted(folder.rglob("*.wav"))
+        for path in wav_files(folder, recursive=True)
     ]
     return pd.DataFrame(rows, columns=["file", "word", "split", "speaker"])
 
@@ -111,7 +117,7 @@ def list_fsdd(root, split="official", test_speaker=None):
     if folder is None:
         raise DataError(f"{root}: no FSDD recordings found (expected recordings/{{digit}}_{{speaker}}_{{index}}.wav)")
     rows = []
-    for path in sorted(folder.glob("*.wav")):
+    for path in wav_files(folder):
         match = FSDD_NAME.match(path.name)
         if match:
             rows.append((str(path), match["digit"], match["speaker"], int(match["index"])))
@@ -134,7 +140,7 @@ def list_fsdd(root, split="official", test_speaker=None):
 
 def noise_files(root):
     """WAV files in `_background_noise_/` (empty when the folder is missing)."""
-    return sorted(str(path) for path in (Path(root) / NOISE_FOLDER).glob("*.wav"))
+    return [str(path) for path in wav_files(Path(root) / NOISE_FOLDER)]
 
 
 def list_records(root, layout="auto", split="official", test_speaker=None):

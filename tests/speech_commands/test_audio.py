@@ -5,6 +5,7 @@ import logging
 
 import numpy as np
 import pytest
+from scipy.io import wavfile
 
 from pipelines.speech_commands.audio import AudioError, fit_length, load_clip, load_clips, read_wav, resample
 from tests.speech_commands.audio_trees import tone, write_wav
@@ -50,7 +51,7 @@ def test_stereo_is_mixed_down(tmp_path):
         ("empty.wav", b"", "not a readable WAV file"),
         ("text.wav", b"this is not audio at all, just some text", "not a readable WAV file"),
         ("header.wav", None, "not a readable WAV file"),
-        ("truncated.wav", None, "not a readable WAV file"),
+        ("truncated.wav", None, "truncated WAV file"),
         ("nosamples.wav", None, "has no samples"),
     ],
 )
@@ -66,6 +67,40 @@ def test_bad_files_raise_an_error_naming_the_file(tmp_path, name, content, messa
     with pytest.raises(AudioError, match=message) as info:
         read_wav(path)
     assert str(path) in str(info.value)
+
+
+def _with_chunk(wav_bytes, chunk_id, payload):
+    """The WAV with one more RIFF chunk appended and the RIFF size updated."""
+    body = wav_bytes[8:] + chunk_id + len(payload).to_bytes(4, "little") + payload
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+def test_metadata_chunks_and_streamed_headers_are_read_but_a_short_file_is_not(tmp_path):
+    signal = tone(300, seconds=1.0)
+    good = write_wav(tmp_path / "good.wav", signal).read_bytes()
+    peak = tmp_path / "peak.wav"
+    peak.write_bytes(_with_chunk(good, b"PEAK", bytes(16)))
+    streamed = tmp_path / "streamed.wav"  # RIFF and data sizes left at 0xFFFFFFFF by an encoder that cannot seek
+    data_at = good.index(b"data")
+    streamed.write_bytes(b"RIFF\xff\xff\xff\xff" + good[8 : data_at + 4] + b"\xff\xff\xff\xff" + good[data_at + 8 :])
+    for path in (peak, streamed):
+        rate, samples = read_wav(path)
+        assert rate == 16000
+        np.testing.assert_allclose(samples, signal, atol=1e-4)
+    short = tmp_path / "short.wav"
+    short.write_bytes(good[:-1000])
+    with pytest.raises(AudioError, match="short.wav: truncated WAV file"):
+        read_wav(short)
+
+
+def test_float_wav_with_nan_samples_is_refused(tmp_path):
+    samples = tone(300, seconds=1.0)
+    samples[100] = np.nan
+    path = tmp_path / "nan.wav"
+    wavfile.write(path, 16000, samples)
+    with pytest.raises(AudioError, match="nan.wav: WAV file holds NaN or infinite samples"):
+        read_wav(path)
+    assert load_clips([path])[2]["skipped_unreadable"] == 1
 
 
 def test_load_clips_skips_bad_and_silent_files_and_logs_the_count(tmp_path, caplog):

@@ -115,12 +115,15 @@ def test_extra_train_trees_join_the_training_split_only(tmp_path):
 
 def test_folders_layout_and_bad_files_are_skipped(tmp_path):
     root = folders_tree(tmp_path, per_label=30)
+    for clip in ("clip000", "clip001"):  # recorders that write upper-case extensions
+        (root / "high" / f"{clip}.wav").rename(root / "high" / f"{clip}.WAV")
     (root / "low" / "broken.wav").write_bytes(b"RIFF....")
     write_wav(root / "mid" / "quiet.wav", np.zeros(8000, "float32"))
     source = load_source(SpeechDataConfig(path=str(root)))
     assert source.layout == "folders" and source.class_names == ["high", "low", "mid"]
     assert source.notes["skipped_unreadable"] == 1 and source.notes["skipped_silent"] == 1
     assert sum(len(split.y) for split in source.splits.values()) == 90
+    assert sum(name.endswith(".WAV") for split in source.splits.values() for name in split.files) == 2
     assert all(len(split.y) for split in source.splits.values())
 
 
