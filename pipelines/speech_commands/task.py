@@ -131,12 +131,26 @@ class SpeechSplits:
         return len(self.class_names)
 
 
-def feature_statistics(data_config, waveforms, limit=2000, batch_size=250):
-    """Per-mel-bin mean and variance of the log-mel features of (up to `limit`) training clips."""
+def feature_statistics(data_config, waveforms, limit=2000, batch_size=250, seed=0):
+    """Per-mel-bin mean and variance of the log-mel features of the training clips.
+
+    Args:
+        data_config: The `data` section (the front end's settings).
+        waveforms: Training clips `(n, samples)`, in any order (datasets list them word by word).
+        limit: At most this many clips, drawn at random without replacement. Default: `2000`.
+        batch_size: Clips per front-end call. Default: `250`.
+        seed: Seed of the draw. Default: `0`.
+
+    Returns:
+        `(mean, variance)`, float32 `(num_mel_bins,)` each.
+    """
     layer, normalizer = front_end(data_config), clip_normalization(data_config)
+    if len(waveforms) > limit:
+        chosen = np.random.default_rng(seed).choice(len(waveforms), size=limit, replace=False)
+        waveforms = waveforms[np.sort(chosen)]
     total, squares, count = 0.0, 0.0, 0
-    for start in range(0, min(len(waveforms), limit), batch_size):
-        features = layer(waveforms[start : min(start + batch_size, limit)])
+    for start in range(0, len(waveforms), batch_size):
+        features = layer(waveforms[start : start + batch_size])
         features = np.asarray(features if normalizer is None else normalizer(features), dtype="float64")
         total = total + features.sum(axis=(0, 1))
         squares = squares + np.square(features).sum(axis=(0, 1))
@@ -168,7 +182,7 @@ class SpeechCommands(Task):
         train, val, test = (source.splits[name] for name in ("train", "val", "test"))
         key = ("features", d.sample_rate, d.num_mel_bins, d.top_db, d.clip_normalization)
         if key not in source.cache:
-            source.cache[key] = feature_statistics(d, train.x)
+            source.cache[key] = feature_statistics(d, train.x, seed=config.seed)
         mean, variance = source.cache[key]
         batch_size = config.train.batch_size
         mixer = None

@@ -19,7 +19,7 @@ from pipelines.speech_commands.layers import (
     resample,
 )
 from pipelines.speech_commands.model import CRNN_FILTERS, build_speech_model, feature_model
-from pipelines.speech_commands.task import SpeechConfig
+from pipelines.speech_commands.task import SpeechConfig, feature_statistics
 from tests.helpers import assert_same_model
 from tests.speech_commands.audio_trees import tone
 
@@ -254,3 +254,17 @@ def test_speed_change_scales_the_pitch():
     assert np.all(faster[:1300] == 0) and np.all(faster[-1300:] == 0)  # 1/1.2 of the clip is left, centred
     with pytest.raises(ValueError, match="max_speed_change"):
         RandomSpeedShift(max_speed_change=0.7)
+
+
+def test_feature_statistics_draw_clips_from_the_whole_training_set():
+    low = np.stack([tone(300.0, seconds=1.0, seed=i) for i in range(30)])
+    high = np.stack([tone(3000.0, seconds=1.0, seed=i) for i in range(30)])
+    waveforms = np.concatenate([low, high])  # listed word by word, as the datasets are
+    data_config = SpeechConfig().data
+    full_mean, _ = feature_statistics(data_config, waveforms, limit=60)
+    low_mean, _ = feature_statistics(data_config, low, limit=30)
+    drawn_mean, drawn_variance = feature_statistics(data_config, waveforms, limit=20, batch_size=7)
+    gap = np.abs(full_mean - low_mean).max()
+    assert gap > 1.0
+    assert np.abs(drawn_mean - full_mean).max() < 0.35 * gap  # the first 20 clips alone would be `gap` away
+    assert drawn_mean.shape == drawn_variance.shape == (data_config.num_mel_bins,)
