@@ -108,8 +108,8 @@ def load_nab(root: str | Path, names: list[str] | None = None) -> list[Series]:
     files = sorted(p for p in data_dir.rglob("*.csv") if p.is_file())
     if not files:
         raise DataError(f"{data_dir}: no .csv files")
-    keys = {file.relative_to(data_dir).as_posix(): file for file in files}
-    keys = {key: keys[key] for key in select_names(list(keys), names)}
+    every_key = {file.relative_to(data_dir).as_posix(): file for file in files}
+    keys = {key: every_key[key] for key in select_names(list(every_key), names)}
     labels_path = root / LABELS_FILE
     labels, label_text = {}, ""
     if labels_path.is_file():
@@ -120,6 +120,12 @@ def load_nab(root: str | Path, names: list[str] | None = None) -> list[Series]:
             raise DataError(f"{labels_path}, line {error.lineno}: not valid JSON: {error.msg}") from None
         if not isinstance(labels, dict):
             raise DataError(f"{labels_path}, line 1: expected a JSON object of series -> windows")
+        orphans = [key for key in labels if key not in every_key]
+        if orphans:
+            logger.warning(
+                "%s labels %d series with no CSV under %s (their windows are unused): %s",
+                labels_path, len(orphans), data_dir, ", ".join(orphans[:5]) + (", ..." if len(orphans) > 5 else ""),
+            )  # fmt: skip
     else:
         logger.warning("%s not found; the series are unlabelled", labels_path)
     series = []
@@ -279,19 +285,18 @@ def _text(raw: pd.Series) -> pd.Series:
 
 def _parse_timestamps(raw: pd.Series, source: str, lines: np.ndarray, column: str) -> pd.DatetimeIndex:
     text = _text(raw)
-    stamps = pd.to_datetime(text, format="ISO8601", errors="coerce")
+    # utc=True: offsets may change within a file (daylight saving); naive stamps keep their wall-clock time.
+    stamps = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
     if stamps.isna().any() and text.notna().any():
         with warnings.catch_warnings():  # "could not infer format": falls back to per-row parsing
             warnings.simplefilter("ignore", UserWarning)
-            stamps = pd.to_datetime(text, errors="coerce", format="mixed")
+            stamps = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
     bad = np.flatnonzero(stamps.isna().to_numpy())
     if bad.size:
         i = bad[0]
         value = "" if pd.isna(text.iloc[i]) else text.iloc[i]
         raise DataError(f"{source}, line {lines[i]}, column '{column}': cannot parse timestamp '{value}'")
-    if getattr(stamps.dt, "tz", None) is not None:
-        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    return pd.DatetimeIndex(stamps)
+    return pd.DatetimeIndex(stamps.dt.tz_localize(None))
 
 
 def _parse_numbers(raw: pd.Series, source: str, lines: np.ndarray, column: str) -> np.ndarray:
@@ -347,6 +352,11 @@ def _line_of(text: str, key: str) -> int:
     return text.count("\n", 0, at) + 1 if at >= 0 else 1
 
 
+def _naive_utc(stamp: pd.Timestamp) -> pd.Timestamp:
+    """A zone-aware timestamp in UTC without its zone, as the series' timestamps are kept."""
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp
+
+
 def _windows_from_json(limits, series: Series, labels_path: Path, line: int) -> list[tuple[int, int]]:
     """Row ranges of the ``[start, end]`` windows of one series; each must lie inside the series."""
     where = f"{labels_path}, line {line}, series '{series.name}'"
@@ -358,9 +368,11 @@ def _windows_from_json(limits, series: Series, labels_path: Path, line: int) -> 
         if not (isinstance(pair, list) and len(pair) == 2):
             raise DataError(f"{where}: expected a [start, end] window, got {pair!r}")
         try:
-            start, end = (pd.Timestamp(value) for value in pair)
+            start, end = (_naive_utc(pd.Timestamp(value)) for value in pair)
         except (ValueError, TypeError):
             raise DataError(f"{where}: cannot parse window {pair!r}") from None
+        if pd.isna(start) or pd.isna(end):
+            raise DataError(f"{where}: cannot parse window {pair!r}")
         if end < start:
             raise DataError(f"{where}: window {pair!r} ends before it starts")
         if start < stamps[0] or end > stamps[-1]:

@@ -31,6 +31,22 @@ def test_nab_layout_series_and_windows(tmp_path):
         load_nab(tmp_path, ["zzz"])
 
 
+def test_local_times_across_a_clock_change_and_zoned_windows_are_read_in_utc(tmp_path, caplog):
+    utc = pd.date_range("2020-03-08 00:00", periods=48, freq="h", tz="UTC")  # US clocks go forward at 07:00 UTC
+    local = utc.tz_convert("America/New_York").strftime("%Y-%m-%dT%H:%M:%S%z")
+    assert local[0].endswith("-0500") and local[-1].endswith("-0400")
+    frame = pd.DataFrame({"timestamp": local, "value": np.arange(48.0)})
+    window = [utc[10].tz_convert("Europe/Paris").isoformat(), utc[19].isoformat()]
+    write_nab_series(tmp_path, "cat/local.csv", frame, [window])
+    write_nab_series(tmp_path, "cat/typo.csv", hourly_frame(30), [])
+    (tmp_path / "data" / "cat" / "typo.csv").unlink()  # labelled, but no such file
+    with caplog.at_level(logging.WARNING, logger="pipelines.anomaly_detection.data"):
+        (series,) = load_nab(tmp_path)
+    assert list(series.timestamps) == list(utc.tz_localize(None))
+    assert series.windows == [(10, 19)]
+    assert "labels 1 series with no CSV" in caplog.text and "cat/typo.csv" in caplog.text
+
+
 @pytest.mark.parametrize("separator", [",", ";"])
 def test_sensor_csv_multivariate_with_labels(tmp_path, separator):
     frame = sensor_frame(200)
@@ -123,6 +139,7 @@ def test_short_gap_is_forward_filled_and_counted(tmp_path, caplog):
         ([["2023-12-01 00:00:00", "2023-12-02 00:00:00"]], r"lies outside the series, which runs from 2024-01-01"),
         ([["2024-01-01 05:00:00", "2024-01-01 03:00:00"]], r"ends before it starts"),
         ([["2024-01-01 05:00:00", "not a time"]], r"cannot parse window"),
+        ([[None, "2024-01-01 05:00:00"]], r"cannot parse window"),
     ],
 )
 def test_bad_label_windows_name_labels_file_and_line(tmp_path, windows, message):
