@@ -88,8 +88,17 @@ class Task:
         """A pyfunc model taking raw inputs (preprocessing inside); returns a `ServingBundle`."""
         raise NotImplementedError
 
-    def read_inputs(self, path):
-        """Read a user's input file for `predict`; returns what the served model takes."""
+    def read_inputs(self, path, served):
+        """Read a user's input file for `predict`.
+
+        Args:
+            path: The file (or folder) given to `predict --input`.
+            served: The served model's Python object (`unwrap_python_model()`), which knows what
+                the model was trained on (columns, sample rate, ...).
+
+        Returns:
+            What the served model takes.
+        """
         raise NotImplementedError
 
 

@@ -117,7 +117,7 @@ def predict(model_uri, input_path, output_path):
     task_name = (model.metadata.metadata or {}).get("task")
     if task_name is None:
         raise PipelineError(f"model {model_uri} was not logged by lstm-pipelines (no 'task' in its metadata)")
-    inputs = get_task(task_name).read_inputs(input_path)
+    inputs = get_task(task_name).read_inputs(input_path, model.unwrap_python_model())
     predictions = model.predict(inputs)
     Path(output_path).parent.mkdir(parents=True, exist_ok=True)
     predictions.to_csv(output_path, index=False)

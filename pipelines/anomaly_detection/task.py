@@ -24,7 +24,12 @@ import pandas as pd
 from pipelines.anomaly_detection import data as series_data
 from pipelines.anomaly_detection.detectors import SCORINGS, calibrate, error_features
 from pipelines.anomaly_detection.evaluation import SeriesOutcome, report
-from pipelines.anomaly_detection.serving import AnomalyServingModel, save_detectors, serving_signature
+from pipelines.anomaly_detection.serving import (
+    SERIES_COLUMN,
+    AnomalyServingModel,
+    save_detectors,
+    serving_signature,
+)
 from pipelines.anomaly_detection.synthetic import SEED as SYNTHETIC_SEED
 from pipelines.anomaly_detection.synthetic import ensure_synthetic_nab
 from pipelines.anomaly_detection.windows import (
@@ -260,18 +265,28 @@ class AnomalyDetection(Task):
             AnomalyServingModel(), artifacts, serving_signature(data.timestamp_column, data.value_columns)
         )
 
-    def read_inputs(self, path):
+    def read_inputs(self, path, served):
+        """A CSV of one series for `predict`, checked as training data is: the served model's
+        timestamp and value columns, timestamps parsed and ascending (a repeated one dropped),
+        values numbers (short gaps filled); errors name the file, line and column. A `series`
+        column, when present, must name one series."""
         path = Path(path)
         if not path.is_file():
             raise DataError(f"{path}: no such file")
         header = path.open(encoding="utf-8-sig").readline()
         separator = ";" if header.count(";") > header.count(",") else ","
-        frame, _ = series_data.read_table(path, separator)
-        for column in frame.columns:
-            numbers = pd.to_numeric(frame[column], errors="coerce")
-            if numbers.notna().all():
-                frame[column] = numbers.astype("float64")
-        return frame
+        frame, lines = series_data.read_table(path, separator)
+        timestamp, value_columns = served.timestamp_column, list(served.value_columns)
+        series = series_data.build_series(frame, lines, str(path), path.name, timestamp, value_columns)
+        out = pd.DataFrame({timestamp: series.timestamps.astype(str)})
+        if SERIES_COLUMN in frame.columns:
+            names = frame[SERIES_COLUMN].dropna().unique()
+            if len(names) != 1:
+                raise DataError(f"{path}: column '{SERIES_COLUMN}' must name one series; found {', '.join(names[:5])}")
+            out[SERIES_COLUMN] = names[0]
+        for index, column in enumerate(value_columns):
+            out[column] = series.values[:, index]
+        return out
 
 
 def detect_all(model, data):

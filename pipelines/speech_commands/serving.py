@@ -24,6 +24,9 @@ from mlflow.types import ColSpec, Schema
 
 from pipelines.errors import DataError
 from pipelines.serving import KerasServingModel
+from pipelines.speech_commands.layers import LogMelSpectrogram
+
+DEFAULT_RATE = 16000
 
 
 def serving_signature(class_names):
@@ -70,17 +73,28 @@ def _waveforms(model_input, clip_samples):
     return files, waveforms
 
 
+def front_end_rate(layer):
+    """The sample rate of the first `LogMelSpectrogram` inside a model, searched through nested
+    models (an ensemble's members); `None` when there is none."""
+    if isinstance(layer, LogMelSpectrogram):
+        return int(layer.sample_rate)
+    for inner in getattr(layer, "layers", ()):
+        rate = front_end_rate(inner)
+        if rate is not None:
+            return rate
+    return None
+
+
 class SpeechServingModel(KerasServingModel):
-    """`predict(waveforms)` -> `file` (when sent), `label`, `probability`, `prob_<class>`."""
+    """`predict(waveforms)` -> `file` (when sent), `label`, `probability`, `prob_<class>`.
 
-    def load_context(self, context):
-        import pipelines.speech_commands.layers  # noqa: F401  (registers the front-end layers)
-
-        super().load_context(context)
+    `sample_rate` and `clip_samples` say what each waveform must be (read from the model).
+    """
 
     def load_preprocessing(self, context):
         self.class_names = json.loads(Path(context.artifacts["class_names"]).read_text())
         self.clip_samples = int(self.keras_model.input_shape[-1])
+        self.sample_rate = front_end_rate(self.keras_model) or DEFAULT_RATE
 
     def predict(self, context, model_input, params=None):
         files, waveforms = _waveforms(model_input, self.clip_samples)

@@ -13,7 +13,7 @@ from pipelines.serving import save_keras_artifacts
 from pipelines.speech_commands import augment, evaluation
 from pipelines.speech_commands.audio import AudioError, load_clip, load_clips
 from pipelines.speech_commands.data import CLASS_SETUPS, LOADING_KEYS, load_source, loading_settings
-from pipelines.speech_commands.layouts import LAYOUTS
+from pipelines.speech_commands.layouts import LAYOUTS, wav_files
 from pipelines.speech_commands.model import ARCHITECTURES, build_speech_model, clip_normalization, front_end
 from pipelines.speech_commands.serving import SpeechServingModel, save_class_names, serving_signature
 from pipelines.tasks import Evaluation, ServingBundle, Task
@@ -263,19 +263,21 @@ class SpeechCommands(Task):
         artifacts["class_names"] = save_class_names(data.class_names, workdir)
         return ServingBundle(SpeechServingModel(), artifacts, serving_signature(data.class_names))
 
-    def read_inputs(self, path):
-        """WAV file, or a folder searched recursively, as 1 s 16 kHz waveforms with their file names.
+    def read_inputs(self, path, served):
+        """WAV file, or a folder searched recursively, as waveforms at the served model's rate and
+        clip length, with their file names.
 
         One unreadable file given by name raises `AudioError`; in a folder, unreadable files are
         skipped with a warning naming them.
         """
         path = Path(path)
+        rate, clip_samples = served.sample_rate, served.clip_samples
         if path.is_file():
-            return pd.DataFrame({"file": [str(path)], "waveform": [load_clip(path)]})
+            return pd.DataFrame({"file": [str(path)], "waveform": [load_clip(path, rate, clip_samples)]})
         if not path.is_dir():
             raise DataError(f"{path}: no such file or folder")
-        files = sorted(str(item) for item in path.rglob("*.wav"))
-        waveforms, kept, notes = load_clips(files, what="input files", keep_silent=True)
+        files = [str(item) for item in wav_files(path, recursive=True)]
+        waveforms, kept, notes = load_clips(files, rate, clip_samples, what="input files", keep_silent=True)
         if not len(kept):
             raise AudioError(f"{path}: no readable WAV files")
         return pd.DataFrame({"file": [files[i] for i in kept], "waveform": list(waveforms)})

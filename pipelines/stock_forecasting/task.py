@@ -120,7 +120,7 @@ class StockForecasting(Task):
         artifacts["preprocessor"] = save_preprocessor(data.preprocessor, workdir)
         return ServingBundle(StockServingModel(), artifacts, serving_signature(data.horizon))
 
-    def read_inputs(self, path):
+    def read_inputs(self, path, served):
         prices = price_data.load_prices(path)
         if len(prices) != 1:
             raise ConfigError(f"{path}: predict takes one price series, found {len(prices)}: {', '.join(prices)}")

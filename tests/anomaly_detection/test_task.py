@@ -170,9 +170,29 @@ def test_sensor_csv_end_to_end_without_mlflow(tmp_path):
     assert "nab_results/lstmPrediction_plant" in evaluation.tables
     logged = TASK.dataset_for_logging(config, source)
     assert list(logged.df.columns) == ["series", "timestamp", "temp", "pressure", "label"]
-    inputs = TASK.read_inputs(path)
-    assert list(inputs.columns) == ["time", "temp", "pressure", "anomaly"]
-    assert inputs["temp"].dtype == np.float64 and inputs["time"].dtype != np.float64
+    bundle = TASK.serving_bundle(model, data, tmp_path)
+    served = bundle.python_model
+    served.load_context(type("Context", (), {"artifacts": bundle.artifacts})())
+    inputs = TASK.read_inputs(path, served)
+    assert list(inputs.columns) == ["time", "temp", "pressure"]
+    assert inputs["temp"].dtype == np.float64 and len(inputs) == 400
+    detector = next(iter(served.detectors.values()))
+    assert len(served.predict(None, inputs)) == 400 - detector.first_row
+
+    # predict's input is checked as training data is, naming the file and line
+    lines = path.read_text().splitlines()
+    bad = tmp_path / "bad.csv"
+    for body, message in (
+        ([lines[0], lines[1], lines[3], lines[2], *lines[4:9]], r"bad.csv, line 4, column 'time': .* comes before"),
+        ([lines[0], *lines[1:4], lines[4].replace(lines[4].split(";")[1], "n/a?"), *lines[5:9]], r"line 5"),
+        ([lines[0].replace("temp", "tmp"), *lines[1:9]], r"bad.csv, line 1: missing column\(s\) \['temp'\]"),
+    ):
+        bad.write_text("\n".join(body) + "\n")
+        with pytest.raises(DataError, match=message):
+            TASK.read_inputs(bad, served)
+    repeated = "\n".join([lines[0], *lines[1:31], lines[30], *lines[31:60]]) + "\n"
+    bad.write_text(repeated)
+    assert len(TASK.read_inputs(bad, served)) == 59  # the repeated timestamp dropped, as in training
 
 
 def test_default_data_is_the_synthetic_set(tmp_path):

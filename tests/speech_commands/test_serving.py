@@ -1,6 +1,7 @@
 """The served model's request forms (as `mlflow models serve` parses them), its answers and errors."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from pipelines.speech_commands.audio import AudioError
 from pipelines.speech_commands.model import build_speech_model
 from pipelines.speech_commands.serving import SpeechServingModel, serving_signature
 from pipelines.speech_commands.task import TASK, SpeechConfig
+from pipelines.training import average_ensemble
 from tests.speech_commands.audio_trees import tone, write_wav
 
 CLASSES = ["low", "high"]
@@ -24,7 +26,7 @@ def served():
     config = load_config(SpeechConfig, None, ["model.units=4", "model.variant=gru"])
     served = SpeechServingModel()
     served.keras_model = build_speech_model(config, SAMPLES, 2, np.zeros(40, "float32"), np.ones(40, "float32"))
-    served.class_names, served.clip_samples = CLASSES, SAMPLES
+    served.class_names, served.clip_samples, served.sample_rate = CLASSES, SAMPLES, 16000
     return served
 
 
@@ -70,17 +72,35 @@ def test_bad_requests_get_a_clear_message(served, request_input, message):
         served.predict(None, request_input)
 
 
-def test_read_inputs_takes_a_file_or_a_folder(tmp_path):
+def test_read_inputs_takes_a_file_or_a_folder(tmp_path, served):
     write_wav(tmp_path / "in" / "b.wav", tone(300, rate=8000, seconds=0.5), rate=8000)
     write_wav(tmp_path / "in" / "sub" / "a.wav", tone(600, seconds=1.5))
     write_wav(tmp_path / "in" / "quiet.wav", np.zeros(16000, "float32"))
     (tmp_path / "in" / "broken.wav").write_bytes(b"nope")
-    frame = TASK.read_inputs(tmp_path / "in")
+    frame = TASK.read_inputs(tmp_path / "in", served)
     assert [name.rsplit("/", 1)[1] for name in frame["file"]] == ["b.wav", "quiet.wav", "a.wav"]
     assert all(len(wave) == 16000 for wave in frame["waveform"])
-    single = TASK.read_inputs(tmp_path / "in" / "b.wav")
+    single = TASK.read_inputs(tmp_path / "in" / "b.wav", served)
     assert single.shape == (1, 2)
     with pytest.raises(AudioError, match="broken.wav: not a readable WAV file"):
-        TASK.read_inputs(tmp_path / "in" / "broken.wav")
+        TASK.read_inputs(tmp_path / "in" / "broken.wav", served)
     with pytest.raises(DataError, match="no such file or folder"):
-        TASK.read_inputs(tmp_path / "missing")
+        TASK.read_inputs(tmp_path / "missing", served)
+
+
+def test_read_inputs_follow_the_rate_and_length_the_model_was_trained_on(tmp_path):
+    config = load_config(SpeechConfig, None, ["model.units=4", "model.variant=gru", "data.sample_rate=8000"])
+    members = [build_speech_model(config, 4000, 2, np.zeros(40, "float32"), np.ones(40, "float32")) for _ in range(2)]
+    (tmp_path / "class_names.json").write_text(json.dumps(CLASSES))
+    served = SpeechServingModel()
+    served.keras_model = average_ensemble(members)  # the front end sits inside each member
+    served.load_preprocessing(SimpleNamespace(artifacts={"class_names": str(tmp_path / "class_names.json")}))
+    assert (served.sample_rate, served.clip_samples) == (8000, 4000)
+    write_wav(tmp_path / "in" / "wide.wav", tone(600.0, rate=16000, seconds=1.5))
+    write_wav(tmp_path / "in" / "narrow.wav", tone(600.0, rate=8000, seconds=0.25), rate=8000)
+    frame = TASK.read_inputs(tmp_path / "in", served)
+    assert [len(wave) for wave in frame["waveform"]] == [4000, 4000]
+    wide = frame["waveform"][frame["file"].str.endswith("wide.wav")].iloc[0]
+    assert np.argmax(np.abs(np.fft.rfft(wide))) * 8000 / 4000 == pytest.approx(600.0, abs=4)  # resampled to 8 kHz
+    answer = served.predict(None, frame)
+    assert len(answer) == 2 and answer["label"].isin(CLASSES).all()
