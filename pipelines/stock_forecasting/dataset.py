@@ -1,11 +1,16 @@
 """Windows, targets and a leak-free chronological train/val/test split for one or more series.
 
-Per series of ``N`` days: days ``[0, n_train)`` are training days, ``[n_train, n_val_end)`` validation
-and the rest test, with ``n_train = floor(N * (1 - val_fraction - test_fraction))`` and
-``n_val_end = floor(N * (1 - test_fraction))``. An origin (last observed day of a window) belongs to
-the split of its day. Origins whose targets would reach into the next split (the last ``horizon``
-train and val origins) are purged. The scaler sees only the feature rows of days up to the last
-training origin, and the target scale only the training targets.
+All series are cut at the same two calendar dates, so no series trains on days that another series
+validates or tests on. Over the sorted union of every series' dates (``N`` days), validation starts
+on union day ``floor(N * (1 - val_fraction - test_fraction))`` and testing on union day
+``floor(N * (1 - test_fraction))``. A series' days before the validation start (``[0, n_train)``)
+are its training days, those from there to the test start (``[n_train, n_val_end)``) its validation
+days and the rest its test days; one series alone, or series on the same dates, is cut by the
+fractions of its own days. A series needs ``rows_needed`` days, and windows in every split at the
+shared dates. An origin (last observed day of a window) belongs to the split of its
+day. Origins whose targets would reach into the next split (the last ``horizon`` train and val
+origins) are purged. The scaler sees only the feature rows of days up to each series' last training
+origin, and the target scale only the training targets.
 """
 
 from __future__ import annotations
@@ -68,12 +73,44 @@ def split_origins(
     Returns:
         ``{"train": positions, "val": positions, "test": positions}`` (int arrays, may be empty).
     """
-    # The epsilon keeps 0.7 * 100 from flooring to 69 through float round-off.
-    n_train = int(np.floor(n_rows * (1.0 - val_fraction - test_fraction) + 1e-9))
-    n_val_end = int(np.floor(n_rows * (1.0 - test_fraction) + 1e-9))
+    n_train, n_val_end = _cut_positions(n_rows, val_fraction, test_fraction)
+    return origins_between_cuts(n_rows, n_train, n_val_end, window, horizon)
+
+
+def origins_between_cuts(n_rows: int, n_train: int, n_val_end: int, window: int, horizon: int) -> dict[str, np.ndarray]:
+    """Origin positions of each split of a series whose split boundaries are given, purged at the boundaries.
+
+    Args:
+        n_rows: days in the series.
+        n_train: the series' days before the validation start.
+        n_val_end: the series' days before the test start.
+        window: feature rows per window; the first origin is day ``window``.
+        horizon: future steps per target.
+
+    Returns:
+        ``{"train": positions, "val": positions, "test": positions}`` (int arrays, may be empty).
+    """
     bounds = {"train": (0, n_train), "val": (n_train, n_val_end), "test": (n_val_end, n_rows)}
     # An origin t needs days t - window .. t + horizon, all before the end of its own split.
     return {name: np.arange(max(start, window), end - horizon) for name, (start, end) in bounds.items()}
+
+
+def calendar_cuts(
+    prices: dict[str, pd.DataFrame], val_fraction: float, test_fraction: float
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The validation and test start dates shared by all series.
+
+    Args:
+        prices: ``{series: frame}`` with sorted, unique dates as the index.
+        val_fraction: share of the union of the series' dates for validation.
+        test_fraction: share of the union of the series' dates for testing.
+
+    Returns:
+        ``(val_start, test_start)``: days of the union of all series' dates.
+    """
+    dates = pd.DatetimeIndex(np.unique(np.concatenate([frame.index.to_numpy() for frame in prices.values()])))
+    n_train, n_val_end = _cut_positions(len(dates), val_fraction, test_fraction)
+    return dates[n_train], dates[n_val_end]
 
 
 def rows_needed(window: int, horizon: int, val_fraction: float, test_fraction: float) -> int:
@@ -87,29 +124,33 @@ def rows_needed(window: int, horizon: int, val_fraction: float, test_fraction: f
 def prepare_dataset(
     prices: dict[str, pd.DataFrame], window: int, horizon: int, val_fraction: float, test_fraction: float
 ) -> StockDataset:
-    """Build scaled windows and targets for every series and split them chronologically.
+    """Build scaled windows and targets for every series and split them at shared calendar dates.
 
     Args:
         prices: ``{series: frame}`` as ``data.load_prices`` returns it.
         window: days of features per input window.
         horizon: future daily closes per target.
-        val_fraction: share of each series' days for validation, in (0, 1).
-        test_fraction: share of each series' days for testing, in (0, 1).
+        val_fraction: share of the union of all series' dates for validation, in (0, 1).
+        test_fraction: share of the union of all series' dates for testing, in (0, 1).
 
     Returns:
         A ``StockDataset``; arrays concatenate the series in the order of ``prices``.
     """
     _check_arguments(prices, window, horizon, val_fraction, test_fraction)
+    needed = rows_needed(window, horizon, val_fraction, test_fraction)
+    cuts = calendar_cuts(prices, val_fraction, test_fraction)
     origins: dict[str, dict[str, np.ndarray]] = {}
     for name, frame in prices.items():
-        origins[name] = split_origins(len(frame), window, horizon, val_fraction, test_fraction)
-        if min(len(o) for o in origins[name].values()) < 1:
-            needed = rows_needed(window, horizon, val_fraction, test_fraction)
+        if len(frame) < needed:
             raise DataError(
                 f"{frame.attrs.get('source', name)}: series '{name}' has {len(frame)} rows, "
                 f"needs at least {needed} for window={window}, horizon={horizon}, "
                 f"val_fraction={val_fraction}, test_fraction={test_fraction}"
             )
+        n_train, n_val_end = (int(frame.index.searchsorted(cut)) for cut in cuts)
+        origins[name] = origins_between_cuts(len(frame), n_train, n_val_end, window, horizon)
+        if min(len(o) for o in origins[name].values()) < 1:
+            raise _calendar_error(name, frame, origins[name], (n_train, n_val_end), cuts, window, horizon)
 
     features = {name: compute_features(frame) for name, frame in prices.items()}
     closes = {name: frame["close"].to_numpy(np.float64) for name, frame in prices.items()}
@@ -169,6 +210,27 @@ def _index_frame(name: str, frame: pd.DataFrame, origins: np.ndarray, horizon: i
     index = pd.DataFrame({"series": name, "origin_date": frame.index[origins], "last_close": close[origins]})
     actual = close[origins[:, None] + np.arange(1, horizon + 1)]
     return pd.concat([index, pd.DataFrame(actual, columns=actual_columns(horizon))], axis=1)
+
+
+def _cut_positions(n_days: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """``(n_train, n_val_end)``: the days before the validation and before the test start."""
+    # The epsilon keeps 0.7 * 100 from flooring to 69 through float round-off.
+    n_train = int(np.floor(n_days * (1.0 - val_fraction - test_fraction) + 1e-9))
+    n_val_end = int(np.floor(n_days * (1.0 - test_fraction) + 1e-9))
+    return n_train, n_val_end
+
+
+def _calendar_error(name, frame, origins, bounds, cuts, window, horizon) -> DataError:
+    """A series long enough on its own that the shared cut dates leave without windows in some split."""
+    n_train, n_val_end = bounds
+    empty = ", ".join(split for split in SPLITS if len(origins[split]) == 0)
+    return DataError(
+        f"{frame.attrs.get('source', name)}: series '{name}' has no {empty} window at the calendar cut dates "
+        f"shared by all series: {n_train} of its days fall before the validation start {cuts[0]:%Y-%m-%d}, "
+        f"{n_val_end - n_train} between it and the test start {cuts[1]:%Y-%m-%d}, {len(frame) - n_val_end} on "
+        f"or after it; with window={window}, horizon={horizon} it needs at least {window + horizon + 1} days "
+        f"before the validation start, {horizon + 1} between the cuts and {horizon + 1} on or after the test start"
+    )
 
 
 def _check_arguments(prices, window, horizon, val_fraction, test_fraction) -> None:

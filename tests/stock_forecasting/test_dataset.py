@@ -1,6 +1,7 @@
-"""Chronological split without overlap, purging, training-only statistics and the too-short error."""
+"""Chronological split at shared calendar dates, purging, training-only statistics and the too-short error."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipelines.errors import DataError
@@ -32,9 +33,11 @@ def test_shapes_and_alignment(dataset, prices):
 
 
 def test_splits_do_not_overlap_in_time_and_are_purged(dataset, prices):
+    union = prices["AAA"].index.union(prices["BBB"].index)
+    val_start, test_start = union[int(len(union) * (1 - VAL - TEST) + 1e-9)], union[int(len(union) * (1 - TEST) + 1e-9)]
     for name, frame in prices.items():
         n = len(frame)
-        n_train, n_val_end = int(n * (1 - VAL - TEST) + 1e-9), int(n * (1 - TEST) + 1e-9)
+        n_train, n_val_end = (frame.index < val_start).sum(), (frame.index < test_start).sum()
         train, val, test = (_positions(dataset, getattr(dataset, f"{s}_index"), name) for s in ("train", "val", "test"))
         # every origin of a split, plus its targets, lies inside that split's days
         assert train.min() == WINDOW and train.max() + HORIZON == n_train - 1
@@ -74,6 +77,45 @@ def test_too_short_series_names_file_rows_and_needed():
     short.attrs["source"] = "data/SHORT.csv"
     with pytest.raises(DataError, match=rf"data/SHORT\.csv: series 'S' has {needed - 1} rows, needs at least {needed}"):
         prepare_dataset({"OK": ok, "S": short}, WINDOW, HORIZON, VAL, TEST)
+
+
+def _split_dates(dataset, split, horizon):
+    """Origin dates of a split and the dates of their last targets, over all series."""
+    index = getattr(dataset, f"{split}_index")
+    last_targets = [
+        dataset.history[name].index[_positions(dataset, index, name) + horizon] for name in pd.unique(index.series)
+    ]
+    return pd.DatetimeIndex(index.origin_date), last_targets[0].append(last_targets[1:])
+
+
+def test_a_later_series_is_cut_at_the_same_dates():
+    # OLD runs 2010-2019, NEW from 2015: by its own fractions NEW would train inside OLD's validation period.
+    old, new = synthetic_ohlcv(2500, seed=3, start="2010-01-01"), synthetic_ohlcv(1000, seed=4, start="2015-01-01")
+    ds = prepare_dataset({"OLD": old, "NEW": new}, 30, 5, 0.15, 0.15)
+    train, train_targets = _split_dates(ds, "train", 5)
+    val, val_targets = _split_dates(ds, "val", 5)
+    test, _ = _split_dates(ds, "test", 5)
+    assert set(ds.train_index.series) == set(ds.val_index.series) == set(ds.test_index.series) == {"OLD", "NEW"}
+    assert train_targets.max() < val.min() and val_targets.max() < test.min()
+
+
+@pytest.mark.parametrize(
+    ("start", "n", "days", "empty"),
+    [
+        ("2017-01-02", 500, "0 .* 2016-09-16, 299 .* 2018-02-23, 201", "train"),  # listed after the validation start
+        ("2019-01-01", 200, "0 .* 2016-11-01, 0 .* 2018-04-19, 200", "train, val"),  # entirely in the test period
+    ],
+)
+def test_late_series_names_file_days_and_cut_dates(start, n, days, empty):
+    old, late = synthetic_ohlcv(2500, seed=3, start="2010-01-01"), synthetic_ohlcv(n, seed=4, start=start)
+    late.attrs["source"] = "data/LATE.csv"
+    assert n >= rows_needed(30, 5, 0.15, 0.15)  # long enough on its own, misplaced in time
+    message = (
+        rf"data/LATE\.csv: series 'LATE' has no {empty} window at the calendar cut dates shared by all series: "
+        rf"{days} on or after it; .* needs at least 36 days before the validation start"
+    )
+    with pytest.raises(DataError, match=message):
+        prepare_dataset({"OLD": old, "LATE": late}, 30, 5, 0.15, 0.15)
 
 
 @pytest.mark.parametrize(
