@@ -8,6 +8,9 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
+
+from pipelines.errors import DataError
 
 
 class KerasServingModel(mlflow.pyfunc.PythonModel):
@@ -24,6 +27,33 @@ class KerasServingModel(mlflow.pyfunc.PythonModel):
 
     def load_preprocessing(self, context):
         """Load the task's preprocessing state from `context.artifacts`."""
+
+
+def check_time_order(frame, column):
+    """Refuse a request whose time column (when sent) does not parse or is not strictly ascending.
+
+    Args:
+        frame: The request as a DataFrame.
+        column: The time column's name.
+
+    Raises:
+        DataError: Naming the request row (counted from 0), the column and the value.
+    """
+    if column not in frame.columns:
+        return
+    text = frame[column].astype(str)
+    stamps = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+    bad = np.flatnonzero(stamps.isna().to_numpy())
+    if bad.size:
+        raise DataError(f"request row {bad[0]}, column '{column}': cannot parse {text.iloc[bad[0]]!r} as a time")
+    steps = np.diff(stamps.dt.tz_localize(None).to_numpy())
+    late = np.flatnonzero(steps <= np.timedelta64(0))
+    if late.size:
+        row = int(late[0]) + 1
+        raise DataError(
+            f"request row {row}, column '{column}': {text.iloc[row]} does not come after row {row - 1}'s "
+            f"{text.iloc[row - 1]}; send rows oldest first, each time once"
+        )
 
 
 def save_keras_artifacts(model, sample_inputs, workdir):

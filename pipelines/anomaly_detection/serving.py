@@ -12,7 +12,7 @@ from mlflow.types import ColSpec, Schema
 
 from pipelines.anomaly_detection.detectors import SeriesDetector
 from pipelines.errors import DataError
-from pipelines.serving import KerasServingModel
+from pipelines.serving import KerasServingModel, check_time_order
 
 SERIES_COLUMN = "series"
 OUTPUT_COLUMNS = ("score", "anomaly_score", "is_anomaly")
@@ -84,6 +84,7 @@ class AnomalyServingModel(KerasServingModel):
         missing = [column for column in self.value_columns if column not in frame.columns]
         if missing:
             raise DataError(f"request is missing column(s) {', '.join(missing)}; send {', '.join(self.value_columns)}")
+        check_time_order(frame, self.timestamp_column)
         detector = self._detector(frame)
         values = frame[self.value_columns].to_numpy(dtype=np.float64)
         bad = np.argwhere(~np.isfinite(values))

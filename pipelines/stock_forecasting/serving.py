@@ -8,7 +8,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from pipelines.errors import DataError
-from pipelines.serving import KerasServingModel
+from pipelines.serving import KerasServingModel, check_time_order
 from pipelines.stock_forecasting.data import COLUMNS as PRICE_COLUMNS
 
 
@@ -44,6 +44,7 @@ class StockServingModel(KerasServingModel):
         missing = [column for column in PRICE_COLUMNS if column not in frame.columns]
         if missing:
             raise DataError(f"request is missing column(s) {', '.join(missing)}; send {', '.join(PRICE_COLUMNS)}")
+        check_time_order(frame, "date")
         prices = frame[list(PRICE_COLUMNS)].astype("float64")
         windows = self.preprocessor.windows_from_ohlcv(prices)
         scaled = self.keras_model.predict(windows, verbose=0)

@@ -178,6 +178,10 @@ def test_sensor_csv_end_to_end_without_mlflow(tmp_path):
     assert inputs["temp"].dtype == np.float64 and len(inputs) == 400
     detector = next(iter(served.detectors.values()))
     assert len(served.predict(None, inputs)) == 400 - detector.first_row
+    with pytest.raises(DataError, match=r"request row 3, column 'time': .* does not come after row 2's"):
+        served.predict(None, inputs.iloc[[0, 1, 2, 2, 3]])
+    with pytest.raises(DataError, match=r"request row 1, column 'time': cannot parse 'soon' as a time"):
+        served.predict(None, inputs.iloc[:3].assign(time=["2024-01-01 00:00", "soon", "2024-01-01 02:00"]))
 
     # predict's input is checked as training data is, naming the file and line
     lines = path.read_text().splitlines()

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines import workflows
 from pipelines.cli import main as cli_main
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, DataError
 from pipelines.training import ensemble_members
 from tests.synthetic import write_ohlcv_csv
 
@@ -178,3 +178,6 @@ def test_ensemble_run_trains_seeded_members_and_serves_their_mean(prices_csv):
     outputs = [member.predict(x, verbose=0) for member in members]
     assert not np.allclose(outputs[0], outputs[1])  # seeds 42 and 43: two different networks
     np.testing.assert_allclose(served.keras_model.predict(x, verbose=0), np.mean(outputs, axis=0), rtol=1e-5)
+    newest_first = pd.read_csv(prices_csv).tail(20).iloc[::-1]
+    with pytest.raises(DataError, match=r"request row 1, column 'date': .* does not come after row 0's"):
+        served.predict(None, newest_first)
