@@ -14,6 +14,7 @@ Folders whose name starts with `_` or `.` are not labels; `_background_noise_/` 
 """
 
 import hashlib
+import logging
 import re
 from pathlib import Path
 
@@ -24,8 +25,10 @@ from pipelines.errors import ConfigError, DataError
 LAYOUTS = ("auto", "speech_commands", "fsdd", "folders")
 SPLITS = ("train", "val", "test")
 NOISE_FOLDER = "_background_noise_"
+COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")  # the 12-class task's words
 FSDD_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z0-9]+)_(?P<index>\d+)\.(?i:wav)$")
 _MAX_CLIPS_PER_CLASS = 2**27 - 1  # the constant of the Speech Commands hash split
+logger = logging.getLogger(__name__)
 
 
 def wav_files(folder, recursive=False):
@@ -35,11 +38,12 @@ def wav_files(folder, recursive=False):
 
 
 def detect_layout(root):
-    """`speech_commands`, `fsdd` or `folders` for a dataset folder."""
+    """`speech_commands` (split lists, or a noise bank beside the ten command folders), `fsdd` or
+    `folders` for a dataset folder."""
     root = Path(root)
     if (root / "validation_list.txt").is_file() or (root / "testing_list.txt").is_file():
         return "speech_commands"
-    if (root / NOISE_FOLDER).is_dir():
+    if (root / NOISE_FOLDER).is_dir() and all((root / word).is_dir() for word in COMMANDS):
         return "speech_commands"
     if _fsdd_folder(root) is not None:
         return "fsdd"
@@ -89,16 +93,31 @@ def list_speech_commands(root):
     root = Path(root)
     val_list, test_list = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")
     use_lists = bool(val_list or test_list)
-    rows = []
+    rows, seen = [], set()
     for folder in label_folders(root):
         for path in wav_files(folder):
             relative = f"{folder.name}/{path.name}"
+            seen.add(relative)
             if use_lists:
                 split = "val" if relative in val_list else "test" if relative in test_list else "train"
             else:
                 split = hash_split(path.name)
             rows.append((str(path), folder.name, split, _speaker(path)))
+    for name, listed in (("validation_list.txt", val_list), ("testing_list.txt", test_list)):
+        _check_list(root / name, listed, seen)
     return pd.DataFrame(rows, columns=["file", "word", "split", "speaker"])
+
+
+def _check_list(path, listed, seen):
+    """A split list must name clips of the tree: none found is an error, some missing a warning."""
+    missing = sorted(listed - seen)
+    if listed and len(missing) == len(listed):
+        raise DataError(
+            f"{path}: none of its {len(listed)} entries names a clip of the tree (first: {missing[0]!r}; "
+            "expected paths relative to the dataset folder, such as 'yes/0a7c2a8d_nohash_0.wav')"
+        )
+    if missing:
+        logger.warning("%s: %d of its %d entries name no clip (first: %s)", path, len(missing), len(listed), missing[0])
 
 
 def list_folders(root):

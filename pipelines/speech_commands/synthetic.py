@@ -33,9 +33,8 @@ import numpy as np
 
 from pipelines.errors import DataError
 from pipelines.speech_commands.audio import resample, write_wav
-from pipelines.speech_commands.layouts import NOISE_FOLDER
+from pipelines.speech_commands.layouts import COMMANDS, NOISE_FOLDER
 
-COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 OTHER_WORDS = ("bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow", "zero", "one")
 ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")

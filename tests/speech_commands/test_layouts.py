@@ -1,5 +1,7 @@
 """Each layout and split on tiny WAV trees; the class setups and what load_source returns."""
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -21,6 +23,24 @@ def test_detects_each_layout(tmp_path):
     assert layouts.detect_layout(speech_commands_tree(tmp_path / "sc", words=("yes",), speakers=2)) == "speech_commands"
     assert layouts.detect_layout(fsdd_tree(tmp_path / "fsdd", speakers=("a",), indices=[0])) == "fsdd"
     assert layouts.detect_layout(folders_tree(tmp_path / "f", per_label=1)) == "folders"
+    unlisted = speech_commands_tree(tmp_path / "sc2", words=COMMANDS, speakers=1, lists=False)
+    assert layouts.detect_layout(unlisted) == "speech_commands"  # the noise bank beside the ten commands
+    noisy_folders = folders_tree(tmp_path / "f2", per_label=1)
+    write_wav(noisy_folders / "_background_noise_" / "hum.wav", tone(50.0, seconds=2.0))
+    assert layouts.detect_layout(noisy_folders) == "folders"
+
+
+def test_split_lists_that_name_no_clip_are_an_error_and_stray_entries_a_warning(tmp_path, caplog):
+    root = speech_commands_tree(tmp_path, words=("yes", "no"), speakers=4)
+    listed = (root / "testing_list.txt").read_text()
+    (root / "testing_list.txt").write_text(listed + "yes/deleted_nohash_0.wav\n")
+    with caplog.at_level(logging.WARNING, logger="pipelines.speech_commands.layouts"):
+        records = layouts.list_speech_commands(root)
+    assert (records["split"] == "test").sum() == 2
+    assert "testing_list.txt: 1 of its 3 entries name no clip (first: yes/deleted_nohash_0.wav)" in caplog.text
+    (root / "validation_list.txt").write_text("".join(f"./{line}\n" for line in listed.split()))
+    with pytest.raises(DataError, match=r"validation_list.txt: none of its 2 entries names a clip of the tree"):
+        layouts.list_speech_commands(root)
 
 
 def test_speech_commands_lists_name_the_validation_and_test_clips(tmp_path):
