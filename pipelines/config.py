@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from lstm_models import VARIANTS
 from pipelines.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -29,6 +30,16 @@ class ModelConfig:
     num_layers: int = 1
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"model.variant: expected one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        for key in ("units", "num_layers"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key}: expected a positive integer, got {getattr(self, key)!r}")
+        for key in ("dropout", "recurrent_dropout"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"model.{key}: expected a number in [0, 1), got {getattr(self, key)!r}")
 
 
 @dataclasses.dataclass

@@ -57,6 +57,12 @@ def test_defaults_and_overrides(tmp_path):
         ("search:\n  space:\n    model.units: {type: int, low: 5, high: 1}\n", [], r"low <= high"),
         ("search:\n  space:\n    model.units: {type: int, lo: 5}\n", [], r"search.space.model.units.lo: unknown key"),
         ("model: [1, 2]\n", [], r"model: expected a mapping"),
+        ("", ["model.variant=transformer"], r"model.variant: expected one of rnn, lstm, .*, got 'transformer'"),
+        ("", ["model.units=0"], r"model.units: expected a positive integer, got 0"),
+        ("", ["model.num_layers=-1"], r"model.num_layers: expected a positive integer, got -1"),
+        ("", ["model.dropout=1.5"], r"model.dropout: expected a number in \[0, 1\), got 1.5"),
+        ("", ["model.recurrent_dropout=1"], r"model.recurrent_dropout: expected a number in \[0, 1\), got 1.0"),
+        ("", ["model.dropout=-0.1"], r"model.dropout: expected a number in \[0, 1\), got -0.1"),
     ],
 )
 def test_bad_config_names_the_dotted_key(tmp_path, text, overrides, message):
