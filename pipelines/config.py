@@ -7,6 +7,7 @@ YAML before validation, so they are checked the same way.
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -19,6 +20,7 @@ from pipelines.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 PARAM_TYPES = ("categorical", "int", "float")
+SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seed range
 
 
 @dataclasses.dataclass
@@ -58,6 +60,16 @@ class TrainConfig:
     ensemble_size: int = 1  # members trained with seeds seed, seed + 1, ...; the logged model averages their outputs
 
     def __post_init__(self):
+        for key in ("epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key}: expected a positive integer, got {getattr(self, key)!r}")
+        for key in ("learning_rate", "clipnorm"):
+            if not 0 < getattr(self, key) < math.inf:
+                raise ConfigError(f"train.{key}: expected a positive number, got {getattr(self, key)!r}")
+        if self.early_stopping_patience < 0:
+            raise ConfigError(
+                f"train.early_stopping_patience: expected an integer >= 0, got {self.early_stopping_patience!r}"
+            )
         if self.strategy not in ("default", "mirrored"):
             raise ConfigError(f"train.strategy: expected default or mirrored, got {self.strategy!r}")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -196,6 +208,10 @@ def make_config_class(data_class):
         search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
         tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
         seed: int = 42
+
+        def __post_init__(self):
+            if not 0 <= self.seed <= SEED_MAX:
+                raise ConfigError(f"seed: expected an integer from 0 to {SEED_MAX}, got {self.seed!r}")
 
     Config.__name__ = Config.__qualname__ = f"{data_class.__name__.removesuffix('DataConfig')}Config"
     return Config

@@ -63,6 +63,14 @@ def test_defaults_and_overrides(tmp_path):
         ("", ["model.dropout=1.5"], r"model.dropout: expected a number in \[0, 1\), got 1.5"),
         ("", ["model.recurrent_dropout=1"], r"model.recurrent_dropout: expected a number in \[0, 1\), got 1.0"),
         ("", ["model.dropout=-0.1"], r"model.dropout: expected a number in \[0, 1\), got -0.1"),
+        ("", ["train.epochs=0"], r"train.epochs: expected a positive integer, got 0"),
+        ("", ["train.batch_size=-8"], r"train.batch_size: expected a positive integer, got -8"),
+        ("", ["train.learning_rate=0"], r"train.learning_rate: expected a positive number, got 0.0"),
+        ("", ["train.learning_rate=.nan"], r"train.learning_rate: expected a positive number, got nan"),
+        ("", ["train.clipnorm=-1"], r"train.clipnorm: expected a positive number, got -1.0"),
+        ("", ["train.early_stopping_patience=-1"], r"train.early_stopping_patience: expected an integer >= 0, got -1"),
+        ("", ["seed=-1"], r"seed: expected an integer from 0 to 4294967295, got -1"),
+        ("", ["seed=4294967296"], r"seed: expected an integer from 0 to 4294967295, got 4294967296"),
     ],
 )
 def test_bad_config_names_the_dotted_key(tmp_path, text, overrides, message):
