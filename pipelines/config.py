@@ -8,6 +8,7 @@ YAML before validation, so they are checked the same way.
 import copy
 import dataclasses
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,6 +22,8 @@ from pipelines.errors import ConfigError
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 PARAM_TYPES = ("categorical", "int", "float")
 SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seed range
+ALIAS_PATTERN = re.compile(r"[\w-]+")  # MLflow's rule for registered model aliases
+RESERVED_ALIAS_PATTERN = re.compile(r"[vV]\d+")  # MLflow's version aliases
 
 
 @dataclasses.dataclass
@@ -115,6 +118,16 @@ class TrackingConfig:
     experiment: str | None = None
     registered_model: str | None = None
     alias: str = "champion"
+
+    def __post_init__(self):
+        # MLflow checks the alias only when it sets it, after the model version is registered
+        # (mlflow.utils.validation._validate_model_alias_name and _validate_model_alias_name_reserved).
+        if not ALIAS_PATTERN.fullmatch(self.alias) or len(self.alias) > 255:
+            raise ConfigError(
+                f"tracking.alias: expected 1 to 255 letters, digits, underscores or dashes, got {self.alias!r}"
+            )
+        if self.alias.lower() == "latest" or RESERVED_ALIAS_PATTERN.fullmatch(self.alias):
+            raise ConfigError(f"tracking.alias: latest and v<number> are reserved by MLflow, got {self.alias!r}")
 
 
 def _type_name(annotation) -> str:

@@ -71,6 +71,11 @@ def test_defaults_and_overrides(tmp_path):
         ("", ["train.early_stopping_patience=-1"], r"train.early_stopping_patience: expected an integer >= 0, got -1"),
         ("", ["seed=-1"], r"seed: expected an integer from 0 to 4294967295, got -1"),
         ("", ["seed=4294967296"], r"seed: expected an integer from 0 to 4294967295, got 4294967296"),
+        ("", ["tracking.alias=latest"], r"tracking.alias: latest and v<number> are reserved by MLflow, got 'latest'"),
+        ("", ["tracking.alias=V3"], r"tracking.alias: latest .* reserved by MLflow, got 'V3'"),
+        ("", ["tracking.alias=best model"], r"tracking.alias: expected 1 to 255 letters, .*, got 'best model'"),
+        ("", ["tracking.alias=''"], r"tracking.alias: expected 1 to 255 letters"),
+        ("", ["tracking.alias=a.b"], r"tracking.alias: expected 1 to 255 letters"),
     ],
 )
 def test_bad_config_names_the_dotted_key(tmp_path, text, overrides, message):
@@ -110,3 +115,24 @@ def test_every_shipped_config_builds(path):
     config = load_config(task.config_class, path)
     assert config.search.space, "each task ships a search space"
     assert task.objective.startswith("val_")
+
+
+@pytest.mark.parametrize(
+    "alias", ["champion", "challenger-2", "v1x", "Latest_model", "v", "x" * 255, "latest", "v12", "a b", "x" * 256]
+)
+def test_alias_rule_matches_mlflow(alias):
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_alias_name, _validate_model_alias_name_reserved
+
+    try:
+        _validate_model_alias_name(alias)
+        _validate_model_alias_name_reserved(alias)
+        mlflow_accepts = True
+    except MlflowException:
+        mlflow_accepts = False
+    try:
+        load_config(ToyConfig, overrides=[f"tracking.alias={alias}"])
+        we_accept = True
+    except ConfigError:
+        we_accept = False
+    assert we_accept == mlflow_accepts
