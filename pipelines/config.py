@@ -21,6 +21,7 @@ from pipelines.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 PARAM_TYPES = ("categorical", "int", "float")
+SPACE_PREFIX = "search.space."
 SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seed range
 ALIAS_PATTERN = re.compile(r"[\w-]+")  # MLflow's rule for registered model aliases
 RESERVED_ALIAS_PATTERN = re.compile(r"[vV]\d+")  # MLflow's version aliases
@@ -239,15 +240,26 @@ def parse_override(text):
 
 
 def set_dotted(raw, key, value):
-    """Set `raw["a"]["b"] = value` for key `"a.b"`, creating mappings on the way."""
+    """Set `raw["a"]["b"] = value` for key `"a.b"`, creating mappings on the way.
+
+    A search space entry is named by a dotted key itself: `search.space.model.units` sets
+    `raw["search"]["space"]["model.units"]`, and an empty value removes that entry.
+    """
     node = raw
     parts = key.split(".")
+    if key.startswith(SPACE_PREFIX):
+        parts = [*SPACE_PREFIX.split(".")[:-1], key.removeprefix(SPACE_PREFIX)]
     for part in parts[:-1]:
-        child = node.setdefault(part, {})
+        child = node.get(part)
+        if child is None:  # a section left empty in the YAML (every key commented out) loads as null
+            child = node[part] = {}
         if not isinstance(child, dict):
             raise ConfigError(f"{key}: {part} is not a section")
         node = child
-    node[parts[-1]] = value
+    if value is None and key.startswith(SPACE_PREFIX):
+        node.pop(parts[-1], None)
+    else:
+        node[parts[-1]] = value
 
 
 def get_dotted(config, key):

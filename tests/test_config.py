@@ -117,6 +117,36 @@ def test_every_shipped_config_builds(path):
     assert task.objective.startswith("val_")
 
 
+def test_search_space_entries_can_be_set_replaced_and_removed(tmp_path):
+    path = _write(tmp_path, "search:\n  space:\n    model.units: {type: int, low: 8, high: 16}\n")
+    config = load_config(
+        ToyConfig,
+        path,
+        [
+            "search.space.model.units={type: int, low: 8, high: 64, log: true}",
+            "search.space.train.learning_rate={type: float, low: 1e-4, high: 1e-2, log: true}",
+            "search.space.data.window={type: categorical, choices: [5, 10]}",
+            "search.space.data.window=",
+        ],
+    )
+    assert list(config.search.space) == ["model.units", "train.learning_rate"]
+    assert (config.search.space["model.units"].high, config.search.space["model.units"].log) == (64, True)
+    assert config.search.space["train.learning_rate"].low == pytest.approx(1e-4)
+    with pytest.raises(ConfigError, match=r"search.space.model.unitz: model.unitz is not a config key"):
+        load_config(ToyConfig, path, ["search.space.model.unitz={type: int, low: 8, high: 64}"])
+
+
+def test_override_into_a_section_left_null(tmp_path):
+    path = _write(tmp_path, "tracking:\n  # alias: champion\nsearch:\nmodel:\n  units: 8\n")
+    config = load_config(
+        ToyConfig, path, ["tracking.alias=staging", "search.space.model.units={type: int, low: 8, high: 9}"]
+    )
+    assert (config.tracking.alias, config.model.units) == ("staging", 8)
+    assert list(config.search.space) == ["model.units"]
+    with pytest.raises(ConfigError, match=r"model.units.x: units is not a section"):
+        load_config(ToyConfig, path, ["model.units.x=1"])
+
+
 @pytest.mark.parametrize(
     "alias", ["champion", "challenger-2", "v1x", "Latest_model", "v", "x" * 255, "latest", "v12", "a b", "x" * 256]
 )
