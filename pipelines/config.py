@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from lstm_models import VARIANTS
 from pipelines.errors import ConfigError
@@ -305,9 +306,19 @@ def flatten(raw, prefix=""):
     return flat
 
 
+def _distribution(param):
+    """The Optuna distribution `tuning.suggest` asks a trial for; a ValueError if Optuna rejects it."""
+    if param.type == "categorical":
+        return CategoricalDistribution(param.choices)
+    if param.type == "int":
+        return IntDistribution(int(param.low), int(param.high), log=param.log, step=int(param.step or 1))
+    return FloatDistribution(param.low, param.high, log=param.log, step=param.step)
+
+
 def _validate_space(config):
+    """Check each search space entry as Optuna will see it, and that its values fit its config key."""
     for key, param in config.search.space.items():
-        where = f"search.space.{key}"
+        where = f"{SPACE_PREFIX}{key}"
         try:
             get_dotted(config, key)
         except AttributeError:
@@ -318,6 +329,21 @@ def _validate_space(config):
             raise ConfigError(f"{where}.choices: a categorical parameter needs a non-empty list")
         if param.type != "categorical" and (param.low is None or param.high is None or param.low > param.high):
             raise ConfigError(f"{where}: {param.type} parameters need low <= high, got {param.low}..{param.high}")
+        bounds = [value for value in (param.low, param.high, param.step) if value is not None]
+        if param.type == "int" and not all(value.is_integer() for value in bounds):
+            raise ConfigError(
+                f"{where}: int parameters need whole numbers, got low={param.low}, high={param.high}, step={param.step}"
+            )
+        try:
+            distribution = _distribution(param)
+        except ValueError as error:
+            raise ConfigError(f"{where}: {error}") from None
+        values = distribution.choices if param.type == "categorical" else (distribution.low, distribution.high)
+        for value in values:
+            try:
+                with_values(config, {key: value})
+            except ConfigError as error:
+                raise ConfigError(f"{where}: {value!r} is not a valid {key} ({error})") from None
     if config.search.direction not in ("minimize", "maximize"):
         raise ConfigError(f"search.direction: expected minimize or maximize, got {config.search.direction!r}")
 

@@ -117,6 +117,39 @@ def test_every_shipped_config_builds(path):
     assert task.objective.startswith("val_")
 
 
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("{type: int, low: 0, high: 8, log: true}", r"`low >= 1` must hold for `log=True`"),
+        ("{type: int, low: 1, high: 8, log: true, step: 2}", r"step is 1 when `log` argument is True"),
+        ("{type: int, low: 8, high: 64.5}", r"int parameters need whole numbers, got low=8.0, high=64.5"),
+        ("{type: int, low: 8, high: 64, step: -2}", r"`step > 0` must hold"),
+        ("{type: categorical, choices: []}", r"a categorical parameter needs a non-empty list"),
+        ("{type: float, low: 8, high: 64}", r"8.0 is not a valid model.units \(model.units: expected int, got 8.0\)"),
+        ("{type: categorical, choices: [16, 'many']}", r"'many' is not a valid model.units"),
+        ("{type: int, low: 0, high: 8}", r"0 is not a valid model.units \(model.units: expected a positive integer"),
+    ],
+)
+def test_bad_search_space_names_the_entry(param, message):
+    with pytest.raises(ConfigError, match=rf"^search.space.model.units\S*: .*{message}"):
+        load_config(ToyConfig, overrides=[f"search.space.model.units={param}"])
+
+
+@pytest.mark.parametrize(
+    ("key", "param", "message"),
+    [
+        ("train.learning_rate", "{type: float, low: 0.0, high: 0.1, log: true}", r"`low > 0` must hold"),
+        ("train.learning_rate", "{type: float, low: 0.001, high: 0.1, log: true, step: 0.01}", r"`step` is not"),
+        ("model.dropout", "{type: float, low: 0.0, high: 1.0}", r"1.0 is not a valid model.dropout"),
+        ("model.variant", "{type: int, low: 1, high: 3}", r"1 is not a valid model.variant"),
+        ("model.variant", "{type: categorical, choices: [lstm, transformer]}", r"'transformer' is not a valid"),
+    ],
+)
+def test_search_space_values_must_fit_their_key(key, param, message):
+    with pytest.raises(ConfigError, match=rf"^search.space.{key}: .*{message}"):
+        load_config(ToyConfig, overrides=[f"search.space.{key}={param}"])
+
+
 def test_search_space_entries_can_be_set_replaced_and_removed(tmp_path):
     path = _write(tmp_path, "search:\n  space:\n    model.units: {type: int, low: 8, high: 16}\n")
     config = load_config(
