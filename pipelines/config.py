@@ -237,7 +237,10 @@ def parse_override(text):
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set model.units=128")
-    return key.strip(), yaml.safe_load(value) if value.strip() else None
+    try:
+        return key.strip(), yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML: {error}") from None
 
 
 def set_dotted(raw, key, value):

@@ -89,6 +89,8 @@ def test_override_syntax_errors():
         parse_override("model.units")
     assert parse_override("model.variant=gru") == ("model.variant", "gru")
     assert parse_override("search.timeout=") == ("search.timeout", None)
+    with pytest.raises(ConfigError, match=r"--set 'model.units=\[1,': the value is not valid YAML"):
+        parse_override("model.units=[1,")
 
 
 def test_missing_file_and_bad_yaml(tmp_path):
