@@ -7,17 +7,25 @@ YAML before validation, so they are checked the same way.
 
 import copy
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from lstm_models import VARIANTS
 from pipelines.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 PARAM_TYPES = ("categorical", "int", "float")
+SPACE_PREFIX = "search.space."
+SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seed range
+ALIAS_PATTERN = re.compile(r"[\w-]+")  # MLflow's rule for registered model aliases
+RESERVED_ALIAS_PATTERN = re.compile(r"[vV]\d+")  # MLflow's version aliases
 
 
 @dataclasses.dataclass
@@ -29,6 +37,16 @@ class ModelConfig:
     num_layers: int = 1
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"model.variant: expected one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        for key in ("units", "num_layers"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key}: expected a positive integer, got {getattr(self, key)!r}")
+        for key in ("dropout", "recurrent_dropout"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"model.{key}: expected a number in [0, 1), got {getattr(self, key)!r}")
 
 
 @dataclasses.dataclass
@@ -47,6 +65,16 @@ class TrainConfig:
     ensemble_size: int = 1  # members trained with seeds seed, seed + 1, ...; the logged model averages their outputs
 
     def __post_init__(self):
+        for key in ("epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key}: expected a positive integer, got {getattr(self, key)!r}")
+        for key in ("learning_rate", "clipnorm"):
+            if not 0 < getattr(self, key) < math.inf:
+                raise ConfigError(f"train.{key}: expected a positive number, got {getattr(self, key)!r}")
+        if self.early_stopping_patience < 0:
+            raise ConfigError(
+                f"train.early_stopping_patience: expected an integer >= 0, got {self.early_stopping_patience!r}"
+            )
         if self.strategy not in ("default", "mirrored"):
             raise ConfigError(f"train.strategy: expected default or mirrored, got {self.strategy!r}")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -92,6 +120,16 @@ class TrackingConfig:
     experiment: str | None = None
     registered_model: str | None = None
     alias: str = "champion"
+
+    def __post_init__(self):
+        # MLflow checks the alias only when it sets it, after the model version is registered
+        # (mlflow.utils.validation._validate_model_alias_name and _validate_model_alias_name_reserved).
+        if not ALIAS_PATTERN.fullmatch(self.alias) or len(self.alias) > 255:
+            raise ConfigError(
+                f"tracking.alias: expected 1 to 255 letters, digits, underscores or dashes, got {self.alias!r}"
+            )
+        if self.alias.lower() == "latest" or RESERVED_ALIAS_PATTERN.fullmatch(self.alias):
+            raise ConfigError(f"tracking.alias: latest and v<number> are reserved by MLflow, got {self.alias!r}")
 
 
 def _type_name(annotation) -> str:
@@ -186,6 +224,10 @@ def make_config_class(data_class):
         tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
         seed: int = 42
 
+        def __post_init__(self):
+            if not 0 <= self.seed <= SEED_MAX:
+                raise ConfigError(f"seed: expected an integer from 0 to {SEED_MAX}, got {self.seed!r}")
+
     Config.__name__ = Config.__qualname__ = f"{data_class.__name__.removesuffix('DataConfig')}Config"
     return Config
 
@@ -195,19 +237,33 @@ def parse_override(text):
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set model.units=128")
-    return key.strip(), yaml.safe_load(value) if value.strip() else None
+    try:
+        return key.strip(), yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML: {error}") from None
 
 
 def set_dotted(raw, key, value):
-    """Set `raw["a"]["b"] = value` for key `"a.b"`, creating mappings on the way."""
+    """Set `raw["a"]["b"] = value` for key `"a.b"`, creating mappings on the way.
+
+    A search space entry is named by a dotted key itself: `search.space.model.units` sets
+    `raw["search"]["space"]["model.units"]`, and an empty value removes that entry.
+    """
     node = raw
     parts = key.split(".")
+    if key.startswith(SPACE_PREFIX):
+        parts = [*SPACE_PREFIX.split(".")[:-1], key.removeprefix(SPACE_PREFIX)]
     for part in parts[:-1]:
-        child = node.setdefault(part, {})
+        child = node.get(part)
+        if child is None:  # a section left empty in the YAML (every key commented out) loads as null
+            child = node[part] = {}
         if not isinstance(child, dict):
             raise ConfigError(f"{key}: {part} is not a section")
         node = child
-    node[parts[-1]] = value
+    if value is None and key.startswith(SPACE_PREFIX):
+        node.pop(parts[-1], None)
+    else:
+        node[parts[-1]] = value
 
 
 def get_dotted(config, key):
@@ -253,9 +309,19 @@ def flatten(raw, prefix=""):
     return flat
 
 
+def _distribution(param):
+    """The Optuna distribution `tuning.suggest` asks a trial for; a ValueError if Optuna rejects it."""
+    if param.type == "categorical":
+        return CategoricalDistribution(param.choices)
+    if param.type == "int":
+        return IntDistribution(int(param.low), int(param.high), log=param.log, step=int(param.step or 1))
+    return FloatDistribution(param.low, param.high, log=param.log, step=param.step)
+
+
 def _validate_space(config):
+    """Check each search space entry as Optuna will see it, and that its values fit its config key."""
     for key, param in config.search.space.items():
-        where = f"search.space.{key}"
+        where = f"{SPACE_PREFIX}{key}"
         try:
             get_dotted(config, key)
         except AttributeError:
@@ -266,6 +332,21 @@ def _validate_space(config):
             raise ConfigError(f"{where}.choices: a categorical parameter needs a non-empty list")
         if param.type != "categorical" and (param.low is None or param.high is None or param.low > param.high):
             raise ConfigError(f"{where}: {param.type} parameters need low <= high, got {param.low}..{param.high}")
+        bounds = [value for value in (param.low, param.high, param.step) if value is not None]
+        if param.type == "int" and not all(value.is_integer() for value in bounds):
+            raise ConfigError(
+                f"{where}: int parameters need whole numbers, got low={param.low}, high={param.high}, step={param.step}"
+            )
+        try:
+            distribution = _distribution(param)
+        except ValueError as error:
+            raise ConfigError(f"{where}: {error}") from None
+        values = distribution.choices if param.type == "categorical" else (distribution.low, distribution.high)
+        for value in values:
+            try:
+                with_values(config, {key: value})
+            except ConfigError as error:
+                raise ConfigError(f"{where}: {value!r} is not a valid {key} ({error})") from None
     if config.search.direction not in ("minimize", "maximize"):
         raise ConfigError(f"search.direction: expected minimize or maximize, got {config.search.direction!r}")
 

@@ -57,6 +57,25 @@ def test_defaults_and_overrides(tmp_path):
         ("search:\n  space:\n    model.units: {type: int, low: 5, high: 1}\n", [], r"low <= high"),
         ("search:\n  space:\n    model.units: {type: int, lo: 5}\n", [], r"search.space.model.units.lo: unknown key"),
         ("model: [1, 2]\n", [], r"model: expected a mapping"),
+        ("", ["model.variant=transformer"], r"model.variant: expected one of rnn, lstm, .*, got 'transformer'"),
+        ("", ["model.units=0"], r"model.units: expected a positive integer, got 0"),
+        ("", ["model.num_layers=-1"], r"model.num_layers: expected a positive integer, got -1"),
+        ("", ["model.dropout=1.5"], r"model.dropout: expected a number in \[0, 1\), got 1.5"),
+        ("", ["model.recurrent_dropout=1"], r"model.recurrent_dropout: expected a number in \[0, 1\), got 1.0"),
+        ("", ["model.dropout=-0.1"], r"model.dropout: expected a number in \[0, 1\), got -0.1"),
+        ("", ["train.epochs=0"], r"train.epochs: expected a positive integer, got 0"),
+        ("", ["train.batch_size=-8"], r"train.batch_size: expected a positive integer, got -8"),
+        ("", ["train.learning_rate=0"], r"train.learning_rate: expected a positive number, got 0.0"),
+        ("", ["train.learning_rate=.nan"], r"train.learning_rate: expected a positive number, got nan"),
+        ("", ["train.clipnorm=-1"], r"train.clipnorm: expected a positive number, got -1.0"),
+        ("", ["train.early_stopping_patience=-1"], r"train.early_stopping_patience: expected an integer >= 0, got -1"),
+        ("", ["seed=-1"], r"seed: expected an integer from 0 to 4294967295, got -1"),
+        ("", ["seed=4294967296"], r"seed: expected an integer from 0 to 4294967295, got 4294967296"),
+        ("", ["tracking.alias=latest"], r"tracking.alias: latest and v<number> are reserved by MLflow, got 'latest'"),
+        ("", ["tracking.alias=V3"], r"tracking.alias: latest .* reserved by MLflow, got 'V3'"),
+        ("", ["tracking.alias=best model"], r"tracking.alias: expected 1 to 255 letters, .*, got 'best model'"),
+        ("", ["tracking.alias=''"], r"tracking.alias: expected 1 to 255 letters"),
+        ("", ["tracking.alias=a.b"], r"tracking.alias: expected 1 to 255 letters"),
     ],
 )
 def test_bad_config_names_the_dotted_key(tmp_path, text, overrides, message):
@@ -70,6 +89,8 @@ def test_override_syntax_errors():
         parse_override("model.units")
     assert parse_override("model.variant=gru") == ("model.variant", "gru")
     assert parse_override("search.timeout=") == ("search.timeout", None)
+    with pytest.raises(ConfigError, match=r"--set 'model.units=\[1,': the value is not valid YAML"):
+        parse_override("model.units=[1,")
 
 
 def test_missing_file_and_bad_yaml(tmp_path):
@@ -96,3 +117,87 @@ def test_every_shipped_config_builds(path):
     config = load_config(task.config_class, path)
     assert config.search.space, "each task ships a search space"
     assert task.objective.startswith("val_")
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("{type: int, low: 0, high: 8, log: true}", r"`low >= 1` must hold for `log=True`"),
+        ("{type: int, low: 1, high: 8, log: true, step: 2}", r"step is 1 when `log` argument is True"),
+        ("{type: int, low: 8, high: 64.5}", r"int parameters need whole numbers, got low=8.0, high=64.5"),
+        ("{type: int, low: 8, high: 64, step: -2}", r"`step > 0` must hold"),
+        ("{type: categorical, choices: []}", r"a categorical parameter needs a non-empty list"),
+        ("{type: float, low: 8, high: 64}", r"8.0 is not a valid model.units \(model.units: expected int, got 8.0\)"),
+        ("{type: categorical, choices: [16, 'many']}", r"'many' is not a valid model.units"),
+        ("{type: int, low: 0, high: 8}", r"0 is not a valid model.units \(model.units: expected a positive integer"),
+    ],
+)
+def test_bad_search_space_names_the_entry(param, message):
+    with pytest.raises(ConfigError, match=rf"^search.space.model.units\S*: .*{message}"):
+        load_config(ToyConfig, overrides=[f"search.space.model.units={param}"])
+
+
+@pytest.mark.parametrize(
+    ("key", "param", "message"),
+    [
+        ("train.learning_rate", "{type: float, low: 0.0, high: 0.1, log: true}", r"`low > 0` must hold"),
+        ("train.learning_rate", "{type: float, low: 0.001, high: 0.1, log: true, step: 0.01}", r"`step` is not"),
+        ("model.dropout", "{type: float, low: 0.0, high: 1.0}", r"1.0 is not a valid model.dropout"),
+        ("model.variant", "{type: int, low: 1, high: 3}", r"1 is not a valid model.variant"),
+        ("model.variant", "{type: categorical, choices: [lstm, transformer]}", r"'transformer' is not a valid"),
+    ],
+)
+def test_search_space_values_must_fit_their_key(key, param, message):
+    with pytest.raises(ConfigError, match=rf"^search.space.{key}: .*{message}"):
+        load_config(ToyConfig, overrides=[f"search.space.{key}={param}"])
+
+
+def test_search_space_entries_can_be_set_replaced_and_removed(tmp_path):
+    path = _write(tmp_path, "search:\n  space:\n    model.units: {type: int, low: 8, high: 16}\n")
+    config = load_config(
+        ToyConfig,
+        path,
+        [
+            "search.space.model.units={type: int, low: 8, high: 64, log: true}",
+            "search.space.train.learning_rate={type: float, low: 1e-4, high: 1e-2, log: true}",
+            "search.space.data.window={type: categorical, choices: [5, 10]}",
+            "search.space.data.window=",
+        ],
+    )
+    assert list(config.search.space) == ["model.units", "train.learning_rate"]
+    assert (config.search.space["model.units"].high, config.search.space["model.units"].log) == (64, True)
+    assert config.search.space["train.learning_rate"].low == pytest.approx(1e-4)
+    with pytest.raises(ConfigError, match=r"search.space.model.unitz: model.unitz is not a config key"):
+        load_config(ToyConfig, path, ["search.space.model.unitz={type: int, low: 8, high: 64}"])
+
+
+def test_override_into_a_section_left_null(tmp_path):
+    path = _write(tmp_path, "tracking:\n  # alias: champion\nsearch:\nmodel:\n  units: 8\n")
+    config = load_config(
+        ToyConfig, path, ["tracking.alias=staging", "search.space.model.units={type: int, low: 8, high: 9}"]
+    )
+    assert (config.tracking.alias, config.model.units) == ("staging", 8)
+    assert list(config.search.space) == ["model.units"]
+    with pytest.raises(ConfigError, match=r"model.units.x: units is not a section"):
+        load_config(ToyConfig, path, ["model.units.x=1"])
+
+
+@pytest.mark.parametrize(
+    "alias", ["champion", "challenger-2", "v1x", "Latest_model", "v", "x" * 255, "latest", "v12", "a b", "x" * 256]
+)
+def test_alias_rule_matches_mlflow(alias):
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_alias_name, _validate_model_alias_name_reserved
+
+    try:
+        _validate_model_alias_name(alias)
+        _validate_model_alias_name_reserved(alias)
+        mlflow_accepts = True
+    except MlflowException:
+        mlflow_accepts = False
+    try:
+        load_config(ToyConfig, overrides=[f"tracking.alias={alias}"])
+        we_accept = True
+    except ConfigError:
+        we_accept = False
+    assert we_accept == mlflow_accepts
