@@ -8,6 +8,7 @@ storage (possibly on another machine), logs under the same parent.
 import dataclasses
 import logging
 import math
+import secrets
 import tempfile
 import time
 
@@ -133,10 +134,13 @@ def suggest(trial, space):
 
 
 def load_or_create_study(name, storage, direction, seed):
-    """Create the study, or load it to resume or to join other workers; TPE seeded from `seed`.
+    """Create the study, or load it to resume or to join other workers.
 
-    The sampler seed is offset by the number of trials already in the study, so a resumed study
-    or a second worker does not replay the first worker's random start-up trials.
+    The process that creates the study seeds TPE from `seed`, so a tune in one process is
+    reproducible. A process that loads it (a resume, another worker) draws a fresh seed: any seed
+    derived from the study alone would be the same in workers that join at the same moment, and
+    they would propose the same parameters. Constant liar keeps TPE away from the parameters of
+    trials still running in other workers.
 
     Returns:
         `(study, created)`: `created` is true only in the one process that created the study.
@@ -149,8 +153,10 @@ def load_or_create_study(name, storage, direction, seed):
         created = False
     if study.direction.name.lower() != direction:
         raise PipelineError(f"study {name!r} exists with direction {study.direction.name.lower()}, not {direction}")
-    offset = len(study.get_trials(deepcopy=False))
-    study.sampler = optuna.samplers.TPESampler(seed=seed + offset, n_startup_trials=5)
+    if not created:
+        seed = secrets.randbits(32)
+        logger.info("joined study %s with TPE seed %d", name, seed)
+    study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, constant_liar=True)
     return study, created
 
 
