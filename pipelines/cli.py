@@ -36,8 +36,14 @@ def build_parser():
 
     tune = commands.add_parser("tune", help="run or resume an Optuna study, one MLflow parent run")
     _add_config_arguments(tune)
-    tune.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
-    tune.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    tune.add_argument(
+        "--trials", type=int, help="finished trials the study should hold (default: search.trials of the config)"
+    )
+    tune.add_argument(
+        "--timeout",
+        type=float,
+        help="stop starting new trials after this many seconds (default: search.timeout of the config)",
+    )
     tune.add_argument("--study", help="study name (default: the task name); rerun to resume")
     tune.add_argument("--storage", help="Optuna storage URL or journal file (default: sqlite:///optuna.db)")
     tune.add_argument("--register", action="store_true", help="register the best model as <task>@champion")
