@@ -164,7 +164,9 @@ def _parent_run(study, created, task_name, on_new_parent=None, wait_seconds=60.0
     """Start the study's parent run (in the creating process) or reopen it (resumes, other workers).
 
     Only the process that created the study creates the parent run, so concurrent workers never
-    make two; the others wait for its id to appear in the study's user attributes.
+    make two; the others wait for its id to appear in the study's user attributes. A parent run
+    that was deleted, or that lives in another tracking store, is replaced by a new one, which the
+    study then records.
     """
     parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
     deadline = time.monotonic() + wait_seconds
@@ -172,7 +174,15 @@ def _parent_run(study, created, task_name, on_new_parent=None, wait_seconds=60.0
         time.sleep(0.5)
         parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
     if parent_id is not None:
-        return mlflow.start_run(run_id=parent_id)
+        if tracking.run_is_live(parent_id):
+            return mlflow.start_run(run_id=parent_id)
+        logger.warning(
+            "parent run %s of study %s was not found in %s (deleted, or logged to another tracking store); "
+            "starting a new parent run for the trials to come",
+            parent_id,
+            study.study_name,
+            redact(tracking.tracking_uri()),
+        )
     run = mlflow.start_run(run_name=f"tune-{study.study_name}", tags={"optuna.study": study.study_name})
     study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
     mlflow.set_tag("task", task_name)

@@ -1,8 +1,13 @@
 """The tuning engine without training: studies, sampler seeds, parent runs, storage errors."""
 
-import pytest
+import logging
+from types import SimpleNamespace
 
-from pipelines import tuning
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipelines import runner, tuning
 from pipelines.tasks import get_task
 from pipelines.workflows import load_task_config
 
@@ -36,3 +41,47 @@ def test_a_new_study_proposes_the_same_parameters_for_the_same_seed(config, tmp_
         assert created
         proposals.append(_first_params(study, config))
     assert proposals[0] == proposals[1]
+
+
+@pytest.fixture
+def instant_training(monkeypatch):
+    """Trials that 'train' at once: every objective value is 1.0 and no model is logged."""
+
+    def train_and_log(task, config, source, callbacks=()):
+        evaluation = SimpleNamespace(metrics={task.objective: 1.0}, headline="")
+        return SimpleNamespace(model_uri="", evaluation=evaluation)
+
+    monkeypatch.setattr(runner, "train_and_log", train_and_log)
+
+
+def _tune(config, storage, trials=0, **kwargs):
+    return tuning.tune(get_task("stock_forecasting"), config, None, trials, study_name="s", storage=storage, **kwargs)
+
+
+def _parent_id_in_study(storage):
+    return optuna.load_study(study_name="s", storage=tuning.open_storage(storage)).user_attrs[tuning.PARENT_RUN_ATTR]
+
+
+@pytest.mark.parametrize("gone", ["deleted", "in another store"])
+def test_resuming_a_study_whose_parent_run_is_gone_starts_a_new_parent(
+    gone, config, instant_training, tmp_path, caplog
+):
+    storage = str(tmp_path / "journal.log")
+    old = _tune(config, storage).parent_run_id
+    if gone == "deleted":
+        MlflowClient().delete_run(old)
+    else:
+        old = "0" * 32
+        optuna.load_study(study_name="s", storage=tuning.open_storage(storage)).set_user_attr(
+            tuning.PARENT_RUN_ATTR, old
+        )
+
+    with caplog.at_level(logging.WARNING, logger="pipelines.tuning"):
+        resumed = _tune(config, storage, trials=1)
+    assert resumed.parent_run_id != old
+    assert f"parent run {old} of study s was not found" in caplog.text
+    assert _parent_id_in_study(storage) == resumed.parent_run_id
+    (trial,) = optuna.load_study(study_name="s", storage=tuning.open_storage(storage)).trials
+    trial_run = MlflowClient().get_run(trial.user_attrs["mlflow_run_id"])
+    assert trial_run.data.tags["mlflow.parentRunId"] == resumed.parent_run_id
+    assert MlflowClient().get_run(resumed.parent_run_id).info.status == "FINISHED"
