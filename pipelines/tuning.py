@@ -73,8 +73,8 @@ def open_storage(storage=None, heartbeat_interval=10, grace_period=30, max_retry
     failed after `grace_period` seconds and retried. Journal files have no heartbeat.
 
     Args:
-        storage: `None`, a journal file path, or any Optuna RDB URL (`sqlite:///...`,
-            `postgresql://...`).
+        storage: `None`, a journal file path (its folder must exist), or any Optuna RDB URL
+            (`sqlite:///...`, `postgresql://...`).
         heartbeat_interval: Seconds between a running trial's heartbeats.
         grace_period: Seconds without heartbeat after which a trial counts as lost.
         max_retry: Retries of a lost trial.
@@ -84,7 +84,12 @@ def open_storage(storage=None, heartbeat_interval=10, grace_period=30, max_retry
     """
     storage = storage or DEFAULT_STORAGE
     if "://" not in storage:
-        return JournalStorage(JournalFileBackend(storage))
+        try:
+            return JournalStorage(JournalFileBackend(storage))
+        except OSError as error:
+            # No folder is created: a mistyped path or an unmounted share would quietly start a
+            # second study that the other workers never see.
+            raise StorageUnavailable(f"cannot open Optuna journal file {storage}: {error.strerror or error}") from None
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(

@@ -115,3 +115,10 @@ def test_mlproject_parameters_become_cli_arguments():
         "5",
         "--register",
     ]
+
+
+def test_journal_in_a_missing_folder_is_a_clear_error(capsys, tmp_path):
+    journal = tmp_path / "missing" / "journal.log"
+    assert main(["tune", "stock_forecasting", "--trials", "1", "--storage", str(journal)]) == 2
+    assert f"cannot open Optuna journal file {journal}: No such file or directory" in capsys.readouterr().err
+    assert not journal.parent.exists()
