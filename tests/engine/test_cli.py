@@ -122,3 +122,12 @@ def test_journal_in_a_missing_folder_is_a_clear_error(capsys, tmp_path):
     assert main(["tune", "stock_forecasting", "--trials", "1", "--storage", str(journal)]) == 2
     assert f"cannot open Optuna journal file {journal}: No such file or directory" in capsys.readouterr().err
     assert not journal.parent.exists()
+
+
+@pytest.mark.parametrize("fmt", ["keras", "savedmodel", "onnx"])
+def test_int8_outside_tflite_is_a_usage_error(fmt, capsys, tmp_path):
+    argv = ["export", "--model", "models:/stock_forecasting@champion", "--format", fmt, "--output", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--int8"])
+    assert exit_info.value.code == 2
+    assert f"--int8 applies to --format tflite only, not --format {fmt}" in capsys.readouterr().err
