@@ -197,11 +197,20 @@ def _parent_run(study, created, task_name, on_new_parent=None, wait_seconds=60.0
 
 
 def _close_orphan_runs(study):
-    """Mark FAILED the MLflow runs of trials that ended without closing them (lost workers)."""
+    """Mark FAILED the MLflow runs of trials that ended without closing them (lost workers).
+
+    A run that cannot be read or closed (deleted, purged, tracking down) is skipped with a warning:
+    the sweep must not cost the tune its summary.
+    """
     for trial in study.get_trials(deepcopy=False):
         run_id = trial.user_attrs.get("mlflow_run_id")
-        if run_id and trial.state != TrialState.RUNNING and tracking.run_status(run_id) == "RUNNING":
-            tracking.mark_lost(run_id, f"trial ended as {trial.state.name} without closing its run")
+        if not run_id or trial.state == TrialState.RUNNING:
+            continue
+        try:
+            if tracking.run_status(run_id) == "RUNNING":
+                tracking.mark_lost(run_id, f"trial ended as {trial.state.name} without closing its run")
+        except Exception as error:
+            logger.warning("could not check MLflow run %s of trial %d: %s", run_id, trial.number, error)
 
 
 def _objective(task, config, source, study_name, parent_run_id):
@@ -303,8 +312,8 @@ def tune(task, config, source, trials, timeout=None, study_name=None, storage=No
     study.pruner = pruner
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     remaining = trials - finished
-    parent = _parent_run(study, created, task.name, on_parent)
     try:
+        parent = _parent_run(study, created, task.name, on_parent)
         if remaining > 0:
             logger.info("study %s: %d finished trials, running up to %d more", study_name, finished, remaining)
             start = time.monotonic()

@@ -3,9 +3,11 @@
 import logging
 from types import SimpleNamespace
 
+import mlflow
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from pipelines import runner, tuning
 from pipelines.tasks import get_task
@@ -85,3 +87,33 @@ def test_resuming_a_study_whose_parent_run_is_gone_starts_a_new_parent(
     trial_run = MlflowClient().get_run(trial.user_attrs["mlflow_run_id"])
     assert trial_run.data.tags["mlflow.parentRunId"] == resumed.parent_run_id
     assert MlflowClient().get_run(resumed.parent_run_id).info.status == "FINISHED"
+
+
+def test_a_parent_run_whose_setup_fails_is_closed_as_failed(config, tmp_path):
+    def log_dataset():
+        raise RuntimeError("dataset upload failed")
+
+    storage = str(tmp_path / "journal.log")
+    with pytest.raises(RuntimeError, match="dataset upload failed"):
+        _tune(config, storage, on_parent=log_dataset)
+    assert mlflow.active_run() is None
+    assert MlflowClient().get_run(_parent_id_in_study(storage)).info.status == "FAILED"
+
+
+def test_a_trial_run_gone_from_tracking_neither_stops_the_sweep_nor_the_summary(config, tmp_path, caplog):
+    storage = str(tmp_path / "journal.log")
+    _tune(config, storage)
+    study = optuna.load_study(study_name="s", storage=tuning.open_storage(storage))
+    client = MlflowClient()
+    left_running = client.create_run("0").info.run_id
+    for run_id in ("f" * 32, left_running):  # a purged run, then one whose worker died before closing it
+        trial = study.ask()
+        trial.set_user_attr("mlflow_run_id", run_id)
+        study.tell(trial, state=TrialState.FAIL)
+
+    with caplog.at_level(logging.WARNING, logger="pipelines.tuning"):
+        result = _tune(config, storage)
+    assert f"MLflow run {'f' * 32} of trial 0" in caplog.text
+    assert client.get_run(left_running).info.status == "FAILED"
+    assert result.counts["fail"] == 2
+    assert client.get_run(result.parent_run_id).data.metrics["trials_fail"] == 2
