@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from pipelines import runner, tuning
+from pipelines import runner, tracking, tuning
 from pipelines.tasks import get_task
 from pipelines.workflows import load_task_config
 
@@ -20,6 +20,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning
 @pytest.fixture
 def config():
     return load_task_config(get_task("stock_forecasting"))
+
+
+@pytest.fixture
+def experiment_id():
+    """The task's experiment in this test's tracking store, made the active one as a tune does."""
+    return tracking.setup("stock_forecasting")
 
 
 def _first_params(study, config):
@@ -56,7 +62,7 @@ def instant_training(monkeypatch):
     monkeypatch.setattr(runner, "train_and_log", train_and_log)
 
 
-def _tune(config, storage, trials=0, **kwargs):
+def _tune(config, storage, trials=0, **kwargs):  # trials=0: just the parent run and the summary
     return tuning.tune(get_task("stock_forecasting"), config, None, trials, study_name="s", storage=storage, **kwargs)
 
 
@@ -66,7 +72,7 @@ def _parent_id_in_study(storage):
 
 @pytest.mark.parametrize("gone", ["deleted", "in another store"])
 def test_resuming_a_study_whose_parent_run_is_gone_starts_a_new_parent(
-    gone, config, instant_training, tmp_path, caplog
+    gone, config, experiment_id, instant_training, tmp_path, caplog
 ):
     storage = str(tmp_path / "journal.log")
     old = _tune(config, storage).parent_run_id
@@ -89,7 +95,7 @@ def test_resuming_a_study_whose_parent_run_is_gone_starts_a_new_parent(
     assert MlflowClient().get_run(resumed.parent_run_id).info.status == "FINISHED"
 
 
-def test_a_parent_run_whose_setup_fails_is_closed_as_failed(config, tmp_path):
+def test_a_parent_run_whose_setup_fails_is_closed_as_failed(config, experiment_id, tmp_path):
     def log_dataset():
         raise RuntimeError("dataset upload failed")
 
@@ -100,12 +106,14 @@ def test_a_parent_run_whose_setup_fails_is_closed_as_failed(config, tmp_path):
     assert MlflowClient().get_run(_parent_id_in_study(storage)).info.status == "FAILED"
 
 
-def test_a_trial_run_gone_from_tracking_neither_stops_the_sweep_nor_the_summary(config, tmp_path, caplog):
+def test_a_trial_run_gone_from_tracking_neither_stops_the_sweep_nor_the_summary(
+    config, experiment_id, tmp_path, caplog
+):
     storage = str(tmp_path / "journal.log")
     _tune(config, storage)
     study = optuna.load_study(study_name="s", storage=tuning.open_storage(storage))
     client = MlflowClient()
-    left_running = client.create_run("0").info.run_id
+    left_running = client.create_run(experiment_id).info.run_id
     for run_id in ("f" * 32, left_running):  # a purged run, then one whose worker died before closing it
         trial = study.ask()
         trial.set_user_attr("mlflow_run_id", run_id)
