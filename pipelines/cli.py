@@ -36,8 +36,14 @@ def build_parser():
 
     tune = commands.add_parser("tune", help="run or resume an Optuna study, one MLflow parent run")
     _add_config_arguments(tune)
-    tune.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
-    tune.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    tune.add_argument(
+        "--trials", type=int, help="finished trials the study should hold (default: search.trials of the config)"
+    )
+    tune.add_argument(
+        "--timeout",
+        type=float,
+        help="stop starting new trials after this many seconds (default: search.timeout of the config)",
+    )
     tune.add_argument("--study", help="study name (default: the task name); rerun to resume")
     tune.add_argument("--storage", help="Optuna storage URL or journal file (default: sqlite:///optuna.db)")
     tune.add_argument("--register", action="store_true", help="register the best model as <task>@champion")
@@ -56,7 +62,9 @@ def build_parser():
     export.add_argument("--model", required=True, help="model URI")
     export.add_argument("--format", required=True, choices=["keras", "savedmodel", "tflite", "onnx"])
     export.add_argument("--output", required=True, help="output folder")
-    export.add_argument("--int8", action="store_true", help="TFLite dynamic-range int8 quantisation")
+    export.add_argument(
+        "--int8", action="store_true", help="TFLite dynamic-range int8 quantisation (with --format tflite only)"
+    )
 
     demo = commands.add_parser("demo", help="a short tune of every task on offline data, then a summary")
     demo.add_argument("--trials", type=int, default=None, help="trials per task (default: from the demo)")
@@ -111,7 +119,11 @@ def main(argv=None):
     """Entry point of the `lstm-pipelines` console script."""
     from pipelines.errors import PipelineError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "export" and args.int8 and args.format != "tflite":
+        # Checked before the model is loaded: export_model would refuse it after the download.
+        parser.error(f"--int8 applies to --format tflite only, not --format {args.format}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

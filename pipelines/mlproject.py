@@ -31,7 +31,8 @@ def to_cli_arguments(argv):
         cli += ["--study", args.study] if args.study else []
         cli += ["--storage", args.storage] if args.storage else []
     if args.command == "tune":
-        cli += ["--trials", str(int(float(args.trials)))]
+        if args.trials and float(args.trials) > 0:  # 0 (the default): the config's search.trials
+            cli += ["--trials", str(int(float(args.trials)))]
         if args.timeout and float(args.timeout) > 0:
             cli += ["--timeout", args.timeout]
         if args.register.lower() in ("1", "true", "yes"):

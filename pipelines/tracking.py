@@ -196,6 +196,17 @@ def register(model_uri, name, alias, tags):
     return version
 
 
+def run_is_live(run_id):
+    """Whether the tracking store holds the run `run_id` and it is not deleted."""
+    try:
+        run = MlflowClient().get_run(run_id)
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return run.info.lifecycle_stage != "deleted"
+
+
 def run_status(run_id):
     """`RUNNING`, `FINISHED`, `FAILED` or `KILLED`."""
     return MlflowClient().get_run(run_id).info.status

@@ -8,6 +8,7 @@ storage (possibly on another machine), logs under the same parent.
 import dataclasses
 import logging
 import math
+import secrets
 import tempfile
 import time
 
@@ -72,8 +73,8 @@ def open_storage(storage=None, heartbeat_interval=10, grace_period=30, max_retry
     failed after `grace_period` seconds and retried. Journal files have no heartbeat.
 
     Args:
-        storage: `None`, a journal file path, or any Optuna RDB URL (`sqlite:///...`,
-            `postgresql://...`).
+        storage: `None`, a journal file path (its folder must exist), or any Optuna RDB URL
+            (`sqlite:///...`, `postgresql://...`).
         heartbeat_interval: Seconds between a running trial's heartbeats.
         grace_period: Seconds without heartbeat after which a trial counts as lost.
         max_retry: Retries of a lost trial.
@@ -83,7 +84,12 @@ def open_storage(storage=None, heartbeat_interval=10, grace_period=30, max_retry
     """
     storage = storage or DEFAULT_STORAGE
     if "://" not in storage:
-        return JournalStorage(JournalFileBackend(storage))
+        try:
+            return JournalStorage(JournalFileBackend(storage))
+        except OSError as error:
+            # No folder is created: a mistyped path or an unmounted share would quietly start a
+            # second study that the other workers never see.
+            raise StorageUnavailable(f"cannot open Optuna journal file {storage}: {error.strerror or error}") from None
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(
@@ -133,10 +139,13 @@ def suggest(trial, space):
 
 
 def load_or_create_study(name, storage, direction, seed):
-    """Create the study, or load it to resume or to join other workers; TPE seeded from `seed`.
+    """Create the study, or load it to resume or to join other workers.
 
-    The sampler seed is offset by the number of trials already in the study, so a resumed study
-    or a second worker does not replay the first worker's random start-up trials.
+    The process that creates the study seeds TPE from `seed`, so a tune in one process is
+    reproducible. A process that loads it (a resume, another worker) draws a fresh seed: any seed
+    derived from the study alone would be the same in workers that join at the same moment, and
+    they would propose the same parameters. Constant liar keeps TPE away from the parameters of
+    trials still running in other workers.
 
     Returns:
         `(study, created)`: `created` is true only in the one process that created the study.
@@ -149,8 +158,10 @@ def load_or_create_study(name, storage, direction, seed):
         created = False
     if study.direction.name.lower() != direction:
         raise PipelineError(f"study {name!r} exists with direction {study.direction.name.lower()}, not {direction}")
-    offset = len(study.get_trials(deepcopy=False))
-    study.sampler = optuna.samplers.TPESampler(seed=seed + offset, n_startup_trials=5)
+    if not created:
+        seed = secrets.randbits(32)
+        logger.info("joined study %s with TPE seed %d", name, seed)
+    study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, constant_liar=True)
     return study, created
 
 
@@ -158,7 +169,9 @@ def _parent_run(study, created, task_name, on_new_parent=None, wait_seconds=60.0
     """Start the study's parent run (in the creating process) or reopen it (resumes, other workers).
 
     Only the process that created the study creates the parent run, so concurrent workers never
-    make two; the others wait for its id to appear in the study's user attributes.
+    make two; the others wait for its id to appear in the study's user attributes. A parent run
+    that was deleted, or that lives in another tracking store, is replaced by a new one, which the
+    study then records.
     """
     parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
     deadline = time.monotonic() + wait_seconds
@@ -166,7 +179,15 @@ def _parent_run(study, created, task_name, on_new_parent=None, wait_seconds=60.0
         time.sleep(0.5)
         parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
     if parent_id is not None:
-        return mlflow.start_run(run_id=parent_id)
+        if tracking.run_is_live(parent_id):
+            return mlflow.start_run(run_id=parent_id)
+        logger.warning(
+            "parent run %s of study %s was not found in %s (deleted, or logged to another tracking store); "
+            "starting a new parent run for the trials to come",
+            parent_id,
+            study.study_name,
+            redact(tracking.tracking_uri()),
+        )
     run = mlflow.start_run(run_name=f"tune-{study.study_name}", tags={"optuna.study": study.study_name})
     study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
     mlflow.set_tag("task", task_name)
@@ -176,11 +197,20 @@ def _parent_run(study, created, task_name, on_new_parent=None, wait_seconds=60.0
 
 
 def _close_orphan_runs(study):
-    """Mark FAILED the MLflow runs of trials that ended without closing them (lost workers)."""
+    """Mark FAILED the MLflow runs of trials that ended without closing them (lost workers).
+
+    A run that cannot be read or closed (deleted, purged, tracking down) is skipped with a warning:
+    the sweep must not cost the tune its summary.
+    """
     for trial in study.get_trials(deepcopy=False):
         run_id = trial.user_attrs.get("mlflow_run_id")
-        if run_id and trial.state != TrialState.RUNNING and tracking.run_status(run_id) == "RUNNING":
-            tracking.mark_lost(run_id, f"trial ended as {trial.state.name} without closing its run")
+        if not run_id or trial.state == TrialState.RUNNING:
+            continue
+        try:
+            if tracking.run_status(run_id) == "RUNNING":
+                tracking.mark_lost(run_id, f"trial ended as {trial.state.name} without closing its run")
+        except Exception as error:
+            logger.warning("could not check MLflow run %s of trial %d: %s", run_id, trial.number, error)
 
 
 def _objective(task, config, source, study_name, parent_run_id):
@@ -282,8 +312,8 @@ def tune(task, config, source, trials, timeout=None, study_name=None, storage=No
     study.pruner = pruner
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     remaining = trials - finished
-    parent = _parent_run(study, created, task.name, on_parent)
     try:
+        parent = _parent_run(study, created, task.name, on_parent)
         if remaining > 0:
             logger.info("study %s: %d finished trials, running up to %d more", study_name, finished, remaining)
             start = time.monotonic()

@@ -45,11 +45,14 @@ def _open_storage(config, storage):
     return tuning.open_storage(storage, search.heartbeat_interval, search.grace_period, search.max_retry)
 
 
-def tune(task_name, trials, config_path=None, overrides=(), timeout=None, study=None, storage=None, register=False):
+def tune(
+    task_name, trials=None, config_path=None, overrides=(), timeout=None, study=None, storage=None, register=False
+):
     """Run or resume an Optuna study; optionally register the best model.
 
-    The storage and the tracking server are opened first, so an unreachable one fails within
-    seconds, before any data is read or model trained.
+    `trials` and `timeout` default to the config's `search.trials` and `search.timeout`. The
+    storage and the tracking server are opened first, so an unreachable one fails within seconds,
+    before any data is read or model trained.
 
     Returns:
         A `TuneResult`.
@@ -60,6 +63,8 @@ def tune(task_name, trials, config_path=None, overrides=(), timeout=None, study=
     storage_handle = _open_storage(config, storage)
     _experiment(task, config)
     source = task.load_source(config)
+    trials = config.search.trials if trials is None else trials
+    timeout = config.search.timeout if timeout is None else timeout
     result = tuning.tune(
         task, config, source, trials, timeout, study, storage_handle, on_parent=_log_input(task, config, source)
     )

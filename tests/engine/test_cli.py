@@ -5,8 +5,10 @@ import sys
 
 import pytest
 
+from pipelines import tuning
 from pipelines.cli import main
 from pipelines.mlproject import to_cli_arguments
+from tests.synthetic import write_ohlcv_csv
 
 COMMANDS = {
     "train": "--set KEY=VALUE",
@@ -51,6 +53,36 @@ def test_unknown_task_is_rejected(capsys):
     assert "invalid choice: 'weather'" in capsys.readouterr().err
 
 
+@pytest.fixture
+def tune_calls(monkeypatch):
+    """`(trials, timeout)` of every `tuning.tune` call, which returns at once without training."""
+    calls = []
+
+    def record(task, config, source, trials, timeout=None, study_name=None, storage=None, on_parent=None):
+        calls.append((trials, timeout))
+        return tuning.TuneResult(study_name or task.name, "no-run", None, {"complete": 0})
+
+    monkeypatch.setattr(tuning, "tune", record)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"), [([], (4, 30.0)), (["--trials", "2", "--timeout", "5"], (2, 5.0))], ids=["config", "cli"]
+)
+def test_tune_takes_trials_and_timeout_from_the_config_unless_given(options, expected, tune_calls, tmp_path):
+    prices = write_ohlcv_csv(tmp_path / "prices.csv", days=100)
+    config = ["--set", f"data.path={prices}", "--set", "search.trials=4", "--set", "search.timeout=30"]
+    assert main(["tune", "stock_forecasting", *config, "--storage", str(tmp_path / "j.log"), *options]) == 0
+    assert tune_calls == [expected]
+
+
+def test_mlproject_tune_defaults_leave_trials_and_timeout_to_the_config():
+    assert to_cli_arguments(["tune", "--task", "stock_forecasting", "--trials", "0", "--timeout", "0"]) == [
+        "tune",
+        "stock_forecasting",
+    ]
+
+
 def test_mlproject_parameters_become_cli_arguments():
     assert to_cli_arguments(
         [
@@ -83,3 +115,19 @@ def test_mlproject_parameters_become_cli_arguments():
         "5",
         "--register",
     ]
+
+
+def test_journal_in_a_missing_folder_is_a_clear_error(capsys, tmp_path):
+    journal = tmp_path / "missing" / "journal.log"
+    assert main(["tune", "stock_forecasting", "--trials", "1", "--storage", str(journal)]) == 2
+    assert f"cannot open Optuna journal file {journal}: No such file or directory" in capsys.readouterr().err
+    assert not journal.parent.exists()
+
+
+@pytest.mark.parametrize("fmt", ["keras", "savedmodel", "onnx"])
+def test_int8_outside_tflite_is_a_usage_error(fmt, capsys, tmp_path):
+    argv = ["export", "--model", "models:/stock_forecasting@champion", "--format", fmt, "--output", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--int8"])
+    assert exit_info.value.code == 2
+    assert f"--int8 applies to --format tflite only, not --format {fmt}" in capsys.readouterr().err

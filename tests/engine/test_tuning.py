@@ -1,0 +1,127 @@
+"""The tuning engine without training: studies, sampler seeds, parent runs, storage errors."""
+
+import logging
+from types import SimpleNamespace
+
+import mlflow
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from pipelines import runner, tracking, tuning
+from pipelines.tasks import get_task
+from pipelines.workflows import load_task_config
+
+# The tests ask for trials directly; Optuna warns that heartbeats are meant for `optimize`.
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+
+
+@pytest.fixture
+def config():
+    return load_task_config(get_task("stock_forecasting"))
+
+
+@pytest.fixture
+def experiment_id():
+    """The task's experiment in this test's tracking store, made the active one as a tune does."""
+    return tracking.setup("stock_forecasting")
+
+
+def _first_params(study, config):
+    return tuning.suggest(study.ask(), config.search.space)
+
+
+def test_workers_opening_a_new_study_together_propose_different_parameters(config, tmp_path):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    # Both open the study before either asks for a trial, as workers started together do.
+    opened = [tuning.load_or_create_study("shared", tuning.open_storage(url), "minimize", config.seed) for _ in "ab"]
+    assert [created for _, created in opened] == [True, False]
+    first, second = (_first_params(study, config) for study, _ in opened)
+    assert first != second
+
+
+def test_a_new_study_proposes_the_same_parameters_for_the_same_seed(config, tmp_path):
+    proposals = []
+    for name in ("one", "two"):
+        storage = tuning.open_storage(f"sqlite:///{tmp_path / name}.db")
+        study, created = tuning.load_or_create_study(name, storage, "minimize", config.seed)
+        assert created
+        proposals.append(_first_params(study, config))
+    assert proposals[0] == proposals[1]
+
+
+@pytest.fixture
+def instant_training(monkeypatch):
+    """Trials that 'train' at once: every objective value is 1.0 and no model is logged."""
+
+    def train_and_log(task, config, source, callbacks=()):
+        evaluation = SimpleNamespace(metrics={task.objective: 1.0}, headline="")
+        return SimpleNamespace(model_uri="", evaluation=evaluation)
+
+    monkeypatch.setattr(runner, "train_and_log", train_and_log)
+
+
+def _tune(config, storage, trials=0, **kwargs):  # trials=0: just the parent run and the summary
+    return tuning.tune(get_task("stock_forecasting"), config, None, trials, study_name="s", storage=storage, **kwargs)
+
+
+def _parent_id_in_study(storage):
+    return optuna.load_study(study_name="s", storage=tuning.open_storage(storage)).user_attrs[tuning.PARENT_RUN_ATTR]
+
+
+@pytest.mark.parametrize("gone", ["deleted", "in another store"])
+def test_resuming_a_study_whose_parent_run_is_gone_starts_a_new_parent(
+    gone, config, experiment_id, instant_training, tmp_path, caplog
+):
+    storage = str(tmp_path / "journal.log")
+    old = _tune(config, storage).parent_run_id
+    if gone == "deleted":
+        MlflowClient().delete_run(old)
+    else:
+        old = "0" * 32
+        optuna.load_study(study_name="s", storage=tuning.open_storage(storage)).set_user_attr(
+            tuning.PARENT_RUN_ATTR, old
+        )
+
+    with caplog.at_level(logging.WARNING, logger="pipelines.tuning"):
+        resumed = _tune(config, storage, trials=1)
+    assert resumed.parent_run_id != old
+    assert f"parent run {old} of study s was not found" in caplog.text
+    assert _parent_id_in_study(storage) == resumed.parent_run_id
+    (trial,) = optuna.load_study(study_name="s", storage=tuning.open_storage(storage)).trials
+    trial_run = MlflowClient().get_run(trial.user_attrs["mlflow_run_id"])
+    assert trial_run.data.tags["mlflow.parentRunId"] == resumed.parent_run_id
+    assert MlflowClient().get_run(resumed.parent_run_id).info.status == "FINISHED"
+
+
+def test_a_parent_run_whose_setup_fails_is_closed_as_failed(config, experiment_id, tmp_path):
+    def log_dataset():
+        raise RuntimeError("dataset upload failed")
+
+    storage = str(tmp_path / "journal.log")
+    with pytest.raises(RuntimeError, match="dataset upload failed"):
+        _tune(config, storage, on_parent=log_dataset)
+    assert mlflow.active_run() is None
+    assert MlflowClient().get_run(_parent_id_in_study(storage)).info.status == "FAILED"
+
+
+def test_a_trial_run_gone_from_tracking_neither_stops_the_sweep_nor_the_summary(
+    config, experiment_id, tmp_path, caplog
+):
+    storage = str(tmp_path / "journal.log")
+    _tune(config, storage)
+    study = optuna.load_study(study_name="s", storage=tuning.open_storage(storage))
+    client = MlflowClient()
+    left_running = client.create_run(experiment_id).info.run_id
+    for run_id in ("f" * 32, left_running):  # a purged run, then one whose worker died before closing it
+        trial = study.ask()
+        trial.set_user_attr("mlflow_run_id", run_id)
+        study.tell(trial, state=TrialState.FAIL)
+
+    with caplog.at_level(logging.WARNING, logger="pipelines.tuning"):
+        result = _tune(config, storage)
+    assert f"MLflow run {'f' * 32} of trial 0" in caplog.text
+    assert client.get_run(left_running).info.status == "FAILED"
+    assert result.counts["fail"] == 2
+    assert client.get_run(result.parent_run_id).data.metrics["trials_fail"] == 2
