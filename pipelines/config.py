@@ -309,8 +309,12 @@ def flatten(raw, prefix=""):
     return flat
 
 
-def _distribution(param):
-    """The Optuna distribution `tuning.suggest` asks a trial for; a ValueError if Optuna rejects it."""
+def search_distribution(param):
+    """The Optuna distribution of a search space entry (what `tuning.suggest` asks a trial for).
+
+    Raises:
+        ValueError: Optuna rejects the bounds, step or choices.
+    """
     if param.type == "categorical":
         return CategoricalDistribution(param.choices)
     if param.type == "int":
@@ -338,7 +342,7 @@ def _validate_space(config):
                 f"{where}: int parameters need whole numbers, got low={param.low}, high={param.high}, step={param.step}"
             )
         try:
-            distribution = _distribution(param)
+            distribution = search_distribution(param)
         except ValueError as error:
             raise ConfigError(f"{where}: {error}") from None
         values = distribution.choices if param.type == "categorical" else (distribution.low, distribution.high)

@@ -14,12 +14,13 @@ import time
 
 import mlflow
 import optuna
+from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 from optuna_integration import KerasPruningCallback
 
 from pipelines import runner, tracking
-from pipelines.config import with_values
+from pipelines.config import search_distribution, with_values
 from pipelines.errors import ConfigError, PipelineError
 from pipelines.tracking import redact
 from pipelines.training import TrainingDiverged
@@ -128,13 +129,13 @@ def suggest(trial, space):
     """
     values = {}
     for key, param in space.items():
-        if param.type == "categorical":
-            values[key] = trial.suggest_categorical(key, param.choices)
-        elif param.type == "int":
-            step = int(param.step or 1)
-            values[key] = trial.suggest_int(key, int(param.low), int(param.high), step=step, log=param.log)
+        found = search_distribution(param)
+        if isinstance(found, CategoricalDistribution):
+            values[key] = trial.suggest_categorical(key, list(found.choices))
+        elif isinstance(found, IntDistribution):
+            values[key] = trial.suggest_int(key, found.low, found.high, step=found.step, log=found.log)
         else:
-            values[key] = trial.suggest_float(key, param.low, param.high, step=param.step, log=param.log)
+            values[key] = trial.suggest_float(key, found.low, found.high, step=found.step, log=found.log)
     return values
 
 
