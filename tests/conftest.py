@@ -22,6 +22,6 @@ def _isolated_state(tmp_path, monkeypatch):
     while mlflow.active_run():
         mlflow.end_run()
     monkeypatch.chdir(tmp_path)
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     yield
