@@ -138,8 +138,6 @@ def prepare_dataset(
     """
     _check_arguments(prices, window, horizon, val_fraction, test_fraction)
     needed = rows_needed(window, horizon, val_fraction, test_fraction)
-    cuts = calendar_cuts(prices, val_fraction, test_fraction)
-    origins: dict[str, dict[str, np.ndarray]] = {}
     for name, frame in prices.items():
         if len(frame) < needed:
             raise DataError(
@@ -147,6 +145,9 @@ def prepare_dataset(
                 f"needs at least {needed} for window={window}, horizon={horizon}, "
                 f"val_fraction={val_fraction}, test_fraction={test_fraction}"
             )
+    cuts = calendar_cuts(prices, val_fraction, test_fraction)  # every series long enough: both cuts are dates
+    origins: dict[str, dict[str, np.ndarray]] = {}
+    for name, frame in prices.items():
         n_train, n_val_end = (int(frame.index.searchsorted(cut)) for cut in cuts)
         origins[name] = origins_between_cuts(len(frame), n_train, n_val_end, window, horizon)
         if min(len(o) for o in origins[name].values()) < 1:
