@@ -51,7 +51,10 @@ class TemporalAttention(keras.layers.Layer):
         hidden = ops.tanh(ops.matmul(inputs, self.score_kernel) + self.score_bias)
         scores = ops.tensordot(hidden, self.score_vector, axes=[[2], [0]])
         if mask is not None:
-            scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
+            # -1e9 overflows to -inf in float16, and a row with every step masked would then be
+            # softmax(-inf, ..., -inf) = NaN; the dtype's own large negative keeps it finite.
+            large_negative = -3e4 if keras.backend.standardize_dtype(scores.dtype) == "float16" else -1e9
+            scores = ops.where(mask, scores, ops.full_like(scores, large_negative))
         weights = ops.softmax(scores, axis=-1)
         context = ops.sum(inputs * ops.expand_dims(weights, -1), axis=1)
         return [context, weights]
@@ -78,8 +81,21 @@ def attention_weights(model, x, batch_size=256):
     Returns:
         NumPy array `(batch, timesteps)`; each row sums to 1.
     """
-    layers = [layer for layer in model._flatten_layers() if isinstance(layer, TemporalAttention)]
+    layers = [layer for layer in model.layers if isinstance(layer, TemporalAttention)]
     if not layers:
+        nested = [
+            layer.name
+            for layer in model.layers
+            if isinstance(layer, keras.Model)
+            and any(isinstance(inner, TemporalAttention) for inner in layer._flatten_layers())
+        ]
+        if nested:
+            # Keras cannot reach a tensor inside a nested model from the outer model's inputs.
+            raise ValueError(
+                f"Model {model.name!r} holds its TemporalAttention layer inside the nested model "
+                f"{nested[0]!r}; pass that model and its own inputs: "
+                f"attention_weights(model.get_layer({nested[0]!r}), inputs_of_that_model)."
+            )
         raise ValueError(f"Model {model.name!r} has no TemporalAttention layer; build it with 'attention_lstm'.")
     probe = keras.Model(model.inputs, layers[0].output[1])
     return np.asarray(probe.predict(x, batch_size=batch_size, verbose=0))

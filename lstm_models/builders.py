@@ -23,9 +23,13 @@ def _require_rate(name, value):
         raise ValueError(f"Expected a float in [0, 1) for {name}. Received: {name}={value!r}")
 
 
-def _validate(variant, input_shape, head, output_dim, units, num_layers, dropout, recurrent_dropout):
+def _require_variant(variant):
     if variant not in VARIANTS:
         raise ValueError(f"Unknown variant. Received: variant={variant!r}. Allowed: {', '.join(VARIANTS)}")
+
+
+def _validate(variant, input_shape, head, output_dim, units, num_layers, dropout, recurrent_dropout):
+    _require_variant(variant)
     if head not in HEADS:
         raise ValueError(f"Unknown head. Received: head={head!r}. Allowed: {', '.join(HEADS)}")
     if not isinstance(input_shape, tuple | list) or len(input_shape) != 2:
@@ -65,7 +69,11 @@ def recurrent_layer(variant, units, return_sequences, dropout=0.0, recurrent_dro
 
     Returns:
         A Keras layer.
+
+    Raises:
+        ValueError: For a variant not in `VARIANTS`.
     """
+    _require_variant(variant)
     kwargs = dict(return_sequences=return_sequences, dropout=dropout, recurrent_dropout=recurrent_dropout)
     if variant == "rnn":
         return keras.layers.SimpleRNN(units, name=name, **kwargs)
@@ -137,7 +145,9 @@ def build_model(
     if output_dim is None and head in HEADS:
         if head == "classification":
             raise ValueError("The classification head needs output_dim (the number of classes). Received: None")
-        output_dim = 1 if head == "regression" else (input_shape[1] if len(input_shape) == 2 else None)
+        # A malformed input_shape leaves output_dim at None; _validate then names input_shape.
+        well_formed = isinstance(input_shape, tuple | list) and len(input_shape) == 2
+        output_dim = 1 if head == "regression" else (input_shape[1] if well_formed else None)
     _validate(variant, input_shape, head, output_dim, units, num_layers, dropout, recurrent_dropout)
 
     timesteps, features = input_shape

@@ -26,6 +26,8 @@ import tensorflow as tf
 # tf.lite does not export the error its converter raises.
 from tensorflow.lite.python.convert_phase import ConverterError
 
+from pipelines.errors import PipelineError
+
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 
 
@@ -65,14 +67,19 @@ def export_model(
 
     Returns:
         An `ExportResult`.
+
+    Raises:
+        ValueError: For an unknown format, int8 outside tflite, or no sample inputs.
+        PipelineError: When `output_dir` is a file or cannot be created.
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"Unknown export format. Received: fmt={fmt!r}. Allowed: {', '.join(EXPORT_FORMATS)}")
     if int8 and fmt != "tflite":
         raise ValueError(f"int8 quantization is only available for tflite. Received: fmt={fmt!r}, int8=True")
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     x = np.asarray(sample_inputs, dtype="float32")
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"Expected at least one example in sample_inputs. Received: shape {x.shape}")
+    output_dir = _make_output_dir(output_dir)
     expected = np.asarray(model.predict(x, verbose=0))
 
     latency = None
@@ -96,6 +103,18 @@ def export_model(
         size_bytes=_size_bytes(path),
         latency_ms_per_example=latency,
     )
+
+
+def _make_output_dir(output_dir):
+    """Create `output_dir`; a PipelineError (the CLI prints it) when it is a file or not writable."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise PipelineError(f"cannot export to {output_dir}: it is a file, not a folder")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PipelineError(f"cannot create the export folder {output_dir}: {error.strerror or error}") from None
+    return output_dir
 
 
 def _size_bytes(path):

@@ -112,6 +112,14 @@ def _load_served_model(model_uri):
         raise PipelineError(f"cannot load model {model_uri}: {error}") from None
 
 
+def _task_of(model, model_uri):
+    """The task name a model logged by lstm-pipelines carries; a PipelineError for any other model."""
+    task_name = (model.metadata.metadata or {}).get("task")
+    if task_name is None:
+        raise PipelineError(f"model {model_uri} was not logged by lstm-pipelines (no 'task' in its metadata)")
+    return task_name
+
+
 def predict(model_uri, input_path, output_path):
     """Run a registered or logged model on a user's input file and write a CSV.
 
@@ -119,9 +127,7 @@ def predict(model_uri, input_path, output_path):
         The predictions as a DataFrame.
     """
     model = _load_served_model(model_uri)
-    task_name = (model.metadata.metadata or {}).get("task")
-    if task_name is None:
-        raise PipelineError(f"model {model_uri} was not logged by lstm-pipelines (no 'task' in its metadata)")
+    task_name = _task_of(model, model_uri)
     inputs = get_task(task_name).read_inputs(input_path, model.unwrap_python_model())
     predictions = model.predict(inputs)
     Path(output_path).parent.mkdir(parents=True, exist_ok=True)
@@ -138,5 +144,6 @@ def export(model_uri, fmt, output_dir, int8=False):
     from pipelines.export import export_model
 
     model = _load_served_model(model_uri)
+    _task_of(model, model_uri)  # any other pyfunc holds no keras_model and sample_inputs
     served = model.unwrap_python_model()
     return export_model(served.keras_model, fmt, output_dir, served.sample_inputs, int8=int8)

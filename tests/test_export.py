@@ -8,6 +8,8 @@ import pytest
 import tensorflow as tf
 
 from lstm_models import build_model
+from pipelines.cli import main
+from pipelines.errors import PipelineError
 from pipelines.export import EXPORT_FORMATS, export_model
 
 TIMESTEPS, FEATURES, OUTPUT_DIM = 6, 3, 2
@@ -122,3 +124,32 @@ def test_onnx_without_tf2onnx_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # makes `import tf2onnx` fail
     with pytest.raises(RuntimeError, match=r"pip install -e '\.\[export\]'"):
         export_model(_regressor("lstm"), "onnx", tmp_path, _samples())
+
+
+def test_output_path_that_is_a_file_is_a_clear_error(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    with pytest.raises(PipelineError, match=r"cannot export to .*taken: it is a file, not a folder"):
+        export_model(_regressor("lstm"), "keras", taken, _samples())
+    with pytest.raises(PipelineError, match=r"cannot create the export folder .*taken/sub: Not a directory"):
+        export_model(_regressor("lstm"), "keras", taken / "sub", _samples())
+
+
+def test_no_sample_inputs_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"at least one example in sample_inputs. Received: shape \(0, 6, 3\)"):
+        export_model(_regressor("lstm"), "keras", tmp_path / "exports", _samples(n=0))
+    assert not (tmp_path / "exports").exists()
+
+
+@pytest.mark.filterwarnings("ignore:.*type hints")
+def test_cli_export_of_a_model_not_logged_by_lstm_pipelines_is_a_clear_error(tmp_path, capsys):
+    import mlflow
+
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return model_input
+
+    with mlflow.start_run():
+        model_uri = mlflow.pyfunc.log_model(name="echo", python_model=Echo()).model_uri
+    assert main(["export", "--model", model_uri, "--format", "keras", "--output", str(tmp_path / "out")]) == 2
+    assert f"model {model_uri} was not logged by lstm-pipelines" in capsys.readouterr().err

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from lstm_models import HEADS, VARIANTS, attention_weights, build_model
+from lstm_models import HEADS, VARIANTS, TemporalAttention, attention_weights, build_model, recurrent_layer
 from tests.helpers import assert_same_model
 
 TIMESTEPS, FEATURES = 12, 3
@@ -135,6 +135,31 @@ def test_attention_weights_needs_an_attention_model():
         attention_weights(build_model("lstm", (TIMESTEPS, FEATURES), output_dim=2), np.zeros((1, 12, 3)))
 
 
+def test_attention_weights_of_a_nested_model_names_the_inner_model():
+    inner = build_model("attention_lstm", (TIMESTEPS, FEATURES), output_dim=2, units=4)
+    inputs = keras.Input((TIMESTEPS, FEATURES))
+    outer = keras.Model(inputs, inner(keras.layers.Identity()(inputs)), name="outer")
+    with pytest.raises(ValueError, match=r"inside the nested model 'attention_lstm_classification'.*get_layer"):
+        attention_weights(outer, np.zeros((1, TIMESTEPS, FEATURES)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_masked_attention_weights_are_finite_and_sum_to_one(dtype):
+    """Masked steps get zero weight; a row with every step masked stays finite (uniform) even in
+    float16, where -1e9 would overflow to -inf and softmax would give NaN."""
+    x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype(dtype)
+    mask = np.array([[True, True, False, False], [False, False, False, False]])
+    context, weights = (keras.ops.convert_to_numpy(t) for t in TemporalAttention(dtype=dtype)(x, mask=mask))
+    assert np.isfinite(weights).all() and np.isfinite(context).all()
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-3)
+    np.testing.assert_array_equal(weights[0, 2:], 0.0)
+
+
+def test_recurrent_layer_rejects_an_unknown_variant():
+    with pytest.raises(ValueError, match=r"variant='peephole'.*Allowed: rnn, lstm"):
+        recurrent_layer("peephole", 4, return_sequences=False)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -149,6 +174,7 @@ def test_attention_weights_needs_an_attention_model():
         ({"output_dim": 1}, r"at least 2 classes. Received: output_dim=1"),
         ({"output_dim": None}, r"needs output_dim"),
         ({"input_shape": (10,)}, r"input_shape=\(timesteps, features\). Received: input_shape=\(10,\)"),
+        ({"input_shape": 10, "head": "reconstruction", "output_dim": None}, r"Received: input_shape=10"),
         ({"input_shape": (10, 0)}, r"features\). Received: input_shape\[1\] \(features\)=0"),
         ({"input_shape": (None, 3), "head": "reconstruction"}, r"fixed number of timesteps"),
     ],
