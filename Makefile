@@ -26,4 +26,4 @@ benchmark: $(VENV)/.installed-dev
 	$(PY) benchmarks/train_throughput.py
 
 clean:
-	rm -rf $(VENV) mlflow.db mlruns .pytest_cache
+	rm -rf $(VENV) mlflow.db optuna.db mlruns .pytest_cache

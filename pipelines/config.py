@@ -130,6 +130,13 @@ class TrackingConfig:
             )
         if self.alias.lower() == "latest" or RESERVED_ALIAS_PATTERN.fullmatch(self.alias):
             raise ConfigError(f"tracking.alias: latest and v<number> are reserved by MLflow, got {self.alias!r}")
+        # mlflow.utils.validation._validate_model_name, also checked only at registration, after a whole tune.
+        name = self.registered_model
+        if name and (not name.strip() or "/" in name or ":" in name or name == "." or name[:2] == ".."):
+            raise ConfigError(
+                f"tracking.registered_model: expected a name without '/' or ':' (not blank, '.' or '..'), "
+                f"or null for the task name, got {name!r}"
+            )
 
 
 def _type_name(annotation) -> str:
@@ -240,7 +247,14 @@ def parse_override(text):
     try:
         return key.strip(), yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as error:
-        raise ConfigError(f"--set {text!r}: the value is not valid YAML: {error}") from None
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML: {_yaml_problem(error)}") from None
+
+
+def _yaml_problem(error):
+    """A PyYAML error on one line: what is wrong and where (1-based line and column)."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem
 
 
 def set_dotted(raw, key, value):
@@ -374,7 +388,11 @@ def load_config(config_class, path=None, overrides=()):
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+            raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(error)}") from None
+        except (OSError, UnicodeDecodeError) as error:  # unreadable, or not a text file at all
+            raise ConfigError(
+                f"{path}: cannot be read as a YAML config: {getattr(error, 'strerror', None) or error}"
+            ) from None
     for text in overrides:
         key, value = parse_override(text)
         set_dotted(raw, key, value)

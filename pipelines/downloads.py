@@ -34,6 +34,16 @@ def cache_dir(name):
     return Path(root) / name
 
 
+def make_folder(folder):
+    """Create `folder` and its parents; a `PipelineError` naming it when that is impossible."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PipelineError(f"cannot create the download folder {folder}: {error.strerror or error}") from None
+    return folder
+
+
 def sha256(path):
     """Hex SHA-256 of a file, read in chunks (archives can be gigabytes)."""
     digest = hashlib.sha256()
@@ -61,7 +71,7 @@ def fetch(url, dest, sha256_hex, timeout=30):
     dest = Path(dest)
     if dest.is_file() and sha256(dest) == sha256_hex:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(dest.parent)
     part = dest.with_name(dest.name + ".part")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
@@ -74,6 +84,9 @@ def fetch(url, dest, sha256_hex, timeout=30):
         part.unlink(missing_ok=True)
         reason = getattr(error, "reason", None) or error
         raise PipelineError(f"download of {url} failed; the machine may be offline ({reason})") from None
+    except OSError as error:  # not the network: a full disk, no write permission
+        part.unlink(missing_ok=True)
+        raise PipelineError(f"download of {url} failed: cannot write {part}: {error.strerror or error}") from None
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -97,13 +110,14 @@ def extract_tar(archive, folder):
     """
     if not hasattr(tarfile, "data_filter"):
         raise PipelineError("safe tar extraction needs Python 3.11.4 or newer (tarfile's 'data' filter)")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(folder)
     try:
         with tarfile.open(archive) as tar:
             tar.extractall(folder, filter=lambda member, path: _checked_member(member, path, archive))
     except tarfile.TarError as error:
         raise DataError(f"{archive}: cannot be extracted safely: {error}") from None
+    except OSError as error:
+        raise PipelineError(f"cannot extract {archive} into {folder}: {error.strerror or error}") from None
     return folder
 
 

@@ -207,6 +207,17 @@ def run_is_live(run_id):
     return run.info.lifecycle_stage != "deleted"
 
 
+def model_exists(model_uri):
+    """Whether the tracking store holds the logged model `model_uri` (a study may outlive its store)."""
+    try:
+        mlflow.models.get_model_info(model_uri)
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
+
+
 def run_status(run_id):
     """`RUNNING`, `FINISHED`, `FAILED` or `KILLED`."""
     return MlflowClient().get_run(run_id).info.status

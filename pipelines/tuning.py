@@ -14,7 +14,7 @@ import time
 
 import mlflow
 import optuna
-from optuna.distributions import CategoricalDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, IntDistribution, check_distribution_compatibility
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 from optuna_integration import KerasPruningCallback
@@ -166,6 +166,29 @@ def load_or_create_study(name, storage, direction, seed):
     return study, created
 
 
+def check_space_matches(study, space):
+    """`ConfigError` when a resumed study's trials were drawn from a search space this one contradicts.
+
+    Optuna refuses such a parameter in every new trial, so each would fail; bounds may change,
+    the kind, `log` and categorical choices may not (`check_distribution_compatibility`).
+    """
+    recorded = {}
+    for trial in study.get_trials(deepcopy=False):
+        for key, distribution in trial.distributions.items():
+            recorded.setdefault(key, distribution)
+    for key, param in space.items():
+        if key not in recorded:
+            continue
+        wanted = search_distribution(param)
+        try:
+            check_distribution_compatibility(recorded[key], wanted)
+        except ValueError as error:
+            raise ConfigError(
+                f"search.space.{key}: study {study.study_name!r} drew its trials from {recorded[key]}, not {wanted} "
+                f"({error}); resume it with its own search space, or tune under a new --study"
+            ) from None
+
+
 def _parent_run(study, created, task_name, on_new_parent=None, wait_seconds=60.0):
     """Start the study's parent run (in the creating process) or reopen it (resumes, other workers).
 
@@ -270,7 +293,15 @@ def _log_study_summary(study, task):
             logger.info("no parameter importance plot: %s", error)
     tracking.log_figures(figures, folder="optuna")
     model_uri = best.user_attrs.get("model_uri")
-    if model_uri:
+    if model_uri and not tracking.model_exists(model_uri):
+        # A study kept in optuna.db outlives a deleted or switched MLflow store.
+        logger.warning(
+            "best model %s of trial %d is not in %s; the parent run gets no copy of it",
+            model_uri,
+            best.number,
+            redact(tracking.tracking_uri()),
+        )
+    elif model_uri:
         with tempfile.TemporaryDirectory() as folder:
             local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
             mlflow.log_artifacts(local, "best_model")
@@ -309,6 +340,7 @@ def tune(task, config, source, trials, timeout=None, study_name=None, storage=No
     if storage is None or isinstance(storage, str):
         storage = open_storage(storage)
     study, created = load_or_create_study(study_name, storage, config.search.direction, config.seed)
+    check_space_matches(study, config.search.space)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=config.search.pruner_warmup_epochs)
     study.pruner = pruner
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))

@@ -90,6 +90,12 @@ def register_best(task, config, study_name, storage):
     model_uri = best.user_attrs.get("model_uri")
     if not model_uri:
         raise PipelineError(f"best trial {best.number} of study {study_name!r} has no logged model")
+    if not tracking.model_exists(model_uri):
+        raise PipelineError(
+            f"best trial {best.number} of study {study_name!r} logged its model {model_uri} to another MLflow "
+            f"tracking store than {tracking.redact(tracking.tracking_uri())} (or it was deleted); set "
+            "MLFLOW_TRACKING_URI to that store, or tune under a new --study"
+        )
     tags = {"study": study_name, "trial": best.number, "objective": f"{task.objective}={best.value:.6g}"}
     tags.update({k: f"{v:.6g}" for k, v in best.user_attrs.get("metrics", {}).items() if k.startswith("test_")})
     name = config.tracking.registered_model or task.name
@@ -126,12 +132,17 @@ def predict(model_uri, input_path, output_path):
     Returns:
         The predictions as a DataFrame.
     """
+    if Path(output_path).is_dir():  # checked before the model runs on the whole input
+        raise PipelineError(f"cannot write predictions to {output_path}: it is a folder, not a file")
     model = _load_served_model(model_uri)
     task_name = _task_of(model, model_uri)
     inputs = get_task(task_name).read_inputs(input_path, model.unwrap_python_model())
     predictions = model.predict(inputs)
-    Path(output_path).parent.mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(output_path, index=False)
+    try:
+        Path(output_path).parent.mkdir(parents=True, exist_ok=True)
+        predictions.to_csv(output_path, index=False)
+    except OSError as error:
+        raise PipelineError(f"cannot write predictions to {output_path}: {error.strerror or error}") from None
     return predictions
 
 

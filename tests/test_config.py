@@ -201,3 +201,42 @@ def test_alias_rule_matches_mlflow(alias):
     except ConfigError:
         we_accept = False
     assert we_accept == mlflow_accepts
+
+
+@pytest.mark.parametrize("name", ["stock", "my model", "x.y", "a/b", "a:b", ".", "..", "..x", "  "])
+def test_registered_model_rule_matches_mlflow(name):
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_name
+
+    try:
+        _validate_model_name(name)
+        mlflow_accepts = True
+    except MlflowException:
+        mlflow_accepts = False
+    try:
+        load_config(ToyConfig, overrides=[f"tracking.registered_model='{name}'"])
+        we_accept = True
+    except ConfigError:
+        we_accept = False
+    assert we_accept == mlflow_accepts
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        (
+            "model: [1\n",
+            [],
+            r"conf.yaml: not valid YAML: expected ',' or '\]', but got '<stream end>' \(line 2, column 1\)",
+        ),
+        (
+            "",
+            ["model.units=[1"],
+            r"the value is not valid YAML: expected ',' or '\]', but got '<stream end>' \(line 1, column 3\)",
+        ),
+    ],
+)
+def test_yaml_errors_are_one_line_with_their_place(tmp_path, text, overrides, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(ToyConfig, _write(tmp_path, text), overrides)
+    assert "\n" not in str(info.value)

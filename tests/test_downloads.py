@@ -222,3 +222,11 @@ def test_shipped_nab_manifest_lists_the_corpus():
     assert set(nab_download.LABEL_FILES) < set(manifest)
     assert len(manifest) == 60
     assert all(re.fullmatch(r"[0-9a-f]{64}", checksum) for checksum in manifest.values())
+
+
+@pytest.mark.parametrize("downloader", [nab_download, speech_download], ids=["nab", "speech_commands"])
+def test_a_download_folder_under_a_file_is_a_clear_error(downloader, tmp_path, capsys):
+    blocker = tmp_path / "cache"
+    blocker.write_text("not a folder")
+    assert downloader.main(["--folder", str(blocker / "data")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: cannot create the download folder {blocker / 'data'}")

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.downloads import cache_dir, sha256
+from pipelines.downloads import cache_dir, make_folder, sha256
 from pipelines.errors import DataError, PipelineError
 from pipelines.stock_forecasting.data import load_prices
 
@@ -64,7 +64,7 @@ def download_prices(ticker, start, end, folder=None):
         frame.columns = frame.columns.get_level_values(0)
     frame = frame.reset_index()
     frame["Date"] = frame["Date"].dt.strftime("%Y-%m-%d")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     frame[COLUMNS].to_csv(path, index=False)
     load_prices(path)  # validate before caching the checksum
     path.with_suffix(".csv.sha256").write_text(f"{sha256(path)}  {path.name}\n")

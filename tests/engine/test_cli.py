@@ -2,10 +2,13 @@
 
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
-from pipelines import tuning
+from pipelines import tuning, workflows
 from pipelines.cli import main
 from pipelines.mlproject import to_cli_arguments
 from tests.synthetic import write_ohlcv_csv
@@ -131,3 +134,32 @@ def test_int8_outside_tflite_is_a_usage_error(fmt, capsys, tmp_path):
         main([*argv, "--int8"])
     assert exit_info.value.code == 2
     assert f"--int8 applies to --format tflite only, not --format {fmt}" in capsys.readouterr().err
+
+
+def test_predict_to_a_folder_fails_before_loading_the_model(capsys, tmp_path):
+    prices = write_ohlcv_csv(tmp_path / "prices.csv", days=100)
+    argv = ["predict", "--model", "models:/stock_forecasting@champion", "--input", str(prices)]
+    assert main([*argv, "--output", str(tmp_path)]) == 2
+    assert f"error: cannot write predictions to {tmp_path}: it is a folder, not a file" in capsys.readouterr().err
+
+
+def test_predict_output_that_cannot_be_written_is_a_clear_error(monkeypatch, capsys, tmp_path):
+    model = SimpleNamespace(
+        metadata=SimpleNamespace(metadata={"task": "stock_forecasting"}),
+        unwrap_python_model=lambda: None,
+        predict=lambda inputs: pd.DataFrame({"step_1": [1.0]}),
+    )
+    monkeypatch.setattr(workflows, "_load_served_model", lambda uri: model)
+    monkeypatch.setattr(workflows, "get_task", lambda name: SimpleNamespace(read_inputs=lambda path, served: None))
+    blocker = write_ohlcv_csv(tmp_path / "prices.csv", days=100)
+    output = blocker / "forecast.csv"  # a folder that is a file
+    argv = ["predict", "--model", "models:/stock_forecasting@champion", "--input", str(blocker), "--output"]
+    assert main([*argv, str(output)]) == 2
+    assert f"error: cannot write predictions to {output}: " in capsys.readouterr().err
+
+
+def test_make_clean_removes_the_studies_with_the_runs_they_point_to():
+    # A study left in optuna.db would resume with finished trials whose models were in the deleted mlflow.db.
+    root = Path(__file__).resolve().parents[2]
+    recipe = subprocess.run(["make", "-n", "-C", str(root), "clean"], capture_output=True, text=True, check=True).stdout
+    assert "mlflow.db" in recipe.split() and "optuna.db" in recipe.split()

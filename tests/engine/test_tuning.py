@@ -9,7 +9,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from pipelines import runner, tracking, tuning
+from pipelines import runner, tracking, tuning, workflows
+from pipelines.config import with_values
+from pipelines.errors import ConfigError, PipelineError
 from pipelines.tasks import get_task
 from pipelines.workflows import load_task_config
 
@@ -125,3 +127,34 @@ def test_a_trial_run_gone_from_tracking_neither_stops_the_sweep_nor_the_summary(
     assert client.get_run(left_running).info.status == "FAILED"
     assert result.counts["fail"] == 2
     assert client.get_run(result.parent_run_id).data.metrics["trials_fail"] == 2
+
+
+def test_a_best_model_gone_from_tracking_neither_stops_the_summary_nor_gets_registered(
+    config, experiment_id, monkeypatch, tmp_path, caplog
+):
+    gone = "models:/m-" + "0" * 32  # e.g. optuna.db kept while mlflow.db was deleted or switched
+
+    def train_and_log(task, config, source, callbacks=()):
+        return SimpleNamespace(model_uri=gone, evaluation=SimpleNamespace(metrics={task.objective: 1.0}, headline=""))
+
+    monkeypatch.setattr(runner, "train_and_log", train_and_log)
+    storage = str(tmp_path / "journal.log")
+    with caplog.at_level(logging.WARNING, logger="pipelines.tuning"):
+        result = _tune(config, storage, trials=1)
+    assert f"best model {gone} of trial 0 is not in" in caplog.text
+    assert MlflowClient().get_run(result.parent_run_id).info.status == "FINISHED"
+    with pytest.raises(PipelineError, match=rf"best trial 0 of study 's' logged its model {gone} to another"):
+        workflows.register_best(get_task("stock_forecasting"), config, "s", storage)
+    assert MlflowClient().search_registered_models() == []
+
+
+def test_resuming_with_a_contradicting_search_space_is_refused_before_any_trial(
+    config, experiment_id, instant_training, tmp_path
+):
+    storage = str(tmp_path / "journal.log")
+    _tune(config, storage, trials=1)
+    changed = with_values(config, {"search.space.model.variant": {"type": "categorical", "choices": ["rnn", "gru"]}})
+    with pytest.raises(ConfigError, match=r"^search.space.model.variant: study 's' drew its trials from Categorical"):
+        _tune(changed, storage, trials=2)
+    assert len(optuna.load_study(study_name="s", storage=tuning.open_storage(storage)).trials) == 1
+    assert mlflow.active_run() is None
