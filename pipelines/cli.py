@@ -11,6 +11,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+INTERRUPTED = {  # what an interrupted command leaves behind
+    "train": "the MLflow run is marked FAILED; rerun the command to train again",
+    "tune": "finished trials are kept, rerun the same command to resume",
+    "demo": "finished trials are kept, rerun the same command to resume",
+}
+
 
 def _add_config_arguments(parser):
     parser.add_argument("task", choices=sorted(TASK_MODULES), help="which pipeline")
@@ -135,7 +141,7 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; finished trials are kept, rerun the same command to resume", file=sys.stderr)
+        print("; ".join(["interrupted", *filter(None, [INTERRUPTED.get(args.command)])]), file=sys.stderr)
         return 130
     return 0
 

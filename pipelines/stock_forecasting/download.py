@@ -30,7 +30,8 @@ def read_cached(path):
     checksum = path.with_suffix(".csv.sha256")
     if not path.exists():
         return None
-    if not checksum.exists() or checksum.read_text().split()[0] != sha256(path):
+    recorded = checksum.read_text().split() if checksum.exists() else []
+    if not recorded or recorded[0] != sha256(path):
         raise DataError(f"{path}: cached download fails its SHA-256 check; delete it to download again")
     return path
 

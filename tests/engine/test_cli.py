@@ -163,3 +163,25 @@ def test_make_clean_removes_the_studies_with_the_runs_they_point_to():
     root = Path(__file__).resolve().parents[2]
     recipe = subprocess.run(["make", "-n", "-C", str(root), "clean"], capture_output=True, text=True, check=True).stdout
     assert "mlflow.db" in recipe.split() and "optuna.db" in recipe.split()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["train", "stock_forecasting"],
+            "interrupted; the MLflow run is marked FAILED; rerun the command to train again",
+        ),
+        (["tune", "stock_forecasting"], "interrupted; finished trials are kept, rerun the same command to resume"),
+        (["predict", "--model", "m", "--input", "i", "--output", "o"], "interrupted"),
+    ],
+)
+def test_an_interrupt_says_what_the_command_leaves_behind(argv, message, monkeypatch, capsys):
+    import pipelines.cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipelines.cli, "run", interrupted)
+    assert main(argv) == 130
+    assert capsys.readouterr().err == message + "\n"

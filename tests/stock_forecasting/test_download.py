@@ -16,10 +16,11 @@ def test_intact_cached_file_is_used_without_downloading(tmp_path):
     assert download.download_prices("test", "2015-01-01", "2016-01-01", tmp_path) == path
 
 
-def test_corrupted_cache_is_refused(tmp_path):
+@pytest.mark.parametrize("recorded", ["0" * 64 + "\n", ""], ids=["wrong", "empty"])
+def test_corrupted_cache_is_refused(tmp_path, recorded):
     path = download.cached_path("TEST", "2015-01-01", "2016-01-01", tmp_path)
     write_ohlcv_csv(path, days=50)
-    path.with_suffix(".csv.sha256").write_text("0" * 64 + "\n")
+    path.with_suffix(".csv.sha256").write_text(recorded)
     with pytest.raises(DataError, match="fails its SHA-256 check"):
         download.download_prices("TEST", "2015-01-01", "2016-01-01", tmp_path)
 
