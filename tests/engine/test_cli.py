@@ -185,3 +185,22 @@ def test_an_interrupt_says_what_the_command_leaves_behind(argv, message, monkeyp
     monkeypatch.setattr(pipelines.cli, "run", interrupted)
     assert main(argv) == 130
     assert capsys.readouterr().err == message + "\n"
+
+
+def test_mlproject_config_entry_points_pass_every_parameter_and_take_config_and_overrides():
+    import re
+
+    import yaml
+
+    entry_points = yaml.safe_load((Path(__file__).resolve().parents[2] / "MLproject").read_text())["entry_points"]
+    for name in ("train", "tune", "register"):
+        entry = entry_points[name]
+        assert {"config", "overrides"} <= set(entry["parameters"]), name
+        assert set(re.findall(r"\{(\w+)\}", entry["command"])) == set(entry["parameters"]), name
+    register = ["register", "--task", "stock_forecasting", "--study", "", "--storage", "", "--config", ""]
+    assert to_cli_arguments([*register, "--overrides", "tracking.alias=prod"]) == [
+        "register",
+        "stock_forecasting",
+        "--set",
+        "tracking.alias=prod",
+    ]
