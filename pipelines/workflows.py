@@ -18,6 +18,14 @@ def load_task_config(task, config_path=None, overrides=()):
     """The task's config: `--config` file, else `conf/<task>.yaml` if present, plus overrides."""
     if config_path is None and (CONF_DIR / f"{task.name}.yaml").is_file():
         config_path = CONF_DIR / f"{task.name}.yaml"
+    elif config_path is None:
+        # conf/ sits beside the packages in the source tree; a non-editable install leaves it behind.
+        logger.warning(
+            "no %s: using the built-in defaults of %s, which differ from the shipped config; "
+            "pass --config, or install from the source tree with `pip install -e .`",
+            CONF_DIR / f"{task.name}.yaml",
+            task.config_class.__name__,
+        )
     return load_config(task.config_class, config_path, overrides)
 
 

@@ -204,3 +204,12 @@ def test_mlproject_config_entry_points_pass_every_parameter_and_take_config_and_
         "--set",
         "tracking.alias=prod",
     ]
+
+
+def test_a_missing_shipped_config_is_a_warning_not_silent(monkeypatch, tmp_path, caplog):
+    monkeypatch.setattr(workflows, "CONF_DIR", tmp_path / "conf")  # as a non-editable install leaves it
+    task = workflows.get_task("stock_forecasting")
+    with caplog.at_level("WARNING", logger="pipelines.workflows"):
+        config = workflows.load_task_config(task)
+    assert f"no {tmp_path / 'conf' / 'stock_forecasting.yaml'}: using the built-in defaults" in caplog.text
+    assert config == workflows.load_config(task.config_class)
