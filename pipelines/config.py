@@ -401,5 +401,17 @@ def load_config(config_class, path=None, overrides=()):
         _validate_space(config)
     except ConfigError as error:
         source = f"{path}: " if path is not None else ""
-        raise ConfigError(f"{source}{error}") from None
+        text = _override_of(str(error), overrides)
+        given = f" (given by --set {text!r})" if text is not None else ""
+        raise ConfigError(f"{source}{error}{given}") from None
     return config
+
+
+def _override_of(message, overrides):
+    """The last `--set` text that set the key a config error message starts with, or `None`."""
+    key = message.split(":", 1)[0]
+    for text in reversed(list(overrides)):
+        set_key = text.split("=", 1)[0].strip()
+        if key == set_key or key.startswith(set_key + ".") or set_key.startswith(key + "."):
+            return text
+    return None

@@ -82,6 +82,8 @@ def test_bad_config_names_the_dotted_key(tmp_path, text, overrides, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_config(ToyConfig, _write(tmp_path, text), overrides)
     assert str(tmp_path / "conf.yaml") in str(info.value)
+    if overrides:  # the error says which --set gave the bad value
+        assert str(info.value).endswith(f" (given by --set {overrides[-1]!r})")
 
 
 def test_override_syntax_errors():
