@@ -149,6 +149,7 @@ def test_cli_export_of_a_model_not_logged_by_lstm_pipelines_is_a_clear_error(tmp
         def predict(self, context, model_input):
             return model_input
 
+    mlflow.set_experiment("other")  # this test's own store; an earlier test's experiment id is not in it
     with mlflow.start_run():
         model_uri = mlflow.pyfunc.log_model(name="echo", python_model=Echo()).model_uri
     assert main(["export", "--model", model_uri, "--format", "keras", "--output", str(tmp_path / "out")]) == 2
