@@ -16,7 +16,8 @@ every seed and architecture, so a partial run has whole speakers.
 
 `report` prints each network's accuracy, the mean of every architecture's networks, and the
 accuracy of the mean class probabilities of each architecture's networks and of all of them: the
-ensemble `train.ensemble_size` serves, and one of mixed architectures. Writes nothing.
+ensemble `train.ensemble_size` serves, and one of mixed architectures. A speaker with networks
+still missing is scored on those it has, with the count in the last column. Writes nothing.
 """
 
 import argparse
@@ -117,36 +118,43 @@ def accuracy(probabilities, labels):
     return float(np.mean(np.mean(probabilities, axis=0).argmax(axis=1) == labels))
 
 
+def _cell(value):
+    return "-" if value is None else f"{value:.3f}"
+
+
 def report(args):
+    """Print the table; a speaker with some networks missing gets the others, and `-` in their place
+    (its ensembles then average fewer networks, and it is left out of the mean row)."""
     networks = [(a, s) for a in args.architectures for s in args.seeds]
     columns = [f"{a} {s}" for a, s in networks]
-    columns += [f"{a}: mean of {len(args.seeds)}" for a in args.architectures]
+    columns += [f"{a}: mean" for a in args.architectures]
     columns += [f"{a} ensemble" for a in args.architectures]
     if len(args.architectures) > 1:
         columns.append("all")
-    print("| held-out speaker | " + " | ".join(columns) + " |")
-    print("|---|" + "---:|" * len(columns))
-    table = []
+    print("| held-out speaker | " + " | ".join(columns) + " | networks |")
+    print("|---|" + "---:|" * (len(columns) + 1))
+    complete = []
     for speaker in args.speakers:
-        kept = {key: load(args.cache, speaker, *key) for key in networks}
-        if any(value is None for value in kept.values()):
-            missing = [f"{a} {s}" for (a, s), value in kept.items() if value is None]
-            print(f"| {speaker} | missing: {', '.join(missing)} |")
+        kept = {key: value for key in networks if (value := load(args.cache, speaker, *key)) is not None}
+        if not kept:
+            print(f"| {speaker} | none yet |")
             continue
         labels = next(iter(kept.values()))[1]
         if any(not np.array_equal(value[1], labels) for value in kept.values()):
             raise SystemExit(f"error: the networks for {speaker} were scored on different clips")
-        single = [accuracy([kept[key][0]], labels) for key in networks]
-        means = [float(np.mean([accuracy([kept[(a, s)][0]], labels) for s in args.seeds])) for a in args.architectures]
-        ensembles = [accuracy([kept[(a, s)][0] for s in args.seeds], labels) for a in args.architectures]
+        single = [accuracy([kept[key][0]], labels) if key in kept else None for key in networks]
+        by_architecture = [[kept[(a, s)][0] for s in args.seeds if (a, s) in kept] for a in args.architectures]
+        means = [float(np.mean([accuracy([p], labels) for p in group])) if group else None for group in by_architecture]
+        ensembles = [accuracy(group, labels) if group else None for group in by_architecture]
         row = single + means + ensembles
         if len(args.architectures) > 1:
             row.append(accuracy([value[0] for value in kept.values()], labels))
-        table.append(row)
-        print(f"| {speaker} | " + " | ".join(f"{value:.3f}" for value in row) + " |")
-    if table:
-        mean = np.mean(table, axis=0)
-        print(f"| **mean of {len(table)}** | " + " | ".join(f"{value:.3f}" for value in mean) + " |")
+        if len(kept) == len(networks):
+            complete.append(row)
+        print(f"| {speaker} | " + " | ".join(map(_cell, row)) + f" | {len(kept)} of {len(networks)} |")
+    if complete:
+        mean = np.mean(complete, axis=0)
+        print(f"| **mean of {len(complete)} complete** | " + " | ".join(map(_cell, mean)) + " | |")
 
 
 def main():
