@@ -184,43 +184,39 @@ def test_override_into_a_section_left_null(tmp_path):
         load_config(ToyConfig, path, ["model.units.x=1"])
 
 
+def _mlflow_and_we_agree(mlflow_checks, value, override):
+    """Whether MLflow's own validators and `load_config` with `override` accept `value` alike."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        for check in mlflow_checks:
+            check(value)
+        mlflow_accepts = True
+    except MlflowException:
+        mlflow_accepts = False
+    try:
+        load_config(ToyConfig, overrides=[override])
+        we_accept = True
+    except ConfigError:
+        we_accept = False
+    return we_accept == mlflow_accepts
+
+
 @pytest.mark.parametrize(
     "alias", ["champion", "challenger-2", "v1x", "Latest_model", "v", "x" * 255, "latest", "v12", "a b", "x" * 256]
 )
 def test_alias_rule_matches_mlflow(alias):
-    from mlflow.exceptions import MlflowException
     from mlflow.utils.validation import _validate_model_alias_name, _validate_model_alias_name_reserved
 
-    try:
-        _validate_model_alias_name(alias)
-        _validate_model_alias_name_reserved(alias)
-        mlflow_accepts = True
-    except MlflowException:
-        mlflow_accepts = False
-    try:
-        load_config(ToyConfig, overrides=[f"tracking.alias={alias}"])
-        we_accept = True
-    except ConfigError:
-        we_accept = False
-    assert we_accept == mlflow_accepts
+    checks = (_validate_model_alias_name, _validate_model_alias_name_reserved)
+    assert _mlflow_and_we_agree(checks, alias, f"tracking.alias={alias}")
 
 
 @pytest.mark.parametrize("name", ["stock", "my model", "x.y", "a/b", "a:b", ".", "..", "..x", "  "])
 def test_registered_model_rule_matches_mlflow(name):
-    from mlflow.exceptions import MlflowException
     from mlflow.utils.validation import _validate_model_name
 
-    try:
-        _validate_model_name(name)
-        mlflow_accepts = True
-    except MlflowException:
-        mlflow_accepts = False
-    try:
-        load_config(ToyConfig, overrides=[f"tracking.registered_model='{name}'"])
-        we_accept = True
-    except ConfigError:
-        we_accept = False
-    assert we_accept == mlflow_accepts
+    assert _mlflow_and_we_agree((_validate_model_name,), name, f"tracking.registered_model='{name}'")
 
 
 @pytest.mark.parametrize(
