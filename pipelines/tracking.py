@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import yaml  # noqa: E402
+from mlflow.data.sources import LocalArtifactDatasetSource  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from pipelines.config import flatten, to_dict  # noqa: E402
@@ -139,6 +140,23 @@ def log_figures(figures, folder="plots"):
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"{folder}/{name}.png")
         plt.close(figure)
+
+
+def local_dataset(frame, path, name):
+    """An `mlflow.data` pandas dataset whose source is a local file or folder.
+
+    Naming the source type avoids MLflow's warning that a plain path "can be interpreted in multiple ways"
+    (mlflow/mlflow#9702), printed on every run otherwise.
+
+    Args:
+        frame: the rows to describe (MLflow logs their schema, profile and digest).
+        path: where they were read from, or a description of how they were made.
+        name: the dataset's name in the MLflow UI.
+
+    Returns:
+        A `PandasDataset` for `mlflow.log_input`.
+    """
+    return mlflow.data.from_pandas(frame, source=LocalArtifactDatasetSource(str(path)), name=name)
 
 
 def log_table(frame, artifact_file):

@@ -17,7 +17,6 @@ import dataclasses
 import math
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -44,6 +43,7 @@ from pipelines.config import make_config_class
 from pipelines.errors import ConfigError, DataError
 from pipelines.serving import save_keras_artifacts
 from pipelines.tasks import Evaluation, ServingBundle, Task
+from pipelines.tracking import local_dataset
 from pipelines.training import build_and_compile
 
 FORMATS = ("nab", "csv")
@@ -224,9 +224,7 @@ class AnomalyDetection(Task):
             frame.insert(0, "series", item.name)
             frame["label"] = item.labels
             frames.append(frame)
-        return mlflow.data.from_pandas(
-            pd.concat(frames, ignore_index=True), source=source.origin, name=f"series ({len(source.series)})"
-        )
+        return local_dataset(pd.concat(frames, ignore_index=True), source.origin, f"series ({len(source.series)})")
 
     def evaluate(self, model, data, config):
         spec = config.data

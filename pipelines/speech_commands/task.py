@@ -3,7 +3,6 @@
 import dataclasses
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -17,6 +16,7 @@ from pipelines.speech_commands.layouts import LAYOUTS, wav_files
 from pipelines.speech_commands.model import ARCHITECTURES, build_speech_model, clip_normalization, front_end
 from pipelines.speech_commands.serving import SpeechServingModel, save_class_names, serving_signature
 from pipelines.tasks import Evaluation, ServingBundle, Task
+from pipelines.tracking import local_dataset
 from pipelines.training import ensemble_members
 
 
@@ -213,7 +213,7 @@ class SpeechCommands(Task):
     def dataset_for_logging(self, config, source):
         kind = "SYNTHETIC speech commands" if source.synthetic else f"speech ({source.layout})"
         frame = source.records[["file", "word", "label", "split", "speaker"]].astype(str)
-        return mlflow.data.from_pandas(frame, source=str(source.root), name=f"{kind}, {len(frame)} clips")
+        return local_dataset(frame, source.root, f"{kind}, {len(frame)} clips")
 
     def evaluate(self, model, data, config):
         names = data.class_names

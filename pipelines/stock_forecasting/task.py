@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -16,6 +15,7 @@ from pipelines.stock_forecasting.evaluation import evaluate_forecasts
 from pipelines.stock_forecasting.metrics import forecast_metrics
 from pipelines.stock_forecasting.serving import StockServingModel, save_preprocessor, serving_signature
 from pipelines.tasks import Evaluation, ServingBundle, Task
+from pipelines.tracking import local_dataset
 
 
 @dataclasses.dataclass
@@ -84,7 +84,7 @@ class StockForecasting(Task):
         frames = [frame.assign(series=name) for name, frame in source.items()]
         frame = pd.concat(frames).reset_index()
         origin = config.data.path or "pmdarima.datasets.load_msft"
-        return mlflow.data.from_pandas(frame, source=str(origin), name=f"prices ({len(source)} series)")
+        return local_dataset(frame, origin, f"prices ({len(source)} series)")
 
     def _forecast(self, model, data, x, index_frame):
         scaled = model.predict(x, verbose=0)

@@ -7,6 +7,7 @@ import warnings
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipelines import tracking
@@ -139,3 +140,14 @@ def test_weight_averaging_validates_and_keeps_the_moving_average_of_the_best_epo
     averaged.save(tmp_path / "averaged.keras")
     reloaded = keras.models.load_model(tmp_path / "averaged.keras")
     np.testing.assert_allclose(reloaded.predict(x[:4], verbose=0), averaged.predict(x[:4], verbose=0), rtol=1e-6)
+
+
+def test_local_dataset_names_its_path_without_the_ambiguous_source_warning(tmp_path):
+    path = tmp_path / "prices.csv"
+    frame = pd.DataFrame({"close": [1.0, 2.0, 3.0]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = tracking.local_dataset(frame, path, "prices")
+    assert not [w for w in caught if "interpreted in multiple ways" in str(w.message)]
+    assert (dataset.name, dataset.source.uri) == ("prices", str(path))
+    assert dataset.profile["num_rows"] == 3
