@@ -271,7 +271,8 @@ class AnomalyDetection(Task):
         path = Path(path)
         if not path.is_file():
             raise DataError(f"{path}: no such file")
-        header = path.open(encoding="utf-8-sig").readline()
+        with path.open(encoding="utf-8-sig", errors="replace") as handle:  # read_table reports bad bytes
+            header = handle.readline()
         separator = ";" if header.count(";") > header.count(",") else ","
         frame, lines = series_data.read_table(path, separator)
         timestamp, value_columns = served.timestamp_column, list(served.value_columns)

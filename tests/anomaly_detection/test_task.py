@@ -194,6 +194,9 @@ def test_sensor_csv_end_to_end_without_mlflow(tmp_path):
         bad.write_text("\n".join(body) + "\n")
         with pytest.raises(DataError, match=message):
             TASK.read_inputs(bad, served)
+    bad.write_bytes(("\n".join(lines[:9]) + "\n").encode() + b"2024-13-01 00:00;\xff;1\n")
+    with pytest.raises(DataError, match=r"bad.csv: cannot be read as CSV: 'utf-8' codec can't decode"):
+        TASK.read_inputs(bad, served)
     repeated = "\n".join([lines[0], *lines[1:31], lines[30], *lines[31:60]]) + "\n"
     bad.write_text(repeated)
     assert len(TASK.read_inputs(bad, served)) == 59  # the repeated timestamp dropped, as in training
