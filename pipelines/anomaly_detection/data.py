@@ -113,11 +113,13 @@ def load_nab(root: str | Path, names: list[str] | None = None) -> list[Series]:
     labels_path = root / LABELS_FILE
     labels, label_text = {}, ""
     if labels_path.is_file():
-        label_text = labels_path.read_text()
         try:
+            label_text = labels_path.read_text(encoding="utf-8")
             labels = json.loads(label_text)
         except json.JSONDecodeError as error:
             raise DataError(f"{labels_path}, line {error.lineno}: not valid JSON: {error.msg}") from None
+        except UnicodeDecodeError as error:
+            raise DataError(f"{labels_path}: not UTF-8 text (JSON must be): {error}") from None
         if not isinstance(labels, dict):
             raise DataError(f"{labels_path}, line 1: expected a JSON object of series -> windows")
         orphans = [key for key in labels if key not in every_key]

@@ -85,7 +85,11 @@ def label_folders(root):
 def _read_list(path):
     if not path.is_file():
         return set()
-    return {line.strip().replace("\\", "/") for line in path.read_text().splitlines() if line.strip()}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (expected one clip path per line): {error}") from None
+    return {line.strip().replace("\\", "/") for line in text.splitlines() if line.strip()}
 
 
 def list_speech_commands(root):

@@ -181,3 +181,11 @@ def test_synthetic_set_is_seeded_labelled_and_cached(tmp_path):
     assert root.is_relative_to(tmp_path / "cache")  # XDG_CACHE_HOME, set by the fixture
     assert ensure_synthetic_nab() == root
     assert pd.read_csv(root / "data/synthetic/spikes.csv").shape == (2016, 2)
+
+
+def test_a_labels_file_that_is_not_utf8_names_the_file(tmp_path):
+    write_nab_series(tmp_path, "cat/s.csv", hourly_frame(50), [])
+    labels = tmp_path / "labels" / "combined_windows.json"
+    labels.write_bytes(labels.read_bytes().replace(b"cat/s.csv", b"cat/\xe9.csv"))  # Latin-1, not UTF-8
+    with pytest.raises(DataError, match=r"combined_windows.json: not UTF-8 text \(JSON must be\)"):
+        load_nab(tmp_path)

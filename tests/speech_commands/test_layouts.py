@@ -41,6 +41,9 @@ def test_split_lists_that_name_no_clip_are_an_error_and_stray_entries_a_warning(
     (root / "validation_list.txt").write_text("".join(f"./{line}\n" for line in listed.split()))
     with pytest.raises(DataError, match=r"validation_list.txt: none of its 2 entries names a clip of the tree"):
         layouts.list_speech_commands(root)
+    (root / "validation_list.txt").write_bytes(b"yes/\xff.wav\n")
+    with pytest.raises(DataError, match=r"validation_list.txt: not UTF-8 text \(expected one clip path per line\)"):
+        layouts.list_speech_commands(root)
 
 
 def test_speech_commands_lists_name_the_validation_and_test_clips(tmp_path):
