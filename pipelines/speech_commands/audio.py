@@ -1,7 +1,8 @@
 """WAV reading and the checks every clip goes through: mono, 16 kHz, a fixed length.
 
 What happens to unusual audio (each case is counted and logged by `load_clips`):
-    unreadable (empty, truncated, not a WAV, no samples, NaN or infinite samples): `AudioError`
+    unreadable (empty, truncated, not a WAV, no samples, a sample rate of 0, NaN or infinite
+        samples): `AudioError`
         naming the file; while loading a dataset the file is skipped instead.
     silent (peak below `SILENCE_PEAK`, -80 dBFS): kept by `load_clip`; a dataset loader skips it,
         since a silent clip in a word's folder carries no word.
@@ -43,8 +44,8 @@ def read_wav(path):
     (`0xFFFFFFFF`, written by encoders that cannot seek back), whose data runs to the end of the file.
 
     Raises:
-        AudioError: The file is empty, truncated, not a WAV file, has no samples or holds NaN or
-            infinite samples.
+        AudioError: The file is empty, truncated, not a WAV file, has no samples, gives a sample
+            rate of 0 or holds NaN or infinite samples.
     """
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -57,6 +58,8 @@ def read_wav(path):
         raise AudioError(f"{path}: truncated WAV file ({ended_early[0]})")
     if data.size == 0:
         raise AudioError(f"{path}: WAV file has no samples")
+    if rate <= 0:
+        raise AudioError(f"{path}: WAV header gives a sample rate of {rate} Hz")
     if data.dtype == np.uint8:
         samples = (data.astype("float32") - 128.0) / 128.0
     elif np.issubdtype(data.dtype, np.integer):

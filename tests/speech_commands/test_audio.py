@@ -53,6 +53,7 @@ def test_stereo_is_mixed_down(tmp_path):
         ("header.wav", None, "not a readable WAV file"),
         ("truncated.wav", None, "truncated WAV file"),
         ("nosamples.wav", None, "has no samples"),
+        ("rate0.wav", None, "WAV header gives a sample rate of 0 Hz"),
     ],
 )
 def test_bad_files_raise_an_error_naming_the_file(tmp_path, name, content, message):
@@ -61,6 +62,8 @@ def test_bad_files_raise_an_error_naming_the_file(tmp_path, name, content, messa
         path.write_bytes(content)
     elif name == "nosamples.wav":
         write_wav(path, np.zeros(0, "float32"))
+    elif name == "rate0.wav":
+        wavfile.write(path, 0, (tone(300, seconds=0.1) * 32767).astype("int16"))
     else:
         good = write_wav(tmp_path / "good.wav", tone(300, seconds=1.0)).read_bytes()
         path.write_bytes(good[:30] if name == "header.wav" else good[: len(good) // 2])
