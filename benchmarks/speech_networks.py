@@ -67,7 +67,7 @@ def train_one(args, synthetic, speaker, architecture, seed):
         raise RuntimeError(f"reloaded model scores {accuracy:.4f}, the run logged {logged:.4f}")
     path = network_file(args.cache, speaker, architecture, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
+    np.savez_compressed(
         path,
         probabilities=probabilities,
         labels=np.asarray(test.y),
