@@ -175,6 +175,20 @@ def pip_requirements():
     return [f"{name}=={version(name)}" for name in packages]
 
 
+def project_code_paths():
+    """The folders of this project's packages, which every logged model carries (MLflow `code_paths`).
+
+    A served model unpickles classes from `pipelines` and its `.keras` file names layers from
+    `lstm_models` and `pipelines`; with the code inside the model it loads wherever its pip
+    requirements are installed (`mlflow models serve` in a fresh virtualenv, `build-docker`), not only
+    where lstm-pipelines is.
+    """
+    import lstm_models
+    import pipelines
+
+    return [str(Path(package.__file__).parent) for package in (pipelines, lstm_models)]
+
+
 def log_serving_model(bundle, task_name):
     """Log a pyfunc model (Keras model + preprocessing) to the active run.
 
@@ -192,6 +206,7 @@ def log_serving_model(bundle, task_name):
         signature=bundle.signature,
         metadata={"task": task_name},
         pip_requirements=pip_requirements(),
+        code_paths=project_code_paths(),
     )
     return info.model_uri
 

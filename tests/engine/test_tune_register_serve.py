@@ -1,6 +1,10 @@
 """End to end on the stock task: tune -> nested MLflow runs -> register -> load @champion -> predict."""
 
+import io
 import math
+import subprocess
+import sys
+import textwrap
 
 import mlflow
 import numpy as np
@@ -181,3 +185,47 @@ def test_ensemble_run_trains_seeded_members_and_serves_their_mean(prices_csv):
     newest_first = pd.read_csv(prices_csv).tail(20).iloc[::-1]
     with pytest.raises(DataError, match=r"request row 1, column 'date': .* does not come after row 0's"):
         served.predict(None, newest_first)
+
+
+# Runs in a fresh interpreter where `pipelines` and `lstm_models` can only be imported from a
+# `code` folder on sys.path (where MLflow puts a model's `code_paths`), as where the project is not installed.
+_LOAD_WITHOUT_THE_PROJECT = textwrap.dedent("""
+    import importlib.machinery, os, sys
+    import pandas as pd
+
+    class OnlyModelCode:
+        def find_spec(self, name, path=None, target=None):
+            if name not in ("pipelines", "lstm_models"):
+                return None
+            folders = [entry for entry in sys.path if os.path.basename(entry) == "code"]
+            spec = importlib.machinery.PathFinder.find_spec(name, folders)
+            if spec is None:
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return spec
+
+    sys.meta_path.insert(0, OnlyModelCode())
+    import mlflow
+    model = mlflow.pyfunc.load_model(sys.argv[1])
+    import pipelines
+    print(pipelines.__file__)
+    print(model.predict(pd.read_csv(sys.argv[2])).to_json())
+""")
+
+
+@pytest.mark.slow
+def test_a_logged_model_carries_the_project_code_and_serves_where_it_is_not_installed(prices_csv, tmp_path):
+    run = workflows.train(
+        "stock_forecasting", overrides=[*TINY, "model.variant=peephole_lstm", f"data.path={prices_csv}"]
+    )
+    rows = pd.read_csv(prices_csv).rename(columns=str.lower).tail(12)[["open", "high", "low", "close", "volume"]]
+    rows.astype(float).to_csv(tmp_path / "request.csv", index=False)  # "1.0" in the file, read back as a float
+    expected = mlflow.pyfunc.load_model(run.model_uri).predict(rows.astype(float))
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", _LOAD_WITHOUT_THE_PROJECT, run.model_uri, str(tmp_path / "request.csv")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    imported_from, answer = loaded.stdout.strip().splitlines()[-2:]
+    assert imported_from.endswith("/code/pipelines/__init__.py")
+    pd.testing.assert_frame_equal(pd.read_json(io.StringIO(answer)), expected, check_dtype=False)
