@@ -180,8 +180,7 @@ def project_code_paths():
 
     A served model unpickles classes from `pipelines` and its `.keras` file names layers from
     `lstm_models` and `pipelines`; with the code inside the model it loads wherever its pip
-    requirements are installed (`mlflow models serve` in a fresh virtualenv, `build-docker`), not only
-    where lstm-pipelines is.
+    requirements are installed, not only where lstm-pipelines is.
     """
     import lstm_models
     import pipelines
