@@ -386,7 +386,7 @@ def load_config(config_class, path=None, overrides=()):
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(error)}") from None
         except (OSError, UnicodeDecodeError) as error:  # unreadable, or not a text file at all
