@@ -112,6 +112,21 @@ class SearchConfig:
     max_retry: int = 2
     space: dict[str, SearchParam] = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self):
+        for key in ("trials", "heartbeat_interval"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"search.{key}: expected a positive integer, got {getattr(self, key)!r}")
+        for key in ("pruner_warmup_epochs", "max_retry"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"search.{key}: expected an integer >= 0, got {getattr(self, key)!r}")
+        if self.timeout is not None and not 0 < self.timeout < math.inf:
+            raise ConfigError(f"search.timeout: expected a positive number of seconds or null, got {self.timeout!r}")
+        if self.grace_period <= self.heartbeat_interval:  # a live trial would be taken for a lost one
+            raise ConfigError(
+                f"search.grace_period: expected more seconds than search.heartbeat_interval "
+                f"({self.heartbeat_interval}), got {self.grace_period!r}"
+            )
+
 
 @dataclasses.dataclass
 class TrackingConfig:

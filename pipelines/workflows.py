@@ -6,7 +6,7 @@ from pathlib import Path
 import mlflow
 
 from pipelines import tracking, tuning
-from pipelines.config import CONF_DIR, load_config
+from pipelines.config import CONF_DIR, load_config, with_values
 from pipelines.errors import PipelineError
 from pipelines.runner import train_and_log
 from pipelines.tasks import get_task
@@ -67,14 +67,21 @@ def tune(
     """
     task = get_task(task_name)
     config = load_task_config(task, config_path, overrides)
+    given = {"search.trials": trials, "search.timeout": timeout}
+    config = with_values(config, {key: value for key, value in given.items() if value is not None})  # validated
     tuning.check_direction(task, config)
     storage_handle = _open_storage(config, storage)
     _experiment(task, config)
     source = task.load_source(config)
-    trials = config.search.trials if trials is None else trials
-    timeout = config.search.timeout if timeout is None else timeout
     result = tuning.tune(
-        task, config, source, trials, timeout, study, storage_handle, on_parent=_log_input(task, config, source)
+        task,
+        config,
+        source,
+        config.search.trials,
+        config.search.timeout,
+        study,
+        storage_handle,
+        on_parent=_log_input(task, config, source),
     )
     if register:
         result.model_version = register_best(task, config, result.study_name, storage_handle)

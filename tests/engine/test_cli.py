@@ -10,6 +10,7 @@ import pytest
 
 from pipelines import tuning, workflows
 from pipelines.cli import main
+from pipelines.errors import ConfigError
 from pipelines.mlproject import to_cli_arguments
 from tests.synthetic import write_ohlcv_csv
 
@@ -77,6 +78,36 @@ def test_tune_takes_trials_and_timeout_from_the_config_unless_given(options, exp
     config = ["--set", f"data.path={prices}", "--set", "search.trials=4", "--set", "search.timeout=30"]
     assert main(["tune", "stock_forecasting", *config, "--storage", str(tmp_path / "j.log"), *options]) == 0
     assert tune_calls == [expected]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--trials", "0"], "argument --trials: expected a positive whole number, got '0'"),
+        (["--trials", "2.5"], "argument --trials: expected a positive whole number, got '2.5'"),
+        (["--timeout", "-1"], "argument --timeout: expected a positive number of seconds, got '-1'"),
+        (["--timeout", "inf"], "argument --timeout: expected a positive number of seconds, got 'inf'"),
+    ],
+)
+def test_tune_refuses_trials_and_timeouts_that_cannot_run_before_storing_anything(options, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", "stock_forecasting", "--storage", str(tmp_path / "j.log"), *options])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "j.log").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_tune_checks_the_search_settings_of_the_config_and_the_api_before_storing_anything(tune_calls, tmp_path):
+    storage = str(tmp_path / "j.log")
+    with pytest.raises(ConfigError, match=r"search.trials: expected a positive integer, got -3 \(given by --set"):
+        workflows.tune("stock_forecasting", overrides=["search.trials=-3"], storage=storage)
+    with pytest.raises(ConfigError, match=r"search.trials: expected a positive integer, got 0"):
+        workflows.tune("stock_forecasting", 0, storage=storage)
+    with pytest.raises(ConfigError, match=r"search.timeout: expected a positive number of seconds or null, got -5"):
+        workflows.tune("stock_forecasting", timeout=-5, storage=storage)
+    with pytest.raises(ConfigError, match=r"search.grace_period: expected more seconds than search.heartbeat_inter"):
+        workflows.tune("stock_forecasting", overrides=["search.heartbeat_interval=30"], storage=storage)
+    assert tune_calls == [] and not Path(storage).exists()
 
 
 def test_mlproject_tune_defaults_leave_trials_and_timeout_to_the_config():
