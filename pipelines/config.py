@@ -75,6 +75,10 @@ class TrainConfig:
             raise ConfigError(
                 f"train.early_stopping_patience: expected an integer >= 0, got {self.early_stopping_patience!r}"
             )
+        if self.verbose not in (0, 1, 2):
+            raise ConfigError(
+                f"train.verbose: expected 0 (silent), 1 (progress bar) or 2 (a line per epoch), got {self.verbose!r}"
+            )
         if self.strategy not in ("default", "mirrored"):
             raise ConfigError(f"train.strategy: expected default or mirrored, got {self.strategy!r}")
         if self.lr_schedule not in ("constant", "cosine"):

@@ -69,6 +69,7 @@ def test_defaults_and_overrides(tmp_path):
         ("", ["train.learning_rate=.nan"], r"train.learning_rate: expected a positive number, got nan"),
         ("", ["train.clipnorm=-1"], r"train.clipnorm: expected a positive number, got -1.0"),
         ("", ["train.early_stopping_patience=-1"], r"train.early_stopping_patience: expected an integer >= 0, got -1"),
+        ("", ["train.verbose=-1"], r"train.verbose: expected 0 \(silent\), 1 \(progress bar\) or 2 .*, got -1"),
         ("", ["seed=-1"], r"seed: expected an integer from 0 to 4294967295, got -1"),
         ("", ["seed=4294967296"], r"seed: expected an integer from 0 to 4294967295, got 4294967296"),
         ("", ["tracking.alias=latest"], r"tracking.alias: latest and v<number> are reserved by MLflow, got 'latest'"),
