@@ -105,9 +105,9 @@ class AnomalyDataConfig:
             raise ConfigError(
                 f"data.seasonal_days: expected a list of positive numbers of days, got {self.seasonal_days!r}"
             )
-        if not self.likelihood_threshold > 0:
+        if not 0 < self.likelihood_threshold < math.inf:
             raise ConfigError(f"data.likelihood_threshold: expected a z-score > 0, got {self.likelihood_threshold!r}")
-        if self.spatial_tolerance is not None and not self.spatial_tolerance >= 0:
+        if self.spatial_tolerance is not None and not 0 <= self.spatial_tolerance < math.inf:
             raise ConfigError(
                 f"data.spatial_tolerance: expected a share >= 0 or null (off), got {self.spatial_tolerance!r}"
             )

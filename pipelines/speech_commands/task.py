@@ -1,6 +1,7 @@
 """Speech commands on the shared engine: raw 16 kHz waveforms in, a word label out."""
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -86,17 +87,19 @@ class SpeechDataConfig:
         if self.noise_snr_db is not None:
             _check_db_range("noise_snr_db", self.noise_snr_db, low_above_zero=False)
         _check_db_range("trim_db", self.trim_db, low_above_zero=True)
-        if isinstance(self.top_db, bool) or not (isinstance(self.top_db, int | float) and self.top_db > 0):
+        if isinstance(self.top_db, bool) or not (isinstance(self.top_db, int | float) and 0 < self.top_db < math.inf):
             raise ConfigError(f"data.top_db: expected a positive number of dB, got {self.top_db!r}")
         for key in ("noise_max_gain", "equalizer_db"):
-            if not getattr(self, key) >= 0:
-                raise ConfigError(f"data.{key}: expected a non-negative number, got {getattr(self, key)!r}")
+            if not 0 <= getattr(self, key) < math.inf:
+                raise ConfigError(f"data.{key}: expected a finite number >= 0, got {getattr(self, key)!r}")
 
 
 def _check_db_range(key, bounds, low_above_zero):
     """Raise `ConfigError` naming `data.<key>` unless `bounds` is `[low, high]` in dB with `low <= high`."""
     numbers = isinstance(bounds, list | tuple) and len(bounds) == 2
-    numbers = numbers and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bounds)
+    numbers = numbers and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in bounds
+    )
     if not numbers or not bounds[0] <= bounds[1] or (low_above_zero and not bounds[0] > 0):
         rule = "0 < low <= high" if low_above_zero else "low <= high"
         raise ConfigError(f"data.{key}: expected [low, high] in dB with {rule}, got {bounds!r}")

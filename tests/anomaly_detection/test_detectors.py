@@ -1,6 +1,7 @@
 """Error features, Gaussian scoring, calibration, cooldown and the online property of the scores."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -96,8 +97,11 @@ def test_spatial_check_alerts_where_the_likelihood_stays_quiet():
     assert found.anomaly_score[250] == 1.0 and (found.anomaly_score[201:250] < 0.5).all()
     assert not plain.detect_scores(scores, first_row=200, values=values).alert.any()
     assert not spatial.detect_scores(scores, first_row=251, values=values).alert[:251].any()
-    with pytest.raises(ConfigError, match="data.spatial_tolerance: expected a share >= 0 or null"):
-        AnomalyDataConfig(spatial_tolerance=-0.1)
+    for share in (-0.1, math.inf):
+        with pytest.raises(ConfigError, match="data.spatial_tolerance: expected a share >= 0 or null"):
+            AnomalyDataConfig(spatial_tolerance=share)
+    with pytest.raises(ConfigError, match="data.likelihood_threshold: expected a z-score > 0, got inf"):
+        AnomalyDataConfig(likelihood_threshold=math.inf)  # would never alert
 
 
 def test_threshold_is_the_validation_quantile_and_maps_to_one_half():

@@ -120,8 +120,11 @@ def test_equalizer_adds_one_smooth_gain_per_clip_in_training_only():
         RandomEqualizer(components=0)
     with pytest.raises(ValueError, match="max_gain_db"):
         RandomEqualizer(max_gain_db=-1.0)
-    with pytest.raises(ConfigError, match="data.equalizer_db: expected a non-negative number"):
-        _config("data.equalizer_db=-3")
+    for value in ("-3", ".inf"):
+        with pytest.raises(ConfigError, match=f"data.equalizer_db: expected a finite number >= 0, got {value[-3:]}"):
+            _config(f"data.equalizer_db={value}")
+    with pytest.raises(ConfigError, match=r"data.noise_snr_db: expected \[low, high\] in dB with low <= high"):
+        _config("data.noise_snr_db=[5, .inf]")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
