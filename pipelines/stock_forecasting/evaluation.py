@@ -87,7 +87,8 @@ def evaluate_forecasts(
     forecasts = {"model": model_prices, **baseline_forecasts(dataset, index_frame)}
     naive = forecasts["naive"]
     scores = {name: forecast_metrics(actual, f, naive, last_close, scale) for name, f in forecasts.items()}
-    statistic, p_value = diebold_mariano(model_prices - actual, naive - actual, dataset.horizon)
+    dates = index_frame["origin_date"].to_numpy()
+    statistic, p_value = diebold_mariano(model_prices - actual, naive - actual, dataset.horizon, dates)
     u2 = scores["model"]["u2"]
     beats = bool(u2 < 1 and statistic < 0 and p_value < SIGNIFICANCE)
     return ForecastReport(

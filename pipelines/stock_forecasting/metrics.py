@@ -6,6 +6,7 @@ Arrays are ``(n_windows, horizon)`` (or ``(n_windows,)``); every metric averages
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 from sklearn.metrics import mean_absolute_error, mean_absolute_percentage_error, root_mean_squared_error
 
@@ -90,24 +91,32 @@ def directional_accuracy(actual: np.ndarray, forecast: np.ndarray, last_close: n
     return float(np.mean(np.sign(f - last) == np.sign(a - last)))
 
 
-def diebold_mariano(errors_a: np.ndarray, errors_b: np.ndarray, horizon: int) -> tuple[float, float]:
+def diebold_mariano(
+    errors_a: np.ndarray, errors_b: np.ndarray, horizon: int, dates: np.ndarray | None = None
+) -> tuple[float, float]:
     """Diebold-Mariano test of equal squared-error loss, with the Harvey-Leybourne-Newbold correction.
 
     For ``(n, horizon)`` errors the loss of a window is the mean squared error over its steps. The
-    long-run variance uses autocovariances up to lag ``horizon - 1`` (overlapping windows).
+    long-run variance uses autocovariances up to lag ``horizon - 1`` (overlapping windows). With
+    ``dates``, the loss differentials of the windows that share an origin date (several series) are
+    averaged first and the test runs on one value per date, in date order: series forecast on the
+    same day are not independent, so counting their windows separately would understate the variance.
 
     Args:
         errors_a: forecast errors of model A, ``(n,)`` or ``(n, horizon)``.
         errors_b: forecast errors of model B, same shape.
         horizon: forecast horizon ``h``.
+        dates: origin date of each window, ``(n,)``, or None when the rows are one series in order.
 
     Returns:
-        ``(statistic, p_value)``: two-sided p-value from Student's t with ``n - 1`` degrees of freedom;
-        a negative statistic means A has the smaller loss.
+        ``(statistic, p_value)``: two-sided p-value from Student's t with ``n - 1`` degrees of freedom
+        (``n`` dates with ``dates``); a negative statistic means A has the smaller loss.
     """
     a, b = _pair(errors_a, errors_b)
     loss = a**2 - b**2
     d = loss.mean(axis=1) if loss.ndim == 2 else loss
+    if dates is not None:
+        d = pd.Series(d).groupby(np.asarray(dates), sort=True).mean().to_numpy()
     n = len(d)
     if n < 2:
         raise ValueError(f"Expected at least 2 forecast errors for the Diebold-Mariano test. Received: {n}")

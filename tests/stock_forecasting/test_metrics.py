@@ -1,6 +1,7 @@
 """Metrics against small hand-computed examples, and the Diebold-Mariano test's edge cases."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -86,3 +87,23 @@ def test_dm_detects_clearly_better_errors():
     assert statistic < 0 and p_value < 0.05
     statistic, p_value = diebold_mariano(worse, 0.5 * worse, 5)
     assert statistic > 0 and p_value < 0.05
+
+
+def test_dm_over_several_series_tests_one_averaged_loss_per_date():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((40, 3)), 1.1 * rng.standard_normal((40, 3))
+    dates = pd.bdate_range("2024-01-01", periods=40).to_numpy()
+    one_series = diebold_mariano(a, b, 3)
+    # The same errors for a second series on the same dates: no new information, so the same test.
+    twice = diebold_mariano(np.vstack([a, a]), np.vstack([b, b]), 3, dates=np.concatenate([dates, dates]))
+    assert twice == pytest.approx(one_series)
+    assert diebold_mariano(np.vstack([a, a]), np.vstack([b, b]), 3)[1] < one_series[1]  # as if 80 windows
+    # Each date's loss differential is the mean over the series forecast that day, in date order.
+    c, e = rng.standard_normal((40, 3)), rng.standard_normal((40, 3))
+    order = rng.permutation(80)
+    shuffled = diebold_mariano(
+        np.vstack([a, c])[order], np.vstack([b, e])[order], 3, dates=np.concatenate([dates, dates])[order]
+    )
+    d = ((a**2 - b**2).mean(axis=1) + (c**2 - e**2).mean(axis=1)) / 2
+    by_hand = diebold_mariano(np.sqrt(d.clip(min=0)), np.sqrt((-d).clip(min=0)), 3)  # errors with that differential
+    assert shuffled == pytest.approx(by_hand)
