@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.anomaly_detection import data as series_data
-from pipelines.anomaly_detection.detectors import SCORINGS, calibrate, error_features
+from pipelines.anomaly_detection.detectors import MIN_HISTORY, SCORINGS, calibrate, error_features
 from pipelines.anomaly_detection.evaluation import SeriesOutcome, report
 from pipelines.anomaly_detection.serving import (
     SERIES_COLUMN,
@@ -94,9 +94,12 @@ class AnomalyDataConfig:
             raise ConfigError(f"data.prediction_steps: expected a positive integer, got {self.prediction_steps!r}")
         if self.train_max_rows is not None and self.train_max_rows < 1:
             raise ConfigError(f"data.train_max_rows: expected a positive integer or null, got {self.train_max_rows!r}")
-        for key in ("likelihood_history", "likelihood_average"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"data.{key}: expected a positive integer, got {getattr(self, key)!r}")
+        if self.likelihood_history < MIN_HISTORY:  # the scores a mean and standard deviation are taken over
+            raise ConfigError(
+                f"data.likelihood_history: expected an integer >= {MIN_HISTORY}, got {self.likelihood_history!r}"
+            )
+        if self.likelihood_average < 1:
+            raise ConfigError(f"data.likelihood_average: expected a positive integer, got {self.likelihood_average!r}")
         if self.record_history < 0:
             raise ConfigError(f"data.record_history: expected an integer >= 0 (0: off), got {self.record_history!r}")
         if not isinstance(self.seasonal_days, list) or not all(

@@ -102,6 +102,8 @@ def test_spatial_check_alerts_where_the_likelihood_stays_quiet():
             AnomalyDataConfig(spatial_tolerance=share)
     with pytest.raises(ConfigError, match="data.likelihood_threshold: expected a z-score > 0, got inf"):
         AnomalyDataConfig(likelihood_threshold=math.inf)  # would never alert
+    with pytest.raises(ConfigError, match="data.likelihood_history: expected an integer >= 10, got 9"):
+        AnomalyDataConfig(likelihood_history=9)  # the rolling statistics need 10 scores: it failed after training
 
 
 def test_threshold_is_the_validation_quantile_and_maps_to_one_half():
