@@ -2,7 +2,6 @@
 
 import argparse
 import logging
-import math
 import os
 import sys
 
@@ -17,28 +16,6 @@ INTERRUPTED = {  # what an interrupted command leaves behind
     "tune": "finished trials are kept, rerun the same command to resume",
     "demo": "finished trials are kept, rerun the same command to resume",
 }
-
-
-def _positive_int(text):
-    """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
-
-def _positive_seconds(text):
-    """argparse type: a finite number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
 
 
 def _add_config_arguments(parser):
@@ -66,13 +43,11 @@ def build_parser():
     tune = commands.add_parser("tune", help="run or resume an Optuna study, one MLflow parent run")
     _add_config_arguments(tune)
     tune.add_argument(
-        "--trials",
-        type=_positive_int,
-        help="finished trials the study should hold (default: search.trials of the config)",
+        "--trials", type=int, help="finished trials the study should hold (default: search.trials of the config)"
     )
     tune.add_argument(
         "--timeout",
-        type=_positive_seconds,
+        type=float,
         help="stop starting new trials after this many seconds (default: search.timeout of the config)",
     )
     tune.add_argument("--study", help="study name (default: the task name); rerun to resume")
@@ -98,7 +73,7 @@ def build_parser():
     )
 
     demo = commands.add_parser("demo", help="a short tune of every task on offline data, then a summary")
-    demo.add_argument("--trials", type=_positive_int, default=None, help="trials per task (default: from the demo)")
+    demo.add_argument("--trials", type=int, default=None, help="trials per task (default: from the demo)")
     return parser
 
 
