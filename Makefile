@@ -1,4 +1,4 @@
-# Two entry points: `make demo` and `make test`. Both create .venv on first use.
+# Targets: demo and test (both create .venv on first use), lint, benchmark, clean.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
