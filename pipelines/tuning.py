@@ -11,6 +11,7 @@ import math
 import secrets
 import tempfile
 import time
+import warnings
 
 import mlflow
 import optuna
@@ -50,11 +51,13 @@ class FailLostTrial:
     """Called by Optuna for a trial whose worker stopped sending heartbeats (killed, machine lost).
 
     Marks the trial's MLflow run FAILED (it would stay RUNNING forever) and enqueues a retry with
-    the same parameters (`RetryFailedTrialCallback`).
+    the same parameters (`RetryHeartbeatStaleTrialCallback`).
     """
 
     def __init__(self, max_retry):
-        self.retry = optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)
+        with warnings.catch_warnings():  # heartbeats and their retry are Optuna "experimental" since 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
     def __call__(self, study, trial):
         run_id = trial.user_attrs.get("mlflow_run_id")
@@ -93,13 +96,15 @@ def open_storage(storage=None, heartbeat_interval=10, grace_period=30, max_retry
             raise StorageUnavailable(f"cannot open Optuna journal file {storage}: {error.strerror or error}") from None
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(
-                storage,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=FailLostTrial(max_retry),
-                engine_kwargs=_engine_kwargs(storage),
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    storage,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=FailLostTrial(max_retry),
+                    engine_kwargs=_engine_kwargs(storage),
+                )
         except Exception as error:
             # Workers starting together on a new database race to create Optuna's tables; the
             # losers see "already exists" and find the tables on the next attempt.

@@ -1,6 +1,7 @@
 """The tuning engine without training: studies, sampler seeds, parent runs, storage errors."""
 
 import logging
+import warnings
 from types import SimpleNamespace
 
 import mlflow
@@ -70,6 +71,16 @@ def _tune(config, storage, trials=0, **kwargs):  # trials=0: just the parent run
 
 def _parent_id_in_study(storage):
     return optuna.load_study(study_name="s", storage=tuning.open_storage(storage)).user_attrs[tuning.PARENT_RUN_ATTR]
+
+
+def test_opening_an_rdb_storage_with_heartbeats_warns_nothing(tmp_path):
+    # Optuna 5 deprecates RetryFailedTrialCallback (removed in 6) and calls heartbeats experimental;
+    # a user's every tune printed both.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        storage = tuning.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}", max_retry=1)
+    assert [str(w.message) for w in caught if w.category is not DeprecationWarning] == []
+    assert isinstance(storage.heartbeat_stale_trial_callback.retry, optuna.storages.RetryHeartbeatStaleTrialCallback)
 
 
 @pytest.mark.parametrize("gone", ["deleted", "in another store"])
