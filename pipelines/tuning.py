@@ -5,6 +5,7 @@ run id lives in the study's user attributes, so a resumed tune, or another worke
 storage (possibly on another machine), logs under the same parent.
 """
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -36,6 +37,15 @@ class StorageUnavailable(PipelineError):
     """The Optuna storage cannot be opened."""
 
 
+@contextlib.contextmanager
+def optuna_experimental():
+    """Silence Optuna's `ExperimentalWarning` for features used on purpose: heartbeats and their
+    retry (experimental since 2.8) and the matplotlib plots (since 2.2) would warn on every tune."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 @dataclasses.dataclass
 class TuneResult:
     """Outcome of a tune call."""
@@ -55,8 +65,7 @@ class FailLostTrial:
     """
 
     def __init__(self, max_retry):
-        with warnings.catch_warnings():  # heartbeats and their retry are Optuna "experimental" since 2.8
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with optuna_experimental():
             self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
     def __call__(self, study, trial):
@@ -96,8 +105,7 @@ def open_storage(storage=None, heartbeat_interval=10, grace_period=30, max_retry
             raise StorageUnavailable(f"cannot open Optuna journal file {storage}: {error.strerror or error}") from None
     for attempt in range(5):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with optuna_experimental():
                 return optuna.storages.RDBStorage(
                     storage,
                     heartbeat_interval=heartbeat_interval,
@@ -290,12 +298,13 @@ def _log_study_summary(study, task):
     mlflow.set_tags(
         {"best_trial": best.number, "best_model_uri": best.user_attrs.get("model_uri", ""), "best_value": best.value}
     )
-    figures = {"optimization_history": optuna.visualization.matplotlib.plot_optimization_history(study).figure}
-    if len(completed) >= 2:
-        try:
-            figures["param_importances"] = optuna.visualization.matplotlib.plot_param_importances(study).figure
-        except (RuntimeError, ValueError) as error:  # e.g. every trial had the same parameters
-            logger.info("no parameter importance plot: %s", error)
+    with optuna_experimental():
+        figures = {"optimization_history": optuna.visualization.matplotlib.plot_optimization_history(study).figure}
+        if len(completed) >= 2:
+            try:
+                figures["param_importances"] = optuna.visualization.matplotlib.plot_param_importances(study).figure
+            except (RuntimeError, ValueError) as error:  # e.g. every trial had the same parameters
+                logger.info("no parameter importance plot: %s", error)
     tracking.log_figures(figures, folder="optuna")
     model_uri = best.user_attrs.get("model_uri")
     if model_uri and not tracking.model_exists(model_uri):

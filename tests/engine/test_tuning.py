@@ -83,6 +83,21 @@ def test_opening_an_rdb_storage_with_heartbeats_warns_nothing(tmp_path):
     assert isinstance(storage.heartbeat_stale_trial_callback.retry, optuna.storages.RetryHeartbeatStaleTrialCallback)
 
 
+def test_the_study_summary_plots_without_optuna_warnings(experiment_id):
+    study = optuna.create_study()
+    units = optuna.distributions.IntDistribution(8, 64)
+    for value, chosen in ((0.5, 8), (0.3, 32), (0.4, 64)):
+        study.add_trial(optuna.create_trial(params={"units": chosen}, distributions={"units": units}, value=value))
+    task = get_task("stock_forecasting")
+    with mlflow.start_run() as run, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        counts, best = tuning._log_study_summary(study, task)
+    assert [str(w.message) for w in caught if w.category is not DeprecationWarning] == []
+    assert best.params == {"units": 32} and counts["complete"] == 3
+    logged = {item.path for item in MlflowClient().list_artifacts(run.info.run_id, "optuna")}
+    assert logged == {"optuna/optimization_history.png", "optuna/param_importances.png"}
+
+
 @pytest.mark.parametrize("gone", ["deleted", "in another store"])
 def test_resuming_a_study_whose_parent_run_is_gone_starts_a_new_parent(
     gone, config, experiment_id, instant_training, tmp_path, caplog
