@@ -2,6 +2,8 @@
 
 import dataclasses
 import socket
+import subprocess
+import sys
 import time
 import warnings
 
@@ -151,3 +153,14 @@ def test_local_dataset_names_its_path_without_the_ambiguous_source_warning(tmp_p
     assert not [w for w in caught if "interpreted in multiple ways" in str(w.message)]
     assert (dataset.name, dataset.source.uri) == ("prices", str(path))
     assert dataset.profile["num_rows"] == 3
+
+
+def test_importing_the_served_models_prints_no_mlflow_type_hint_warning():
+    # MLflow 3 warns at class definition for every untyped `predict`; users saw it on every command.
+    modules = ", ".join(
+        f"pipelines.{task}.serving" for task in ("stock_forecasting", "speech_commands", "anomaly_detection")
+    )
+    completed = subprocess.run(
+        [sys.executable, "-W", "always", "-c", f"import {modules}"], capture_output=True, text=True, check=True
+    )
+    assert "predict" not in completed.stderr
