@@ -163,4 +163,4 @@ def test_importing_the_served_models_prints_no_mlflow_type_hint_warning():
     completed = subprocess.run(
         [sys.executable, "-W", "always", "-c", f"import {modules}"], capture_output=True, text=True, check=True
     )
-    assert "predict" not in completed.stderr
+    assert "Add type hints" not in completed.stderr
