@@ -26,11 +26,14 @@ class Evaluation:
 
 @dataclasses.dataclass
 class ServingBundle:
-    """A pyfunc model with its preprocessing: `python_model`, local `artifacts` files, `signature`."""
+    """A pyfunc model with its preprocessing: `python_model`, local `artifacts` files, `signature`,
+    and `input_example`: a real request (a few rows or clips of the task's data) that MLflow stores
+    with the model and serves once at logging time to check it."""
 
     python_model: Any
     artifacts: dict[str, str]
     signature: Any
+    input_example: Any = None
 
 
 class Task:

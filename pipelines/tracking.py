@@ -203,6 +203,7 @@ def log_serving_model(bundle, task_name):
         python_model=bundle.python_model,
         artifacts=bundle.artifacts,
         signature=bundle.signature,
+        input_example=bundle.input_example,
         metadata={"task": task_name},
         pip_requirements=pip_requirements(),
         code_paths=project_code_paths(),

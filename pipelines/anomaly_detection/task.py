@@ -225,7 +225,7 @@ class AnomalyDetection(Task):
             frame = pd.DataFrame(item.values, columns=list(item.value_columns))
             frame.insert(0, "timestamp", item.timestamps.strftime("%Y-%m-%d %H:%M:%S"))
             frame.insert(0, "series", item.name)
-            frame["label"] = item.labels
+            frame["label"] = item.labels.astype(bool)  # an int column makes MLflow warn about missing values
             frames.append(frame)
         return local_dataset(pd.concat(frames, ignore_index=True), source.origin, f"series ({len(source.series)})")
 
@@ -262,9 +262,12 @@ class AnomalyDetection(Task):
         samples = data.x_test[:32] if len(data.x_test) else data.x_val[:32]
         artifacts = save_keras_artifacts(model, samples, workdir)
         artifacts["detectors"] = save_detectors(detectors, data.timestamp_column, data.value_columns, workdir)
-        return ServingBundle(
-            AnomalyServingModel(), artifacts, serving_signature(data.timestamp_column, data.value_columns)
-        )
+        series = data.parts[0].series
+        rows = data.spec.window + data.spec.prediction_steps + 9  # ten or more scored rows
+        name = series.name if len(detectors) > 1 else None
+        request = request_frame(series, data.timestamp_column, data.value_columns, name).tail(rows)
+        signature = serving_signature(data.timestamp_column, data.value_columns)
+        return ServingBundle(AnomalyServingModel(), artifacts, signature, request)
 
     def read_inputs(self, path, served):
         """A CSV of one series for `predict`, checked as training data is: the served model's
@@ -280,15 +283,23 @@ class AnomalyDetection(Task):
         frame, lines = series_data.read_table(path, separator)
         timestamp, value_columns = served.timestamp_column, list(served.value_columns)
         series = series_data.build_series(frame, lines, str(path), path.name, timestamp, value_columns)
-        out = pd.DataFrame({timestamp: series.timestamps.astype(str)})
-        if SERIES_COLUMN in frame.columns:
-            names = frame[SERIES_COLUMN].dropna().unique()
-            if len(names) != 1:
-                raise DataError(f"{path}: column '{SERIES_COLUMN}' must name one series; found {', '.join(names[:5])}")
-            out[SERIES_COLUMN] = names[0]
-        for index, column in enumerate(value_columns):
-            out[column] = series.values[:, index]
-        return out
+        if SERIES_COLUMN not in frame.columns:
+            return request_frame(series, timestamp, value_columns)
+        names = frame[SERIES_COLUMN].dropna().unique()
+        if len(names) != 1:
+            raise DataError(f"{path}: column '{SERIES_COLUMN}' must name one series; found {', '.join(names[:5])}")
+        return request_frame(series, timestamp, value_columns, names[0])
+
+
+def request_frame(series, timestamp_column, value_columns, series_name=None):
+    """A served-model request holding all of ``series``: the timestamp as text, a ``series``
+    column holding ``series_name`` when given, then the value columns."""
+    out = pd.DataFrame({timestamp_column: series.timestamps.astype(str)})
+    if series_name is not None:
+        out[SERIES_COLUMN] = series_name
+    for index, column in enumerate(value_columns):
+        out[column] = series.values[:, index]
+    return out
 
 
 def detect_all(model, data):

@@ -118,16 +118,21 @@ class StockForecasting(Task):
     def serving_bundle(self, model, data, workdir):
         artifacts = save_keras_artifacts(model, data.x_test[:32], workdir)
         artifacts["preprocessor"] = save_preprocessor(data.preprocessor, workdir)
-        return ServingBundle(StockServingModel(), artifacts, serving_signature(data.horizon))
+        request = self._request(next(iter(data.history.values())).tail(data.window + 1))
+        return ServingBundle(StockServingModel(), artifacts, serving_signature(data.horizon), request)
+
+    @staticmethod
+    def _request(frame):
+        """A served-model request from a price frame indexed by date: `date` (ISO) and OHLCV columns."""
+        out = frame.reset_index()
+        out["date"] = out["date"].dt.strftime("%Y-%m-%d")
+        return out[["date", *price_data.COLUMNS]]
 
     def read_inputs(self, path, served):
         prices = price_data.load_prices(path)
         if len(prices) != 1:
             raise ConfigError(f"{path}: predict takes one price series, found {len(prices)}: {', '.join(prices)}")
-        frame = next(iter(prices.values()))
-        out = frame.reset_index()
-        out["date"] = out["date"].dt.strftime("%Y-%m-%d")
-        return out[["date", *price_data.COLUMNS]]
+        return self._request(next(iter(prices.values())))
 
 
 def _mase_scale(data, index_frame):

@@ -10,6 +10,7 @@ from pipelines import workflows
 from pipelines.cli import main as cli_main
 from pipelines.training import ensemble_members
 from tests.anomaly_detection.conftest import TINY_DATA
+from tests.helpers import serve_logged_example
 
 TINY = [
     *TINY_DATA,
@@ -54,6 +55,11 @@ def test_tune_register_and_serve_the_champion(nab_root, tmp_path):
     assert np.isfinite(out["score"]).all() and out["anomaly_score"].between(0, 1).all()
     assert set(out["is_anomaly"]) <= {0, 1}
     assert model.metadata.signature.inputs.input_names() == ["timestamp", "series", "value"]
+    # The model carries a real request: the series' last rows, enough for ten scored rows.
+    request, answer = serve_logged_example("models:/anomaly_detection@champion")
+    np.testing.assert_allclose(request["value"], rows["value"].tail(len(request)))
+    assert len(answer) == 10 and answer["timestamp"].iloc[-1] == rows["timestamp"].iloc[-1]
+    np.testing.assert_allclose(answer["score"], out["score"].tail(10), rtol=1e-6)
     # conf/anomaly_detection.yaml scores with a seed ensemble of three networks.
     assert len(ensemble_members(model.unwrap_python_model().keras_model)) == 3
 

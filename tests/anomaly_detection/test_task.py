@@ -1,5 +1,7 @@
 """The task on the engine's interface: config checks, leak-free preparation, evaluation, serving."""
 
+import warnings
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -128,8 +130,9 @@ def test_served_model_scores_a_series_like_the_evaluation(nab_root, tmp_path):
     TASK.evaluate(model, data, config)
     bundle = TASK.serving_bundle(model, data, tmp_path)
     mlflow.pyfunc.save_model(
-        tmp_path / "served", python_model=bundle.python_model, artifacts=bundle.artifacts, signature=bundle.signature
-    )
+        tmp_path / "served", python_model=bundle.python_model, artifacts=bundle.artifacts,
+        signature=bundle.signature, input_example=bundle.input_example,
+    )  # fmt: skip
     served = mlflow.pyfunc.load_model(str(tmp_path / "served"))
     series = source.series[0]
     rows = pd.DataFrame({"timestamp": series.timestamps.strftime("%Y-%m-%d %H:%M:%S"), "value": series.values[:, 0]})
@@ -154,6 +157,9 @@ def test_served_model_of_several_series_needs_the_series_named(nab_root, tmp_pat
         bundle.python_model.predict(None, rows)
     out = bundle.python_model.predict(None, rows.assign(series="synthetic/drift.csv"))
     assert len(out) == 40 - (8 + 3 - 1) and set(out["is_anomaly"]) <= {0, 1}
+    # With several series, the request logged with the model names its series.
+    assert bundle.input_example["series"].unique().tolist() == [data.parts[0].series.name]
+    assert len(bundle.python_model.predict(None, bundle.input_example)) == 10
 
 
 def test_sensor_csv_end_to_end_without_mlflow(tmp_path):
@@ -168,11 +174,19 @@ def test_sensor_csv_end_to_end_without_mlflow(tmp_path):
     assert data.input_shape == (8, 2) and data.value_columns == ("temp", "pressure")
     evaluation = TASK.evaluate(model, data, config)
     assert "nab_results/lstmPrediction_plant" in evaluation.tables
-    logged = TASK.dataset_for_logging(config, source)
-    assert list(logged.df.columns) == ["series", "timestamp", "temp", "pressure", "label"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logged = TASK.dataset_for_logging(config, source)
+        assert logged.schema.input_names() == ["series", "timestamp", "temp", "pressure", "label"]
+    assert not [str(warning.message) for warning in caught if "integer column" in str(warning.message)]
     bundle = TASK.serving_bundle(model, data, tmp_path)
     served = bundle.python_model
     served.load_context(type("Context", (), {"artifacts": bundle.artifacts})())
+    # The request logged with the model: the series' last rows, ten of them scored.
+    assert list(bundle.input_example.columns) == ["time", "temp", "pressure"]
+    request = bundle.input_example
+    np.testing.assert_array_equal(request["temp"], source.series[0].values[-len(request) :, 0])
+    assert len(served.predict(None, request)) == 10
     inputs = TASK.read_inputs(path, served)
     assert list(inputs.columns) == ["time", "temp", "pressure"]
     assert inputs["temp"].dtype == np.float64 and len(inputs) == 400

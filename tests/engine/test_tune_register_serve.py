@@ -17,6 +17,7 @@ from pipelines import workflows
 from pipelines.cli import main as cli_main
 from pipelines.errors import ConfigError, DataError
 from pipelines.training import ensemble_members
+from tests.helpers import serve_logged_example
 from tests.synthetic import write_ohlcv_csv
 
 TINY = [
@@ -79,6 +80,11 @@ def test_tune_resume_register_and_serve(prices_csv, tmp_path):
     assert forecast.shape == (1, 3)
     last_close = rows["close"].iloc[-1]
     assert np.all(np.abs(forecast.to_numpy() / last_close - 1) < 0.2)
+    # The model carries a real request: the last window + 1 rows of the prices, one forecast.
+    request, answer = serve_logged_example("models:/stock_forecasting@champion")
+    np.testing.assert_allclose(request["close"], rows["close"])
+    assert answer.shape == (1, 4) and answer["date"].iloc[0] == rows["date"].iloc[-1]
+    np.testing.assert_allclose(answer[["step_1", "step_2", "step_3"]], forecast, rtol=1e-6)
 
     # Resume: the same study keeps its two trials and parent run, and runs just one more.
     second = workflows.tune("stock_forecasting", 3, overrides=overrides, study="s1", storage=storage)

@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from pipelines import workflows
 from pipelines.cli import main as cli_main
+from tests.helpers import serve_logged_example
 from tests.speech_commands.audio_trees import fsdd_tree, pitch, speech_commands_tree, tone, write_wav
 
 TINY = ["train.epochs=2", "train.verbose=0", "train.batch_size=16", "model.units=8", "data.num_mel_bins=16"]
@@ -50,6 +51,11 @@ def test_tune_register_serve_and_predict(tmp_path):
     assert list(answer.columns) == ["label", "probability", *[f"prob_{name}" for name in classes]]
     assert answer["label"].isin(classes).all() and len(answer) == 3
     np.testing.assert_allclose(answer.filter(like="prob_").sum(axis=1), 1.0, atol=1e-4)
+    # The model carries a real request: one test clip, rounded to 4 decimals.
+    request, served = serve_logged_example("models:/speech_commands@champion")
+    assert request.shape == (1, 16000) and 0 < np.abs(request).max() <= 1
+    np.testing.assert_array_equal(request, np.round(request, 4))
+    assert served["label"].isin(classes).all() and len(served) == 1
 
     inputs = tmp_path / "inputs"
     for index in range(3):
