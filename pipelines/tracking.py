@@ -191,6 +191,9 @@ def project_code_paths():
 def log_serving_model(bundle, task_name):
     """Log a pyfunc model (Keras model + preprocessing) to the active run.
 
+    The model is logged from code (`served_model.py` names the bundle's serving class), not as a
+    pickle, so loading it runs only this project's code, which the model carries.
+
     Args:
         bundle: A `ServingBundle` from the task.
         task_name: Stored in the model metadata so `predict` knows how to read inputs.
@@ -198,9 +201,11 @@ def log_serving_model(bundle, task_name):
     Returns:
         The logged model's URI (`models:/m-...`).
     """
+    serving_class = type(bundle.python_model)
     info = mlflow.pyfunc.log_model(
         name="model",
-        python_model=bundle.python_model,
+        python_model=str(Path(__file__).with_name("served_model.py")),
+        model_config={"serving_class": f"{serving_class.__module__}:{serving_class.__qualname__}"},
         artifacts=bundle.artifacts,
         signature=bundle.signature,
         input_example=bundle.input_example,

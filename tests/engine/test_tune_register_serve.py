@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -234,4 +235,6 @@ def test_a_logged_model_carries_the_project_code_and_serves_where_it_is_not_inst
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     imported_from, answer = loaded.stdout.strip().splitlines()[-2:]
     assert imported_from.endswith("/code/pipelines/__init__.py")
+    # Logged from code: nothing in the model is unpickled when it loads.
+    assert not list(Path(mlflow.artifacts.download_artifacts(run.model_uri)).rglob("*.pkl"))
     pd.testing.assert_frame_equal(pd.read_json(io.StringIO(answer)), expected, check_dtype=False)
