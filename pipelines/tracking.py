@@ -202,6 +202,11 @@ def log_serving_model(bundle, task_name):
         The logged model's URI (`models:/m-...`).
     """
     serving_class = type(bundle.python_model)
+    if serving_class.__module__.split(".")[0] not in ("pipelines", "lstm_models"):
+        raise TypeError(
+            f"served model class {serving_class.__module__}.{serving_class.__qualname__}: it must be defined in "
+            "pipelines or lstm_models, the code a logged model carries, or the model will not load elsewhere"
+        )
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=str(Path(__file__).with_name("served_model.py")),

@@ -8,12 +8,14 @@ import time
 import warnings
 
 import keras
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 
 from pipelines import tracking
 from pipelines.config import ModelConfig, TrainConfig
+from pipelines.tasks import ServingBundle
 from pipelines.training import (
     StopOnDivergence,
     TrainingDiverged,
@@ -164,3 +166,18 @@ def test_importing_the_served_models_prints_no_mlflow_type_hint_warning():
         [sys.executable, "-W", "always", "-c", f"import {modules}"], capture_output=True, text=True, check=True
     )
     assert "Add type hints" not in completed.stderr
+
+
+class _ServedFromATestModule(mlflow.pyfunc.PythonModel):
+    _skip_type_hint_validation = True
+
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+def test_a_served_class_outside_the_carried_packages_is_refused_before_logging():
+    # A logged model carries only pipelines and lstm_models: a class from elsewhere would not load.
+    bundle = ServingBundle(_ServedFromATestModule(), {}, None)
+    with pytest.raises(TypeError, match=r"tests\.engine\.test_training_and_tracking\._ServedFromATestModule: it must"):
+        tracking.log_serving_model(bundle, "stock_forecasting")
+    assert mlflow.active_run() is None and mlflow.last_logged_model() is None
