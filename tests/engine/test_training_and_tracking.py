@@ -180,4 +180,5 @@ def test_a_served_class_outside_the_carried_packages_is_refused_before_logging()
     bundle = ServingBundle(_ServedFromATestModule(), {}, None)
     with pytest.raises(TypeError, match=r"tests\.engine\.test_training_and_tracking\._ServedFromATestModule: it must"):
         tracking.log_serving_model(bundle, "stock_forecasting")
-    assert mlflow.active_run() is None and mlflow.last_logged_model() is None
+    experiments = [experiment.experiment_id for experiment in mlflow.search_experiments()]
+    assert mlflow.active_run() is None and not mlflow.search_logged_models(experiments, output_format="list")
