@@ -4,6 +4,11 @@ Every test metric is computed on the rows from ``scored_from = max(NAB probation
 prefix)`` on, so no row the network or the threshold saw is scored. With the default prefix (NAB's
 probationary period) this is exactly NAB's scoring. Scores are pooled over series (NAB sums raw
 scores, point-wise metrics concatenate rows, event-wise metrics pool counts).
+
+A series without labels (a NAB file missing from the labels file, or a sensor CSV without a label
+column) counts only in the alarm rate: its alerts are neither right nor wrong, so scoring them as
+false positives would understate every label-based metric. Without any labelled series those
+metrics are NaN.
 """
 
 from __future__ import annotations
@@ -54,9 +59,18 @@ class Report:
     summary: str
 
 
+LABEL_METRICS = (*(f"nab_{name}" for name in PROFILES), "precision", "recall", "f1", "event_recall", "event_precision")
+
+
 def detector_metrics(outcomes: list[SeriesOutcome], alerts: list[np.ndarray]) -> dict[str, float]:
-    """NAB scores (three profiles), point-wise and event-wise metrics and the alarm rate of one
-    detector's alerts (one bool array per outcome)."""
+    """NAB scores (three profiles), point-wise and event-wise metrics over the labelled series, and the
+    alarm rate over all of them, of one detector's alerts (one bool array per outcome)."""
+    flags = np.concatenate([a[o.scored_from :] for o, a in zip(outcomes, alerts, strict=True)])
+    alarm_rate = float(flags.mean()) if len(flags) else 0.0
+    labelled = [(o, a) for o, a in zip(outcomes, alerts, strict=True) if o.series.labelled]
+    if not labelled:
+        return {**dict.fromkeys(LABEL_METRICS, float("nan")), "alarm_rate": alarm_rate}
+    outcomes, alerts = [o for o, _ in labelled], [a for _, a in labelled]
     windows = sum(len(o.series.windows) for o in outcomes)
     metrics = {}
     for name, profile in PROFILES.items():
@@ -69,7 +83,7 @@ def detector_metrics(outcomes: list[SeriesOutcome], alerts: list[np.ndarray]) ->
     metrics.update(pointwise(labels, flags))
     counts = [event_counts(a, o.series.windows, o.scored_from) for o, a in zip(outcomes, alerts, strict=True)]
     metrics.update(eventwise({key: sum(c[key] for c in counts) for key in counts[0]}))
-    metrics["alarm_rate"] = float(flags.mean()) if len(flags) else 0.0
+    metrics["alarm_rate"] = alarm_rate
     return metrics
 
 
@@ -106,37 +120,53 @@ def report(outcomes: list[SeriesOutcome], rule: str, seed: int, detector_name: s
         f"always-anomalous {metrics['test_always_nab_standard']:.1f}); point-wise F1 {metrics['test_f1']:.3f} "
         f"(random {metrics['test_random_f1']:.3f}, always {metrics['test_always_f1']:.3f}); event recall "
         f"{metrics['test_event_recall']:.2f}, precision {metrics['test_event_precision']:.2f}; "
-        f"{len(outcomes)} series; {rule}"
+        f"{len(outcomes)} series{_unlabelled_note(outcomes)}; {rule}"
     )
     return Report(metrics, tables, figures, summary)
 
 
+def _unlabelled_note(outcomes: list[SeriesOutcome]) -> str:
+    unlabelled = sum(not o.series.labelled for o in outcomes)
+    if not unlabelled:
+        return ""
+    return f" ({unlabelled} without labels: in the alarm rate only)"
+
+
 def per_series_table(outcomes: list[SeriesOutcome]) -> pd.DataFrame:
     """One row per series: split sizes, threshold, alerts (and how many the spatial check raised), NAB
-    standard raw score, F1, repairs."""
+    standard raw score, F1, repairs; the label-based columns are empty for a series without labels."""
     rows = []
     for o in outcomes:
-        standard = score_series(o.detection.alert, o.series.windows, PROFILES["standard"], o.scored_from)
         scored = slice(o.scored_from, None)
-        rows.append(
-            {
-                "series": o.series.name,
-                "rows": len(o.series),
-                "train_rows": o.n_train,
-                "prefix_rows": o.n_prefix,
-                "scored_from": o.scored_from,
-                "windows": len(o.series.windows),
-                "threshold": o.detector.threshold,
-                "alerts": int(o.detection.alert[scored].sum()),
-                "spatial_alerts": int((o.detection.alert & o.detection.spatial)[scored].sum()),
-                "detected_windows": standard.detected_windows,
-                "false_positives": standard.false_positives,
-                "nab_standard_raw": standard.raw,
-                "nab_standard_null": standard.null,
-                "f1": pointwise(o.series.labels[scored], o.detection.alert[scored])["f1"],
-                "repairs": "; ".join(f"{k}: {v}" for k, v in o.series.repairs.items()),
-            }
-        )
+        row = {
+            "series": o.series.name,
+            "rows": len(o.series),
+            "train_rows": o.n_train,
+            "prefix_rows": o.n_prefix,
+            "scored_from": o.scored_from,
+            "labelled": o.series.labelled,
+            "windows": np.nan,
+            "threshold": o.detector.threshold,
+            "alerts": int(o.detection.alert[scored].sum()),
+            "spatial_alerts": int((o.detection.alert & o.detection.spatial)[scored].sum()),
+            "detected_windows": np.nan,
+            "false_positives": np.nan,
+            "nab_standard_raw": np.nan,
+            "nab_standard_null": np.nan,
+            "f1": np.nan,
+            "repairs": "; ".join(f"{k}: {v}" for k, v in o.series.repairs.items()),
+        }
+        if o.series.labelled:
+            standard = score_series(o.detection.alert, o.series.windows, PROFILES["standard"], o.scored_from)
+            row.update(
+                windows=len(o.series.windows),
+                detected_windows=standard.detected_windows,
+                false_positives=standard.false_positives,
+                nab_standard_raw=standard.raw,
+                nab_standard_null=standard.null,
+                f1=pointwise(o.series.labels[scored], o.detection.alert[scored])["f1"],
+            )
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -1,5 +1,6 @@
 """The task on the engine's interface: config checks, leak-free preparation, evaluation, serving."""
 
+import dataclasses
 import warnings
 
 import mlflow
@@ -9,6 +10,7 @@ import pytest
 
 from pipelines import training
 from pipelines.anomaly_detection.data import AnomalySource, load_nab
+from pipelines.anomaly_detection.evaluation import LABEL_METRICS, report
 from pipelines.anomaly_detection.task import TASK
 from pipelines.anomaly_detection.windows import prefix_rows
 from pipelines.config import load_config
@@ -122,6 +124,30 @@ def test_evaluation_reports_nab_baselines_tables_and_plots(nab_root, detector):
     assert results["anomaly_score"].between(0, 1).all()
     outcome = next(o for o in data.outcomes if o.series is spikes)
     np.testing.assert_array_equal(results["anomaly_score"] >= 0.5, outcome.detection.alert)
+
+
+def test_series_without_labels_count_only_in_the_alarm_rate(nab_root):
+    """A series missing from the labels file: its alerts are neither right nor wrong."""
+    config = config_for(nab_root, "data.cooldown=10")
+    _, data, model = _fit(config)
+    TASK.evaluate(model, data, config)
+    outcomes = data.outcomes
+    unlabelled = dataclasses.replace(outcomes[0].series, windows=[], labelled=False)
+    mixed = [dataclasses.replace(outcomes[0], series=unlabelled), *outcomes[1:]]
+    assert outcomes[0].detection.alert[outcomes[0].scored_from :].any()  # alerts that would count as false
+
+    with_it, without_it = report(mixed, "rule", 0, "lstm"), report(outcomes[1:], "rule", 0, "lstm")
+    for name in LABEL_METRICS:
+        assert with_it.metrics[f"test_{name}"] == without_it.metrics[f"test_{name}"], name
+    flags = np.concatenate([o.detection.alert[o.scored_from :] for o in outcomes])
+    assert with_it.metrics["test_alarm_rate"] == pytest.approx(flags.mean())
+    row = with_it.tables["per_series"].iloc[0]
+    assert not row["labelled"] and np.isnan(row["f1"]) and np.isnan(row["false_positives"]) and row["alerts"] > 0
+    assert "(1 without labels: in the alarm rate only)" in with_it.summary
+
+    nothing = report([dataclasses.replace(o, series=unlabelled) for o in outcomes[:1]], "rule", 0, "lstm")
+    assert all(np.isnan(nothing.metrics[f"test_{name}"]) for name in LABEL_METRICS)
+    assert nothing.metrics["test_alarm_rate"] > 0
 
 
 def test_served_model_scores_a_series_like_the_evaluation(nab_root, tmp_path):
