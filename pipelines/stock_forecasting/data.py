@@ -39,7 +39,8 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 REPAIRABLE = ("open", "high", "low")
 DEFAULT_SOURCE = "pmdarima.datasets.load_msft"
 _FIRST_DATA_LINE = 2  # line 1 is the header
-_TZ_OFFSET = r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?)(?:Z|[+-]\d\d:?\d\d)$"  # keeps the time, drops the offset
+# Keeps the time, drops a UTC offset or zone (`Z`, `-05:00`, ` -0500`, ` UTC`) after it.
+_TZ_OFFSET = r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d\d:?\d\d)$"
 
 
 def load_prices(path: str | Path) -> dict[str, pd.DataFrame]:
@@ -176,11 +177,16 @@ def _text(raw: pd.Series) -> pd.Series:
 def _parse_dates(raw: pd.Series, source: str, lines: np.ndarray, column: str) -> pd.Series:
     original = _text(raw)
     text = original.str.replace(_TZ_OFFSET, r"\1", regex=True)
-    dates = pd.to_datetime(text, format="ISO8601", errors="coerce")
-    if dates.isna().all() and text.notna().any():
-        with warnings.catch_warnings():  # "could not infer format": falls back to per-row parsing
-            warnings.simplefilter("ignore", UserWarning)
-            dates = pd.to_datetime(text, errors="coerce")
+    try:
+        dates = pd.to_datetime(text, format="ISO8601", errors="coerce")
+        if dates.isna().all() and text.notna().any():
+            with warnings.catch_warnings():  # "could not infer format": falls back to per-row parsing
+                warnings.simplefilter("ignore", UserWarning)
+                dates = pd.to_datetime(text, errors="coerce")
+    except ValueError as error:  # e.g. zones pandas parses but cannot mix ("Mixed timezones detected")
+        raise DataError(f"{source}, column '{column}': cannot parse the dates ({error})") from None
+    if isinstance(dates.dtype, pd.DatetimeTZDtype):  # a zone the pattern above does not know: keep local time
+        dates = dates.dt.tz_localize(None)
     bad = np.flatnonzero(dates.isna().to_numpy())
     if bad.size:
         i = bad[0]

@@ -114,6 +114,23 @@ def test_timestamps_with_utc_offsets_keep_the_local_date(tmp_path):
     assert list(frame.index) == [pd.Timestamp("2020-03-06"), pd.Timestamp("2020-03-09")]
 
 
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        ("2020-03-06 00:00:00 -05:00", "2020-03-09 00:00:00 -04:00"),  # a space before the offset
+        ("2020-03-06 00:00:00 UTC", "2020-03-09 00:00:00 UTC"),
+        ("2020-03-06T00:00:00.000Z", "2020-03-09T00:00:00.000Z"),
+    ],
+)
+def test_other_zone_spellings_keep_the_local_date_and_mix_with_plain_dates(tmp_path, stamps):
+    rows = [f"{stamp},1,1,1,{i + 1},1" for i, stamp in enumerate(stamps)]
+    (tmp_path / "zoned.csv").write_text("\n".join(["Date,Open,High,Low,Close,Volume", *rows]) + "\n")
+    (tmp_path / "plain.csv").write_text("\n".join([HEADER, *GOOD]) + "\n")
+    frames = load_prices(tmp_path)
+    assert list(frames["zoned"].index) == [pd.Timestamp("2020-03-06"), pd.Timestamp("2020-03-09")]
+    assert frames["zoned"].index.tz is None and frames["plain"].index.tz is None
+
+
 HEADER = "Date,Open,High,Low,Close,Volume"
 GOOD = ["2020-01-02,10,11,9,10.5,100", "2020-01-03,10.5,11,10,10.8,200", "2020-01-06,10.8,11.2,10.1,11,300"]
 
