@@ -1,8 +1,8 @@
 """WAV reading and the checks every clip goes through: mono, 16 kHz, a fixed length.
 
 What happens to unusual audio (each case is counted and logged by `load_clips`):
-    unreadable (empty, truncated, not a WAV, no samples, a sample rate of 0, NaN or infinite
-        samples): `AudioError`
+    unreadable (empty, truncated, not a WAV, no samples, a sample rate outside 1 to 768 kHz, NaN or
+        infinite samples): `AudioError`
         naming the file; while loading a dataset the file is skipped instead.
     silent (peak below `SILENCE_PEAK`, -80 dBFS): kept by `load_clip`; a dataset loader skips it,
         since a silent clip in a word's folder carries no word.
@@ -23,6 +23,7 @@ from scipy.signal import resample_poly
 from pipelines.errors import DataError
 
 SILENCE_PEAK = 1e-4
+MIN_RATE, MAX_RATE = 1_000, 768_000  # sample rates read_wav accepts
 logger = logging.getLogger(__name__)
 
 
@@ -45,7 +46,7 @@ def read_wav(path):
 
     Raises:
         AudioError: The file is empty, truncated, not a WAV file, has no samples, gives a sample
-            rate of 0 or holds NaN or infinite samples.
+            rate outside `MIN_RATE` to `MAX_RATE` or holds NaN or infinite samples.
     """
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -58,8 +59,10 @@ def read_wav(path):
         raise AudioError(f"{path}: truncated WAV file ({ended_early[0]})")
     if data.size == 0:
         raise AudioError(f"{path}: WAV file has no samples")
-    if rate <= 0:
-        raise AudioError(f"{path}: WAV header gives a sample rate of {rate} Hz")
+    if not MIN_RATE <= rate <= MAX_RATE:  # an absurd rate would make resampling allocate gigabytes
+        raise AudioError(
+            f"{path}: WAV header gives a sample rate of {rate} Hz (expected {MIN_RATE:,} to {MAX_RATE:,} Hz)"
+        )
     if data.dtype == np.uint8:
         samples = (data.astype("float32") - 128.0) / 128.0
     elif np.issubdtype(data.dtype, np.integer):
@@ -72,10 +75,11 @@ def read_wav(path):
 
 
 def _streamed(path):
-    """True when the RIFF header's size is the streaming placeholder `0xFFFFFFFF`."""
+    """True when the RIFF header's size is the streaming placeholder `0xFFFFFFFF`. An RF64 file
+    always has it there (its sizes are in the `ds64` chunk), so a short RF64 file is truncated."""
     with open(path, "rb") as file:
         header = file.read(8)
-    return len(header) == 8 and header[4:8] == b"\xff\xff\xff\xff"
+    return len(header) == 8 and header[:4] in (b"RIFF", b"RIFX") and header[4:8] == b"\xff\xff\xff\xff"
 
 
 def resample(samples, rate, target_rate):

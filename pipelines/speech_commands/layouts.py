@@ -86,7 +86,7 @@ def _read_list(path):
     if not path.is_file():
         return set()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Notepad's "UTF-8") is not a path
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 text (expected one clip path per line): {error}") from None
     return {line.strip().replace("\\", "/") for line in text.splitlines() if line.strip()}

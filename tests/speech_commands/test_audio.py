@@ -2,6 +2,7 @@
 
 import collections
 import logging
+import struct
 
 import numpy as np
 import pytest
@@ -54,6 +55,8 @@ def test_stereo_is_mixed_down(tmp_path):
         ("truncated.wav", None, "truncated WAV file"),
         ("nosamples.wav", None, "has no samples"),
         ("rate0.wav", None, "WAV header gives a sample rate of 0 Hz"),
+        ("rate_huge.wav", None, r"WAV header gives a sample rate of 2147483647 Hz \(expected 1,000 to 768,000 Hz\)"),
+        ("rf64_truncated.wav", None, "truncated WAV file"),
     ],
 )
 def test_bad_files_raise_an_error_naming_the_file(tmp_path, name, content, message):
@@ -64,12 +67,25 @@ def test_bad_files_raise_an_error_naming_the_file(tmp_path, name, content, messa
         write_wav(path, np.zeros(0, "float32"))
     elif name == "rate0.wav":
         wavfile.write(path, 0, (tone(300, seconds=0.1) * 32767).astype("int16"))
+    elif name == "rate_huge.wav":  # a consistent header: resampling 1 s of it to 16 kHz would need 320 GiB
+        wavfile.write(path, 2**31 - 1, (tone(300, seconds=0.1) * 32767).astype("int16"))
+    elif name == "rf64_truncated.wav":
+        path.write_bytes(_rf64((tone(300, seconds=1.0) * 32767).astype("<i2").tobytes())[:-16000])
     else:
         good = write_wav(tmp_path / "good.wav", tone(300, seconds=1.0)).read_bytes()
         path.write_bytes(good[:30] if name == "header.wav" else good[: len(good) // 2])
     with pytest.raises(AudioError, match=message) as info:
         read_wav(path)
     assert str(path) in str(info.value)
+
+
+def _rf64(pcm16):
+    """A 16 kHz mono RF64 file: the RIFF size is always 0xFFFFFFFF, the real sizes are in `ds64`."""
+    fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
+    body_size = 4 + 8 + 28 + 8 + 16 + 8 + len(pcm16)
+    ds64 = struct.pack("<QQQI", body_size, len(pcm16), len(pcm16) // 2, 0)
+    body = b"WAVE" + b"ds64" + struct.pack("<I", 28) + ds64 + b"fmt " + struct.pack("<I", 16) + fmt
+    return b"RF64\xff\xff\xff\xff" + body + b"data\xff\xff\xff\xff" + pcm16
 
 
 def _with_chunk(wav_bytes, chunk_id, payload):
@@ -86,7 +102,9 @@ def test_metadata_chunks_and_streamed_headers_are_read_but_a_short_file_is_not(t
     streamed = tmp_path / "streamed.wav"  # RIFF and data sizes left at 0xFFFFFFFF by an encoder that cannot seek
     data_at = good.index(b"data")
     streamed.write_bytes(b"RIFF\xff\xff\xff\xff" + good[8 : data_at + 4] + b"\xff\xff\xff\xff" + good[data_at + 8 :])
-    for path in (peak, streamed):
+    rf64 = tmp_path / "rf64.wav"
+    rf64.write_bytes(_rf64((signal * 32767).astype("<i2").tobytes()))
+    for path in (peak, streamed, rf64):
         rate, samples = read_wav(path)
         assert rate == 16000
         np.testing.assert_allclose(samples, signal, atol=1e-4)

@@ -55,6 +55,15 @@ def test_speech_commands_lists_name_the_validation_and_test_clips(tmp_path):
     assert (records["split"] == "train").sum() == 4
 
 
+def test_split_lists_written_with_a_byte_order_mark_name_their_first_clip(tmp_path):
+    root = speech_commands_tree(tmp_path, words=("yes", "no"), speakers=4)
+    for name in ("validation_list.txt", "testing_list.txt"):
+        (root / name).write_text("\ufeff" + (root / name).read_text(), encoding="utf-8")  # as Notepad saves UTF-8
+    records = layouts.list_speech_commands(root)
+    assert set(records.loc[records["split"] == "test", "word"]) == {"yes", "no"}
+    assert (records["split"] == "val").sum() == 2 and (records["split"] == "train").sum() == 4
+
+
 def test_hash_split_keeps_a_speaker_in_one_split():
     splits = {layouts.hash_split(f"speaker{n}_nohash_{k}.wav") for n in range(1) for k in range(5)}
     assert len(splits) == 1
