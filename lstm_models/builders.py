@@ -3,7 +3,7 @@
 import keras
 
 from lstm_models.attention import TemporalAttention
-from lstm_models.peephole import PeepholeLSTM
+from lstm_models.peephole import PeepholeLSTM, check_rate
 
 VARIANTS = ("rnn", "lstm", "bilstm", "stacked_lstm", "gru", "peephole_lstm", "attention_lstm")
 HEADS = ("classification", "regression", "reconstruction")
@@ -16,11 +16,6 @@ def _is_int(value):
 def _require_positive_int(name, value):
     if not _is_int(value) or value <= 0:
         raise ValueError(f"Expected a positive integer for {name}. Received: {name}={value!r}")
-
-
-def _require_rate(name, value):
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
-        raise ValueError(f"Expected a float in [0, 1) for {name}. Received: {name}={value!r}")
 
 
 def _require_variant(variant):
@@ -52,8 +47,8 @@ def _validate(variant, input_shape, head, output_dim, units, num_layers, dropout
             f"stacked_lstm needs at least 2 layers. Received: num_layers={num_layers!r}. "
             "Use variant='lstm' for a single layer."
         )
-    _require_rate("dropout", dropout)
-    _require_rate("recurrent_dropout", recurrent_dropout)
+    check_rate("dropout", dropout)
+    check_rate("recurrent_dropout", recurrent_dropout)
 
 
 def recurrent_layer(variant, units, return_sequences, dropout=0.0, recurrent_dropout=0.0, name=None):

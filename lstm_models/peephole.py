@@ -12,8 +12,9 @@ from keras import activations, constraints, initializers, ops, regularizers
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 
-def _check_rate(name, value):
-    if not 0.0 <= value < 1.0:
+def check_rate(name, value):
+    """`ValueError` naming the argument unless `value` is a number in [0, 1) (a dropout rate)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
         raise ValueError(f"Expected a float in [0, 1) for {name}. Received: {name}={value!r}")
 
 
@@ -85,8 +86,8 @@ class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
     ):
         if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
             raise ValueError(f"Expected a positive integer for units. Received: units={units!r}")
-        _check_rate("dropout", dropout)
-        _check_rate("recurrent_dropout", recurrent_dropout)
+        check_rate("dropout", dropout)
+        check_rate("recurrent_dropout", recurrent_dropout)
         super().__init__(**kwargs)
         self.units = units
         self.activation = activations.get(activation)

@@ -154,6 +154,8 @@ def test_dropout_changes_training_outputs_only():
         ({"units": 0}, "Received: units=0"),
         ({"units": 4, "dropout": 1.5}, "Received: dropout=1.5"),
         ({"units": 4, "recurrent_dropout": -1.0}, "Received: recurrent_dropout=-1.0"),
+        ({"units": 4, "dropout": None}, "Received: dropout=None"),
+        ({"units": 4, "recurrent_dropout": "0.2"}, "Received: recurrent_dropout='0.2'"),
     ],
 )
 def test_cell_rejects_bad_arguments(kwargs, message):
