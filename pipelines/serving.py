@@ -9,12 +9,29 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from pipelines.errors import DataError
 
 
+class RequestError(DataError, MlflowException):
+    """A request a served model cannot answer, the message naming the row or field.
+
+    A `DataError` to Python callers and the CLI, and an `MlflowException` with HTTP status 400 to
+    MLflow's scoring server, which would otherwise answer any other exception with a generic message
+    and leave this one in the stack trace.
+    """
+
+    def __init__(self, message):
+        MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
+
+
 class KerasServingModel(mlflow.pyfunc.PythonModel):
-    """Loads `keras_model` (a `.keras` file) and `sample_inputs` (a `.npy` file) from artifacts."""
+    """Loads `keras_model` (a `.keras` file) and `sample_inputs` (a `.npy` file) from artifacts.
+
+    Tasks implement `serve`; `predict` turns its `DataError`s into `RequestError`s.
+    """
 
     # Each task checks its requests itself (errors naming the row or field) against an explicit
     # signature. MLflow 3 would wrap an untyped `predict` anyway and warn, at every import, to add
@@ -32,6 +49,19 @@ class KerasServingModel(mlflow.pyfunc.PythonModel):
 
     def load_preprocessing(self, context):
         """Load the task's preprocessing state from `context.artifacts`."""
+
+    def predict(self, context, model_input, params=None):
+        """Answer a request; a bad one raises `RequestError` naming the row or field."""
+        try:
+            return self.serve(model_input)
+        except RequestError:
+            raise
+        except DataError as error:
+            raise RequestError(str(error)) from None
+
+    def serve(self, model_input):
+        """The task's answer to a request (a DataFrame or what MLflow parsed from the body)."""
+        raise NotImplementedError
 
 
 def check_time_order(frame, column):

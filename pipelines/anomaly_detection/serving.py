@@ -65,6 +65,9 @@ class AnomalyServingModel(KerasServingModel):
 
     def _detector(self, frame: pd.DataFrame) -> SeriesDetector:
         if SERIES_COLUMN in frame.columns:
+            blank = np.flatnonzero(frame[SERIES_COLUMN].isna().to_numpy())
+            if blank.size:
+                raise DataError(f"request row {blank[0]}, column '{SERIES_COLUMN}': missing")
             names = frame[SERIES_COLUMN].astype(str).unique()
             if len(names) != 1 or names[0] not in self.detectors:
                 raise DataError(
@@ -79,7 +82,7 @@ class AnomalyServingModel(KerasServingModel):
             )
         return next(iter(self.detectors.values()))
 
-    def predict(self, context, model_input, params=None):
+    def serve(self, model_input):
         frame = pd.DataFrame(model_input)
         missing = [column for column in self.value_columns if column not in frame.columns]
         if missing:

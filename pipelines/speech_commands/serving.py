@@ -56,7 +56,7 @@ def _waveforms(model_input, clip_samples):
     if isinstance(model_input, dict):
         if "waveform" not in model_input:
             raise DataError(f"request: expected a 'waveform' field; got {', '.join(map(str, model_input))}")
-        files = [str(name) for name in model_input["file"]] if "file" in model_input else None
+        files = [str(name) for name in np.atleast_1d(model_input["file"])] if "file" in model_input else None
         model_input = model_input["waveform"]
     try:
         waveforms = np.asarray(model_input, dtype="float32")
@@ -70,6 +70,8 @@ def _waveforms(model_input, clip_samples):
         )
     if not np.all(np.isfinite(waveforms)):
         raise DataError("request: waveforms contain NaN or infinite values")
+    if files is not None and len(files) != len(waveforms):
+        raise DataError(f"request: {len(files)} file name(s) for {len(waveforms)} waveform(s); send one per waveform")
     return files, waveforms
 
 
@@ -96,7 +98,7 @@ class SpeechServingModel(KerasServingModel):
         self.clip_samples = int(self.keras_model.input_shape[-1])
         self.sample_rate = front_end_rate(self.keras_model) or DEFAULT_RATE
 
-    def predict(self, context, model_input, params=None):
+    def serve(self, model_input):
         files, waveforms = _waveforms(model_input, self.clip_samples)
         probabilities = self.keras_model.predict(waveforms, batch_size=256, verbose=0).astype("float64")
         best = probabilities.argmax(axis=1)

@@ -38,7 +38,7 @@ class StockServingModel(KerasServingModel):
 
         self.preprocessor = StockPreprocessor.from_dict(json.loads(Path(context.artifacts["preprocessor"]).read_text()))
 
-    def predict(self, context, model_input, params=None):
+    def serve(self, model_input):
         frame = pd.DataFrame(model_input)
         frame.columns = [str(column).lower() for column in frame.columns]
         missing = [column for column in PRICE_COLUMNS if column not in frame.columns]

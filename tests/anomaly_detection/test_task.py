@@ -183,6 +183,8 @@ def test_served_model_of_several_series_needs_the_series_named(nab_root, tmp_pat
         bundle.python_model.predict(None, rows)
     out = bundle.python_model.predict(None, rows.assign(series="synthetic/drift.csv"))
     assert len(out) == 40 - (8 + 3 - 1) and set(out["is_anomaly"]) <= {0, 1}
+    with pytest.raises(DataError, match="request row 3, column 'series': missing"):
+        bundle.python_model.predict(None, rows.assign(series=["synthetic/drift.csv"] * 3 + [None] * 37))
     # With several series, the request logged with the model names its series.
     assert bundle.input_example["series"].unique().tolist() == [data.parts[0].series.name]
     assert len(bundle.python_model.predict(None, bundle.input_example)) == 10

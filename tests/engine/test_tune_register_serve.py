@@ -12,6 +12,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipelines import workflows
@@ -190,8 +191,11 @@ def test_ensemble_run_trains_seeded_members_and_serves_their_mean(prices_csv):
     assert not np.allclose(outputs[0], outputs[1])  # seeds 42 and 43: two different networks
     np.testing.assert_allclose(served.keras_model.predict(x, verbose=0), np.mean(outputs, axis=0), rtol=1e-5)
     newest_first = pd.read_csv(prices_csv).tail(20).iloc[::-1]
-    with pytest.raises(DataError, match=r"request row 1, column 'date': .* does not come after row 0's"):
+    with pytest.raises(DataError, match=r"request row 1, column 'date': .* does not come after row 0's") as info:
         served.predict(None, newest_first)
+    # MLflow's scoring server answers an MlflowException with its own message and status, any other with a generic one.
+    assert isinstance(info.value, MlflowException) and info.value.get_http_status_code() == 400
+    assert "request row 1, column 'date'" in info.value.message
 
 
 # Runs in a fresh interpreter where `pipelines` and `lstm_models` can only be imported from a

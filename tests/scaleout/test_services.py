@@ -129,6 +129,10 @@ def test_scoring_server_answers_bad_requests_with_4xx_and_keeps_serving(prices_c
             status, body = _post(f"{url}/invocations", payload)
             assert 400 <= status < 500, (payload, status, body)
             assert body.get("message"), body
+        dates = pd.read_csv(prices_csv).rename(columns=str.lower)["date"].tail(12)
+        newest_first = rows.astype(float).assign(date=dates).iloc[::-1].to_dict(orient="split", index=False)
+        status, body = _post(f"{url}/invocations", {"dataframe_split": newest_first})
+        assert status == 400 and "request row 1, column 'date'" in body["message"], body.get("message")
         status, body = _post(f"{url}/invocations", good)
         assert status == 200 and len(body["predictions"]) == 2
     finally:

@@ -65,11 +65,17 @@ def test_every_request_form_gets_labels_and_probabilities(served, body):
         (pd.DataFrame({"audio": [[0.0] * 16000]}), "expected a 'waveform' column.*got columns audio"),
         ({"file": ["a.wav"]}, "expected a 'waveform' field"),
         (np.full((1, 16000), np.nan), "NaN or infinite"),
+        ({"file": ["a.wav"], "waveform": np.zeros((2, 16000))}, r"1 file name\(s\) for 2 waveform\(s\)"),
     ],
 )
 def test_bad_requests_get_a_clear_message(served, request_input, message):
     with pytest.raises(DataError, match=message):
         served.predict(None, request_input)
+
+
+def test_one_file_name_names_one_waveform(served):
+    answer = served.predict(None, {"file": "a.wav", "waveform": np.zeros(16000, "float32")})
+    assert answer["file"].tolist() == ["a.wav"]
 
 
 def test_read_inputs_takes_a_file_or_a_folder(tmp_path, served):
