@@ -123,9 +123,11 @@ class StockForecasting(Task):
 
     @staticmethod
     def _request(frame):
-        """A served-model request from a price frame indexed by date: `date` (ISO) and OHLCV columns."""
+        """A served-model request from a price frame indexed by date: `date` (ISO, with the time of day
+        when the prices are intraday) and OHLCV columns."""
         out = frame.reset_index()
-        out["date"] = out["date"].dt.strftime("%Y-%m-%d")
+        daily = bool((out["date"] == out["date"].dt.normalize()).all())
+        out["date"] = out["date"].dt.strftime("%Y-%m-%d" if daily else "%Y-%m-%dT%H:%M:%S")
         return out[["date", *price_data.COLUMNS]]
 
     def read_inputs(self, path, served):

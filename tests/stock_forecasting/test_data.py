@@ -8,12 +8,14 @@ import pandas as pd
 import pytest
 
 from pipelines.errors import DataError
+from pipelines.serving import check_time_order
 from pipelines.stock_forecasting.data import (
     DEFAULT_SOURCE,
     load_default_prices,
     load_prices,
     load_prices_or_default,
 )
+from pipelines.stock_forecasting.task import TASK
 from tests.stock_forecasting.synthetic import synthetic_ohlcv, write_csv
 
 COLUMNS = ["open", "high", "low", "close", "volume"]
@@ -112,6 +114,18 @@ def test_timestamps_with_utc_offsets_keep_the_local_date(tmp_path):
     )
     frame = load_prices(path)["yf"]
     assert list(frame.index) == [pd.Timestamp("2020-03-06"), pd.Timestamp("2020-03-09")]
+
+
+def test_intraday_prices_keep_their_time_in_a_served_request(tmp_path):
+    path = tmp_path / "hourly.csv"
+    rows = [f"2015-02-03 {hour:02d}:00,1,1,1,{hour},1" for hour in range(9, 17)]
+    path.write_text("\n".join(["Date,Open,High,Low,Close,Volume", *rows]) + "\n")
+    request = TASK.read_inputs(path, served=None)
+    assert request["date"].tolist()[:2] == ["2015-02-03T09:00:00", "2015-02-03T10:00:00"]
+    check_time_order(request, "date")  # the served model's check: strictly ascending, each time once
+    (tmp_path / "daily.csv").write_text("\n".join([HEADER, *GOOD]) + "\n")
+    daily = TASK.read_inputs(tmp_path / "daily.csv", served=None)
+    assert daily["date"].tolist() == ["2020-01-02", "2020-01-03", "2020-01-06"]
 
 
 @pytest.mark.parametrize(
