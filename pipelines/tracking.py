@@ -83,6 +83,18 @@ def setup_uri_only():
     mlflow.set_registry_uri(uri)
 
 
+def check_store_exists():
+    """`TrackingUnavailable` when the tracking URI is a SQLite file that does not exist: loading a
+    model from it would create an empty store and report only that the model is not there."""
+    uri = tracking_uri()
+    path = uri.removeprefix("sqlite:///")
+    if uri.startswith("sqlite:///") and path != ":memory:" and not Path(path).is_file():
+        where = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "the default tracking URI"
+        raise TrackingUnavailable(
+            f"no MLflow store at {path} ({where}, {uri}); run from the folder that holds it or set MLFLOW_TRACKING_URI"
+        )
+
+
 def setup(experiment_name):
     """Point MLflow at the tracking store, check it answers, and select the task's experiment.
 

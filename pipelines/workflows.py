@@ -126,11 +126,14 @@ def register(task_name, study=None, storage=None, config_path=None, overrides=()
 
 
 def _load_served_model(model_uri):
+    if model_uri.startswith(("models:/", "runs:/")):  # resolved through the tracking store
+        tracking.check_store_exists()
     tracking.setup_uri_only()
     try:
         return mlflow.pyfunc.load_model(model_uri)
     except Exception as error:
-        raise PipelineError(f"cannot load model {model_uri}: {error}") from None
+        store = tracking.redact(tracking.tracking_uri())
+        raise PipelineError(f"cannot load model {model_uri} (tracking store {store}): {error}") from None
 
 
 def _task_of(model, model_uri):

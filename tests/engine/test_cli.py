@@ -171,6 +171,17 @@ def test_predict_to_a_folder_fails_before_loading_the_model(capsys, tmp_path):
     assert f"error: cannot write predictions to {tmp_path}: it is a folder, not a file" in capsys.readouterr().err
 
 
+def test_predict_where_there_is_no_store_says_so_and_creates_none(monkeypatch, capsys, tmp_path):
+    prices = write_ohlcv_csv(tmp_path / "prices.csv", days=100)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    argv = ["predict", "--model", "models:/stock_forecasting@champion", "--input", str(prices), "--output", "f.csv"]
+    assert main(argv) == 2
+    expected = "error: no MLflow store at mlflow.db (the default tracking URI, sqlite:///mlflow.db)"
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_predict_output_that_cannot_be_written_is_a_clear_error(monkeypatch, capsys, tmp_path):
     model = SimpleNamespace(
         metadata=SimpleNamespace(metadata={"task": "stock_forecasting"}),
