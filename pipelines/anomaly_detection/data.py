@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.csv_table import read_csv_strings
 from pipelines.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def load_nab(root: str | Path, names: list[str] | None = None) -> list[Series]:
         logger.warning("%s not found; the series are unlabelled", labels_path)
     series = []
     for key, file in keys.items():
-        frame, lines = read_table(file, ",")
+        frame, lines = read_csv_strings(file, ",")
         item = build_series(frame, lines, str(file), key, "timestamp", ["value"])
         if key in labels:
             item.windows = _windows_from_json(labels[key], item, labels_path, _line_of(label_text, key))
@@ -176,7 +177,7 @@ def load_sensor_csv(
     series = []
     for key in select_names(list(keys), names):
         file = keys[key]
-        frame, lines = read_table(file, separator)
+        frame, lines = read_csv_strings(file, separator)
         columns = value_columns or [c for c in frame.columns if c not in (timestamp_column, label_column)]
         item = build_series(frame, lines, str(file), key, timestamp_column, columns, label_column)
         if series and item.value_columns != series[0].value_columns:
@@ -200,21 +201,6 @@ def select_names(available: list[str], names: list[str] | None) -> list[str]:
             raise ConfigError(f"data.series: no series named {name!r}; available: {shown}")
         chosen += [key for key in matches if key not in chosen]
     return [key for key in available if key in chosen]
-
-
-def read_table(file: Path, separator: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """Read a CSV as strings; drop blank lines, returning the file line number of each kept row."""
-    try:
-        raw = pd.read_csv(file, sep=separator, dtype=str, skip_blank_lines=False, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{file}: file is empty (no header on line 1)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise DataError(f"{file}: cannot be read as CSV: {error}") from None
-    raw.columns = [str(column).strip() for column in raw.columns]
-    kept = raw.notna().any(axis=1).to_numpy()
-    if not kept.any():
-        raise DataError(f"{file}: no data rows (line {_FIRST_DATA_LINE} is empty)")
-    return raw[kept].reset_index(drop=True), np.flatnonzero(kept) + _FIRST_DATA_LINE
 
 
 def build_series(

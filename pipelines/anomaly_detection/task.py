@@ -40,6 +40,7 @@ from pipelines.anomaly_detection.windows import (
     reconstruction_samples,
 )
 from pipelines.config import make_config_class
+from pipelines.csv_table import read_csv_strings
 from pipelines.errors import ConfigError, DataError
 from pipelines.serving import save_keras_artifacts
 from pipelines.tasks import Evaluation, ServingBundle, Task
@@ -277,10 +278,10 @@ class AnomalyDetection(Task):
         path = Path(path)
         if not path.is_file():
             raise DataError(f"{path}: no such file")
-        with path.open(encoding="utf-8-sig", errors="replace") as handle:  # read_table reports bad bytes
-            header = handle.readline()
+        with path.open(encoding="utf-8-sig", errors="replace") as handle:  # read_csv_strings reports bad bytes
+            header = next((line for line in handle if line.strip()), "")
         separator = ";" if header.count(";") > header.count(",") else ","
-        frame, lines = series_data.read_table(path, separator)
+        frame, lines = read_csv_strings(path, separator)
         timestamp, value_columns = served.timestamp_column, list(served.value_columns)
         series = series_data.build_series(frame, lines, str(path), path.name, timestamp, value_columns)
         if SERIES_COLUMN not in frame.columns:

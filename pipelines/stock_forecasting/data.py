@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.csv_table import read_csv_strings
 from pipelines.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def load_prices(path: str | Path) -> dict[str, pd.DataFrame]:
         raise DataError(f"{path}: no such file or folder")
     prices: dict[str, pd.DataFrame] = {}
     for file in files:
-        raw, lines = _read_csv(file)
+        raw, lines = read_csv_strings(file)
         name, frame = normalise_prices(raw, source=str(file), default_name=_stem_name(file), lines=lines)
         if name in prices:
             raise DataError(f"{file}: series '{name}' is also in {prices[name].attrs['source']}")
@@ -128,18 +129,6 @@ def normalise_prices(
     frame.attrs["source"] = source
     frame.attrs["repairs"] = repairs
     return name, frame
-
-
-def _read_csv(file: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    """Read a CSV as strings; drop blank lines, returning the file line number of each kept row."""
-    try:
-        raw = pd.read_csv(file, dtype=str, skip_blank_lines=False, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{file}: file is empty (no header on line 1)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataError(f"{file}: cannot be read as CSV: {err}") from None
-    kept = raw.notna().any(axis=1).to_numpy()
-    return raw[kept].reset_index(drop=True), np.flatnonzero(kept) + _FIRST_DATA_LINE
 
 
 def _stem_name(file: Path) -> str:

@@ -98,6 +98,21 @@ def test_bad_rows_name_file_line_and_column(tmp_path, body, message):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("\ntimestamp,value\n" + GOOD + "2024-01-01 02:00:00,abc\n", r"line 5, column 'value'"),
+        ('timestamp,value,note\n2024-01-01 00:00:00,1.0,"two\nlines"\n2024-01-01 01:00:00,x,\n', r"line 4, column"),
+        ("timestamp,value\n" + GOOD + "2024-01-01 02:00:00,3.0,4.0\n", r"line 4: 3 fields, but the header"),
+    ],
+    ids=["blank_first_line", "quoted_line_break", "extra_field"],
+)
+def test_lines_count_blank_lines_and_quoted_line_breaks(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(DataError, match=message):
+        load_sensor_csv(path)
+
+
 def test_bad_label_value(tmp_path):
     path = _write(tmp_path, "timestamp,value,label\n2024-01-01 00:00:00,1.0,0\n2024-01-01 01:00:00,2.0,yes\n")
     with pytest.raises(DataError, match=r"s.csv, line 3, column 'label': label 'yes' is not 0 or 1"):

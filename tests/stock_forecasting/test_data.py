@@ -188,6 +188,12 @@ BAD_FILES = {
         _with_row(3, "2020-01-03,10.5,11,10,10.8,-5"),
         r"line 3, column 'Volume': volume must not be negative \(got -5\)",
     ),
+    "blank_first_line": ("\n" + _with_row(3, "2020-01-03,10.5,11,0,10.8,200"), r"line 4, column 'Low'"),
+    "quoted_line_break": (
+        'Date,Open,High,Low,Close,Volume,Note\n2020-01-02,10,11,9,10.5,100,"a\nb"\n2020-01-03,1,1,1,-1,1,\n',
+        r"line 4, column 'Close': prices must be positive",
+    ),
+    "extra_field": (_with_row(3, "2020-01-03,10.5,11,10,10.8,200,7"), r"line 3: 7 fields, but the header on line 1"),
     "empty_file": ("", r"file is empty"),
     "header_only": (HEADER + "\n", r"no data rows"),
     "two_names": (
