@@ -35,22 +35,27 @@ def network_file(cache, speaker, architecture, seed):
     return Path(cache, speaker, f"{architecture}_seed{seed}.npz")
 
 
-def train_one(args, synthetic, speaker, architecture, seed):
-    """Train one network with the pipeline and keep its test-clip probabilities."""
-    import mlflow
-
-    from pipelines import workflows
-
-    overrides = [
-        f"data.path={args.data}",
+def network_overrides(data, synthetic, speaker, architecture, seed, extra=()):
+    """The `--set` overrides (on `CONFIG`) a kept network was trained with."""
+    return [
+        f"data.path={data}",
         *SETTINGS,
         f"data.extra_train=[{synthetic}]",
         "data.split=speaker",
         f"data.test_speaker={speaker}",
         f"data.architecture={architecture}",
         f"seed={seed}",
-        *args.overrides,
+        *extra,
     ]
+
+
+def train_one(args, synthetic, speaker, architecture, seed):
+    """Train one network with the pipeline and keep its test-clip probabilities."""
+    import mlflow
+
+    from pipelines import workflows
+
+    overrides = network_overrides(args.data, synthetic, speaker, architecture, seed, args.overrides)
     start = time.monotonic()
     run = workflows.train("speech_commands", CONFIG, overrides)
     minutes = (time.monotonic() - start) / 60
