@@ -250,18 +250,31 @@ def _close_orphan_runs(study):
             logger.warning("could not check MLflow run %s of trial %d: %s", run_id, trial.number, error)
 
 
+def _end_runs_above(run_id):
+    """End (as FAILED) any active run nested below `run_id`, so the next trial nests under it."""
+    while (active := mlflow.active_run()) is not None and active.info.run_id != run_id:
+        logger.warning("run %s was still active when a trial started; ending it as FAILED", active.info.run_id)
+        mlflow.end_run(status="FAILED")
+
+
 def _objective(task, config, source, study_name, parent_run_id):
     def objective(trial):
         trial_config = with_values(config, suggest(trial, config.search.space))
+        _end_runs_above(parent_run_id)
         run = mlflow.start_run(run_name=f"trial-{trial.number}", parent_run_id=parent_run_id, nested=True)
-        trial.set_user_attr("mlflow_run_id", run.info.run_id)
-        mlflow.set_tags({"optuna.study": study_name, "optuna.trial": trial.number})
-        pruning = KerasPruningCallback(trial, "val_loss")
+        # Everything after start_run is inside the try: a trial's run must end whatever fails (a
+        # storage error in set_user_attr too), or every later trial would nest under it and fail.
         try:
+            trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            mlflow.set_tags({"optuna.study": study_name, "optuna.trial": trial.number})
+            pruning = KerasPruningCallback(trial, "val_loss")
             result = runner.train_and_log(task, trial_config, source, callbacks=[pruning])
             value = result.evaluation.metrics[task.objective]
             if not math.isfinite(value):
                 raise TrainingDiverged(f"{task.objective} is {value}")
+            trial.set_user_attr("model_uri", result.model_uri)
+            trial.set_user_attr("metrics", {k: float(v) for k, v in result.evaluation.metrics.items()})
+            trial.set_user_attr("headline", result.evaluation.headline)
         except optuna.TrialPruned:
             mlflow.set_tag("optuna.state", "PRUNED")
             mlflow.end_run(status="KILLED")
@@ -270,9 +283,6 @@ def _objective(task, config, source, study_name, parent_run_id):
             mlflow.set_tags({"optuna.state": "FAIL", "error": f"{type(error).__name__}: {error}"[:5000]})
             mlflow.end_run(status="FAILED")
             raise
-        trial.set_user_attr("model_uri", result.model_uri)
-        trial.set_user_attr("metrics", {k: float(v) for k, v in result.evaluation.metrics.items()})
-        trial.set_user_attr("headline", result.evaluation.headline)
         mlflow.set_tag("optuna.state", "COMPLETE")
         mlflow.end_run(status="FINISHED")
         return value

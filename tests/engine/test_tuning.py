@@ -184,3 +184,28 @@ def test_resuming_with_a_contradicting_search_space_is_refused_before_any_trial(
         _tune(changed, storage, trials=2)
     assert len(optuna.load_study(study_name="s", storage=tuning.open_storage(storage)).trials) == 1
     assert mlflow.active_run() is None
+
+
+def test_a_storage_error_after_training_fails_that_trial_alone(
+    config, experiment_id, instant_training, monkeypatch, tmp_path
+):
+    original = optuna.trial.Trial.set_user_attr
+    failures = []
+
+    def flaky(self, key, value):  # the storage fails once, after the first trial trained
+        if key == "model_uri" and not failures:
+            failures.append(key)
+            raise RuntimeError("database is locked")
+        return original(self, key, value)
+
+    monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", flaky)
+    result = _tune(config, str(tmp_path / "journal.log"), trials=3)
+    assert result.counts["fail"] == 1 and result.counts["complete"] == 3
+    client = MlflowClient()
+    trials = client.search_runs(
+        [experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'", order_by=["start_time"]
+    )
+    assert [run.info.status for run in trials] == ["FAILED", "FINISHED", "FINISHED", "FINISHED"]
+    assert "database is locked" in trials[0].data.tags["error"]
+    assert client.get_run(result.parent_run_id).data.tags["best_trial"] in {"1", "2", "3"}
+    assert mlflow.active_run() is None
