@@ -412,6 +412,8 @@ def load_config(config_class, path=None, overrides=()):
             raise ConfigError(
                 f"{path}: cannot be read as a YAML config: {getattr(error, 'strerror', None) or error}"
             ) from None
+        if not isinstance(raw, dict):  # checked here too: the overrides below need a mapping
+            raise ConfigError(f"{path}: config: expected a mapping of sections, got {type(raw).__name__}")
     for text in overrides:
         key, value = parse_override(text)
         set_dotted(raw, key, value)

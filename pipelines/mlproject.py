@@ -4,6 +4,7 @@
 """
 
 import argparse
+import math
 import os
 import sys
 
@@ -31,13 +32,27 @@ def to_cli_arguments(argv):
         cli += ["--study", args.study] if args.study else []
         cli += ["--storage", args.storage] if args.storage else []
     if args.command == "tune":
-        if args.trials and float(args.trials) > 0:  # 0 (the default): the config's search.trials
-            cli += ["--trials", str(int(float(args.trials)))]
-        if args.timeout and float(args.timeout) > 0:
-            cli += ["--timeout", args.timeout]
+        # 0 (the default): the config's search.trials and search.timeout
+        if trials := _number(parser, "trials", args.trials, whole=True):
+            cli += ["--trials", str(int(trials))]
+        if timeout := _number(parser, "timeout", args.timeout, whole=False):
+            cli += ["--timeout", repr(timeout)]
         if args.register.lower() in ("1", "true", "yes"):
             cli.append("--register")
     return cli
+
+
+def _number(parser, name, text, whole):
+    """The parameter as a float (0 when empty), or a usage error naming it: MLflow passes a
+    `float` parameter on as the text it was given, unchecked."""
+    what = "a whole number" if whole else "a number of seconds"
+    try:
+        value = float(text or 0)
+    except ValueError:
+        parser.error(f"{name}: expected {what} >= 0 (0: the config's), got {text!r}")
+    if not math.isfinite(value) or value < 0 or (whole and not value.is_integer()):
+        parser.error(f"{name}: expected {what} >= 0 (0: the config's), got {text!r}")
+    return value
 
 
 def detach_from_project_run():

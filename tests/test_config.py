@@ -1,6 +1,7 @@
 """Config loading: every shipped config builds; bad keys and types name the dotted path."""
 
 import dataclasses
+import re
 
 import pytest
 
@@ -85,6 +86,15 @@ def test_bad_config_names_the_dotted_key(tmp_path, text, overrides, message):
     assert str(tmp_path / "conf.yaml") in str(info.value)
     if overrides:  # the error says which --set gave the bad value
         assert str(info.value).endswith(f" (given by --set {overrides[-1]!r})")
+
+
+@pytest.mark.parametrize(("text", "kind"), [("- model\n- train\n", "list"), ("just text\n", "str")])
+def test_a_config_file_that_is_not_a_mapping_is_named_with_overrides_too(tmp_path, text, kind):
+    path = _write(tmp_path, text)
+    with pytest.raises(
+        ConfigError, match=rf"^{re.escape(str(path))}: config: expected a mapping of sections, got {kind}$"
+    ):
+        load_config(ToyConfig, path, ["model.units=8"])
 
 
 def test_override_syntax_errors():

@@ -114,6 +114,17 @@ def test_mlproject_tune_defaults_leave_trials_and_timeout_to_the_config():
     ]
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("trials", "abc"), ("trials", "2.5"), ("trials", "-1"), ("trials", "inf"), ("timeout", "soon")],
+)
+def test_mlproject_numbers_that_are_not_valid_are_usage_errors(option, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        to_cli_arguments(["tune", "--task", "stock_forecasting", f"--{option}", value])
+    assert exit_info.value.code == 2
+    assert f"{option}: expected a" in capsys.readouterr().err
+
+
 def test_mlproject_parameters_become_cli_arguments():
     assert to_cli_arguments(
         [
