@@ -16,6 +16,7 @@ import warnings
 
 import mlflow
 import optuna
+from mlflow import MlflowClient
 from optuna.distributions import CategoricalDistribution, IntDistribution, check_distribution_compatibility
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
@@ -202,7 +203,19 @@ def check_space_matches(study, space):
             ) from None
 
 
-def _parent_run(study, created, task_name, on_new_parent=None, wait_seconds=60.0):
+def _check_parent_experiment(study, parent_id, experiment):
+    """`ConfigError` when the study's parent run is in another experiment than `experiment` (a
+    changed `tracking.experiment`, or another task's study): MLflow cannot reopen it there."""
+    logged_to = MlflowClient().get_experiment(MlflowClient().get_run(parent_id).info.experiment_id).name
+    if logged_to != experiment:
+        raise ConfigError(
+            f"tracking.experiment: study {study.study_name!r} logs to experiment {logged_to!r} (parent run "
+            f"{parent_id}), not {experiment!r}; resume it with tracking.experiment={logged_to}, or tune under "
+            "a new --study"
+        )
+
+
+def _parent_run(study, created, task_name, experiment, on_new_parent=None, wait_seconds=60.0):
     """Start the study's parent run (in the creating process) or reopen it (resumes, other workers).
 
     Only the process that created the study creates the parent run, so concurrent workers never
@@ -217,6 +230,7 @@ def _parent_run(study, created, task_name, on_new_parent=None, wait_seconds=60.0
         parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
     if parent_id is not None:
         if tracking.run_is_live(parent_id):
+            _check_parent_experiment(study, parent_id, experiment)
             return mlflow.start_run(run_id=parent_id)
         logger.warning(
             "parent run %s of study %s was not found in %s (deleted, or logged to another tracking store); "
@@ -370,7 +384,7 @@ def tune(task, config, source, trials, timeout=None, study_name=None, storage=No
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
     remaining = trials - finished
     try:
-        parent = _parent_run(study, created, task.name, on_parent)
+        parent = _parent_run(study, created, task.name, config.tracking.experiment or task.name, on_parent)
         if remaining > 0:
             logger.info("study %s: %d finished trials, running up to %d more", study_name, finished, remaining)
             start = time.monotonic()
@@ -390,8 +404,9 @@ def tune(task, config, source, trials, timeout=None, study_name=None, storage=No
         _close_orphan_runs(study)
         counts, best = _log_study_summary(study, task)
     except KeyboardInterrupt:
-        mlflow.set_tag("interrupted", "true")
-        mlflow.end_run(status="KILLED")
+        if mlflow.active_run() is not None:  # set_tag would start a stray run before the parent exists
+            mlflow.set_tag("interrupted", "true")
+            mlflow.end_run(status="KILLED")
         raise
     except BaseException:
         mlflow.end_run(status="FAILED")

@@ -209,3 +209,31 @@ def test_a_storage_error_after_training_fails_that_trial_alone(
     assert "database is locked" in trials[0].data.tags["error"]
     assert client.get_run(result.parent_run_id).data.tags["best_trial"] in {"1", "2", "3"}
     assert mlflow.active_run() is None
+
+
+def test_resuming_into_another_experiment_is_refused_naming_the_study_s_own(
+    config, experiment_id, instant_training, tmp_path
+):
+    storage = str(tmp_path / "journal.log")
+    parent = _tune(config, storage, trials=1).parent_run_id
+    elsewhere = with_values(config, {"tracking.experiment": "prices"})
+    tracking.setup("prices")
+    with pytest.raises(ConfigError, match=r"^tracking.experiment: study 's' logs to experiment 'stock_forecasting'"):
+        _tune(elsewhere, storage, trials=2)
+    assert len(optuna.load_study(study_name="s", storage=tuning.open_storage(storage)).trials) == 1
+    assert MlflowClient().get_run(parent).info.status == "FINISHED"
+    assert mlflow.active_run() is None
+
+
+def test_ctrl_c_while_waiting_for_the_parent_run_leaves_no_stray_run(config, experiment_id, monkeypatch, tmp_path):
+    storage = str(tmp_path / "journal.log")
+    optuna.create_study(study_name="s", storage=tuning.open_storage(storage))  # another worker created it
+
+    def interrupted(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tuning.time, "sleep", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _tune(config, storage, trials=1)
+    assert MlflowClient().search_runs([experiment_id]) == []
+    assert mlflow.active_run() is None
