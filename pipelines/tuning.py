@@ -7,6 +7,7 @@ storage (possibly on another machine), logs under the same parent.
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import secrets
@@ -23,7 +24,7 @@ from optuna.trial import TrialState
 from optuna_integration import KerasPruningCallback
 
 from pipelines import runner, tracking
-from pipelines.config import search_distribution, with_values
+from pipelines.config import flatten, search_distribution, to_dict, with_values
 from pipelines.errors import ConfigError, PipelineError
 from pipelines.tracking import redact
 from pipelines.training import TrainingDiverged
@@ -203,6 +204,39 @@ def check_space_matches(study, space):
             ) from None
 
 
+SETTINGS_ATTR = "settings"  # study user attribute: the config its trials share (`comparable_settings`)
+_NOT_COMPARED = ("search.", "tracking.", "train.verbose", "train.strategy")
+
+
+def comparable_settings(config):
+    """The settings every trial of a study must share, as dotted keys: the config less `search.*`,
+    `tracking.*`, how training reports and where it runs (`train.verbose`, `train.strategy`) and
+    the keys the search space sets."""
+    flat = flatten(to_dict(config))
+    kept = {key: value for key, value in flat.items() if not key.startswith(_NOT_COMPARED)}
+    return json.loads(json.dumps({key: value for key, value in kept.items() if key not in config.search.space}))
+
+
+def check_settings_match(study, config):
+    """Record the study's settings when it has none; else `ConfigError` naming every setting this
+    config changes (trials trained on other data or with another model are not comparable, and the
+    best of them would be registered). Keys only one side has are search-space changes, which
+    `check_space_matches` judges."""
+    settings = comparable_settings(config)
+    recorded = study.user_attrs.get(SETTINGS_ATTR)
+    if recorded is None:
+        study.set_user_attr(SETTINGS_ATTR, settings)
+        return
+    changed = [key for key in sorted(set(recorded) & set(settings)) if recorded[key] != settings[key]]
+    if changed:
+        shown = "; ".join(f"{key}: {recorded[key]!r} in the study, {settings[key]!r} now" for key in changed[:5])
+        more = f"; and {len(changed) - 5} more" if len(changed) > 5 else ""
+        raise ConfigError(
+            f"{changed[0]}: study {study.study_name!r} was tuned with other settings ({shown}{more}); resume it "
+            "with its own settings, or tune under a new --study"
+        )
+
+
 def _check_parent_experiment(study, parent_id, experiment):
     """`ConfigError` when the study's parent run is in another experiment than `experiment` (a
     changed `tracking.experiment`, or another task's study): MLflow cannot reopen it there."""
@@ -379,6 +413,7 @@ def tune(task, config, source, trials, timeout=None, study_name=None, storage=No
         storage = open_storage(storage)
     study, created = load_or_create_study(study_name, storage, config.search.direction, config.seed)
     check_space_matches(study, config.search.space)
+    check_settings_match(study, config)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=config.search.pruner_warmup_epochs)
     study.pruner = pruner
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))

@@ -237,3 +237,19 @@ def test_ctrl_c_while_waiting_for_the_parent_run_leaves_no_stray_run(config, exp
         _tune(config, storage, trials=1)
     assert MlflowClient().search_runs([experiment_id]) == []
     assert mlflow.active_run() is None
+
+
+def test_resuming_with_other_data_or_training_settings_is_refused_before_any_trial(
+    config, experiment_id, instant_training, tmp_path
+):
+    storage = str(tmp_path / "journal.log")
+    _tune(with_values(config, {"data.path": "msft.csv"}), storage, trials=1)
+    changed = with_values(config, {"data.path": "aapl.csv", "train.epochs": 3})
+    with pytest.raises(
+        ConfigError, match=r"^data.path: study 's' was tuned with other settings \(data.path: 'msft.csv'"
+    ):
+        _tune(changed, storage, trials=2)
+    assert len(optuna.load_study(study_name="s", storage=tuning.open_storage(storage)).trials) == 1
+    # What the search space sets, how training reports and the trial count may change.
+    again = with_values(config, {"data.path": "msft.csv", "train.verbose": 0, "search.trials": 7})
+    assert _tune(again, storage, trials=2).counts["complete"] == 2
