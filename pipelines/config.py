@@ -23,6 +23,7 @@ from pipelines.errors import ConfigError
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 PARAM_TYPES = ("categorical", "int", "float")
 SPACE_PREFIX = "search.space."
+SPACE_FIELDS = ("type", "choices", "low", "high", "log", "step")  # SearchParam's
 SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seed range
 ALIAS_PATTERN = re.compile(r"[\w-]+")  # MLflow's rule for registered model aliases
 RESERVED_ALIAS_PATTERN = re.compile(r"[vV]\d+")  # MLflow's version aliases
@@ -280,12 +281,18 @@ def set_dotted(raw, key, value):
     """Set `raw["a"]["b"] = value` for key `"a.b"`, creating mappings on the way.
 
     A search space entry is named by a dotted key itself: `search.space.model.units` sets
-    `raw["search"]["space"]["model.units"]`, and an empty value removes that entry.
+    `raw["search"]["space"]["model.units"]`, and an empty value removes that entry;
+    `search.space.model.units.high` sets one field of an entry the space already has.
     """
     node = raw
     parts = key.split(".")
     if key.startswith(SPACE_PREFIX):
-        parts = [*SPACE_PREFIX.split(".")[:-1], key.removeprefix(SPACE_PREFIX)]
+        entry = key.removeprefix(SPACE_PREFIX)
+        parts = [*SPACE_PREFIX.split(".")[:-1], entry]
+        name, _, field = entry.rpartition(".")
+        space = (raw.get("search") or {}).get("space") or {}
+        if entry not in space and isinstance(space.get(name), dict) and field in SPACE_FIELDS:
+            parts = [*parts[:-1], name, field]
     for part in parts[:-1]:
         child = node.get(part)
         if child is None:  # a section left empty in the YAML (every key commented out) loads as null

@@ -180,6 +180,8 @@ def test_search_space_entries_can_be_set_replaced_and_removed(tmp_path):
     assert list(config.search.space) == ["model.units", "train.learning_rate"]
     assert (config.search.space["model.units"].high, config.search.space["model.units"].log) == (64, True)
     assert config.search.space["train.learning_rate"].low == pytest.approx(1e-4)
+    one_bound = load_config(ToyConfig, path, ["search.space.model.units.high=128"])
+    assert (one_bound.search.space["model.units"].low, one_bound.search.space["model.units"].high) == (8, 128)
     with pytest.raises(ConfigError, match=r"search.space.model.unitz: model.unitz is not a config key"):
         load_config(ToyConfig, path, ["search.space.model.unitz={type: int, low: 8, high: 64}"])
 
