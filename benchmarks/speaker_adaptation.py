@@ -20,6 +20,9 @@ adapted ensemble's probabilities to `<output>/<speaker>/<architecture>_adapted.n
 Usage:
     python benchmarks/speaker_adaptation.py --cache outputs/speech_networks --output outputs/speaker_adaptation \\
         --speakers nicolas,george [--architecture crnn] [--seeds 42,43,44] [--data ../shared/data/fsdd]
+    python benchmarks/speaker_adaptation.py --report --output benchmarks/results/speaker_adaptation \\
+        --speakers nicolas,george
+(`--report` reprints the table from the written files, without the networks or the data.)
 """
 
 import argparse
@@ -89,12 +92,9 @@ def adapt_speaker(args, synthetic, speaker):
     odd = np.array([recording_index(file) % 2 for file in files], dtype=bool)
     adapted = np.zeros_like(unadapted)
     rng = np.random.default_rng(args.seed)
-    pseudo_count, pseudo_right = 0, 0
     for half in (~odd, odd):
         confident = half & (unadapted.max(axis=1) >= args.threshold)
         pseudo = unadapted.argmax(axis=1)
-        pseudo_count += int(confident.sum())
-        pseudo_right += int(np.sum(pseudo[confident] == labels[confident]))
         drawn = rng.choice(len(train.y), size=int(args.train_ratio * confident.sum()), replace=False)
         x_tune = np.concatenate([x[confident], np.asarray(train.x[drawn], dtype="float32")])
         y_tune = np.concatenate([pseudo[confident], np.asarray(train.y[drawn])])
@@ -106,17 +106,25 @@ def adapt_speaker(args, synthetic, speaker):
     path = Path(args.output, speaker, f"{args.architecture}_adapted.npz")
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, probabilities=adapted, labels=labels, files=files, unadapted=unadapted)
+    return row(path, args.threshold)
+
+
+def row(path, threshold):
+    """`(unadapted accuracy, adapted accuracy, pseudo-labels, their accuracy)` of a written file."""
+    with np.load(path) as written:
+        adapted, unadapted, labels = written["probabilities"], written["unadapted"], written["labels"]
+    confident = unadapted.max(axis=1) >= threshold
     return (
         float(np.mean(unadapted.argmax(axis=1) == labels)),
         float(np.mean(adapted.argmax(axis=1) == labels)),
-        pseudo_count,
-        pseudo_right / max(pseudo_count, 1),
+        int(confident.sum()),
+        float(np.mean(unadapted[confident].argmax(axis=1) == labels[confident])),
     )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", required=True, help="speech_networks.py's cache (networks and MLflow store)")
+    parser.add_argument("--cache", help="speech_networks.py's cache (networks and MLflow store)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--data", default="../shared/data/fsdd", help="FSDD folder (with recordings/)")
     parser.add_argument("--speakers", required=True, help="held-out speakers, comma-separated")
@@ -128,19 +136,26 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--seed", type=int, default=0, help="draws the training clips and seeds the fine-tuning")
+    parser.add_argument("--report", action="store_true", help="reprint the table from the files in --output")
     args = parser.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(args.cache, 'mlflow.db').resolve()}")
-    synthetic = Path(args.cache, "synthetic_digits")
+    if not args.report and not args.cache:
+        parser.error("--cache is needed unless --report")
     print("| held-out speaker | unadapted | adapted | pseudo-labels | their accuracy | minutes |")
     print("|---|---:|---:|---:|---:|---:|")
     results = []
     for speaker in [s for s in args.speakers.split(",") if s]:
         start = time.monotonic()
-        before, after, count, right = adapt_speaker(args, synthetic, speaker)
+        if args.report:
+            before, after, count, right = row(
+                Path(args.output, speaker, f"{args.architecture}_adapted.npz"), args.threshold
+            )
+        else:
+            os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(args.cache, 'mlflow.db').resolve()}")
+            before, after, count, right = adapt_speaker(args, Path(args.cache, "synthetic_digits"), speaker)
         results.append((before, after))
-        minutes = (time.monotonic() - start) / 60
-        print(f"| {speaker} | {before:.3f} | {after:.3f} | {count} | {right:.3f} | {minutes:.1f} |", flush=True)
+        minutes = "-" if args.report else f"{(time.monotonic() - start) / 60:.1f}"
+        print(f"| {speaker} | {before:.3f} | {after:.3f} | {count} | {right:.3f} | {minutes} |", flush=True)
     before, after = np.mean(results, axis=0)
     print(f"| **mean** | {before:.3f} | {after:.3f} | | | |")
 
