@@ -249,13 +249,14 @@ def _check_parent_experiment(study, parent_id, experiment):
         )
 
 
-def _parent_run(study, created, task_name, experiment, on_new_parent=None, wait_seconds=60.0):
+def _parent_run(study, created, task_name, experiment, on_new_parent=None, wait_seconds=60.0, settle_seconds=2.0):
     """Start the study's parent run (in the creating process) or reopen it (resumes, other workers).
 
-    Only the process that created the study creates the parent run, so concurrent workers never
-    make two; the others wait for its id to appear in the study's user attributes. A parent run
-    that was deleted, or that lives in another tracking store, is replaced by a new one, which the
-    study then records.
+    Only the process that created the study creates the parent run; the others wait up to
+    `wait_seconds` for its id to appear in the study's user attributes. A parent run that was
+    deleted, or that lives in another tracking store, is replaced by a new one, which the study
+    then records; so is a missing one after the wait. Workers that replace it at the same moment
+    settle on one after `settle_seconds`.
     """
     parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
     deadline = time.monotonic() + wait_seconds
@@ -275,6 +276,16 @@ def _parent_run(study, created, task_name, experiment, on_new_parent=None, wait_
         )
     run = mlflow.start_run(run_name=f"tune-{study.study_name}", tags={"optuna.study": study.study_name})
     study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
+    if not created:
+        # Workers that found no live parent at the same moment (a study made beforehand with
+        # `optuna create-study`, or a resume whose parent is gone) each made one: the id written
+        # last wins, and the others delete theirs and join it.
+        time.sleep(settle_seconds)
+        winner = study.user_attrs.get(PARENT_RUN_ATTR)
+        if winner != run.info.run_id and tracking.run_is_live(winner):
+            mlflow.end_run()
+            MlflowClient().delete_run(run.info.run_id)
+            return mlflow.start_run(run_id=winner)
     mlflow.set_tag("task", task_name)
     if on_new_parent is not None:
         on_new_parent()

@@ -1,6 +1,7 @@
 """The tuning engine without training: studies, sampler seeds, parent runs, storage errors."""
 
 import logging
+import threading
 import warnings
 from types import SimpleNamespace
 
@@ -253,3 +254,28 @@ def test_resuming_with_other_data_or_training_settings_is_refused_before_any_tri
     # What the search space sets, how training reports and the trial count may change.
     again = with_values(config, {"data.path": "msft.csv", "train.verbose": 0, "search.trials": 7})
     assert _tune(again, storage, trials=2).counts["complete"] == 2
+
+
+def test_workers_on_a_study_made_beforehand_settle_on_one_parent_run(experiment_id, tmp_path):
+    storage = tuning.open_storage(str(tmp_path / "journal.log"))
+    optuna.create_study(study_name="s", storage=storage)  # `optuna create-study`: nobody owns the parent run
+    parents, errors = [], []
+
+    def worker():
+        try:
+            study = optuna.load_study(study_name="s", storage=storage)
+            run = tuning._parent_run(study, False, "stock_forecasting", "stock_forecasting", wait_seconds=0.5)
+            parents.append(run.info.run_id)
+            mlflow.end_run()
+        except Exception as error:  # reported below: a thread's exception would be lost
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(set(parents)) == 1
+    live = MlflowClient().search_runs([experiment_id], filter_string="tags.`optuna.study` = 's'")
+    assert [run.info.run_id for run in live] == parents[:1]
