@@ -9,6 +9,7 @@ Usage:
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,12 +26,13 @@ def cached_path(ticker, start, end, folder=None):
 
 
 def read_cached(path):
-    """The cached CSV if present and intact; `None` if absent; `DataError` if its checksum fails."""
+    """The cached CSV if present and intact; `None` if absent or without its checksum file (never
+    finished: downloaded again); `DataError` if its checksum fails."""
     path = Path(path)
     checksum = path.with_suffix(".csv.sha256")
-    if not path.exists():
+    if not path.exists() or not checksum.exists():
         return None
-    recorded = checksum.read_text().split() if checksum.exists() else []
+    recorded = checksum.read_text().split()
     if not recorded or recorded[0] != sha256(path):
         raise DataError(f"{path}: cached download fails its SHA-256 check; delete it to download again")
     return path
@@ -66,9 +68,16 @@ def download_prices(ticker, start, end, folder=None):
     frame = frame.reset_index()
     frame["Date"] = frame["Date"].dt.strftime("%Y-%m-%d")
     make_folder(path.parent)
-    frame[COLUMNS].to_csv(path, index=False)
-    load_prices(path)  # validate before caching the checksum
-    path.with_suffix(".csv.sha256").write_text(f"{sha256(path)}  {path.name}\n")
+    # Validated under a temporary name, so neither a failed check nor an interrupted write leaves
+    # a CSV in the cache (a folder of prices the pipeline may read).
+    partial = path.with_suffix(".csv.part")
+    try:
+        frame[COLUMNS].to_csv(partial, index=False)
+        load_prices(partial)
+        path.with_suffix(".csv.sha256").write_text(f"{sha256(partial)}  {path.name}\n")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 

@@ -1,7 +1,10 @@
 """The optional downloader's cache and its offline failure (nothing here touches the network)."""
 
 import importlib.util
+import sys
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from pipelines.errors import DataError, PipelineError
@@ -29,3 +32,23 @@ def test_corrupted_cache_is_refused(tmp_path, recorded):
 def test_without_yfinance_the_error_says_how_to_install(tmp_path):
     with pytest.raises(PipelineError, match=r"pip install -e '.\[download\]'"):
         download.download_prices("AAPL", "2015-01-01", "2016-01-01", tmp_path)
+
+
+def _yahoo_frame(high):
+    """Two days as recent yfinance returns them: a Date index and (field, ticker) columns."""
+    fields = {"Open": 10.0, "High": high, "Low": 9.0, "Close": 10.5, "Adj Close": 10.5, "Volume": 100}
+    index = pd.DatetimeIndex(["2015-01-02", "2015-01-05"], name="Date")
+    columns = pd.MultiIndex.from_product([list(fields), ["TEST"]])
+    return pd.DataFrame([list(fields.values())] * 2, index=index, columns=columns)
+
+
+def test_a_download_that_fails_validation_is_not_cached_and_the_next_one_is(tmp_path, monkeypatch):
+    highs = iter([-5.0, 11.0])
+    fake = SimpleNamespace(download=lambda *args, **kwargs: _yahoo_frame(next(highs)))
+    monkeypatch.setitem(sys.modules, "yfinance", fake)
+    with pytest.raises(DataError, match=r"column 'High': prices must be positive"):
+        download.download_prices("TEST", "2015-01-01", "2015-02-01", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    path = download.download_prices("TEST", "2015-01-01", "2015-02-01", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, path.name + ".sha256"]
+    assert download.read_cached(path) == path and pd.read_csv(path)["High"].tolist() == [11.0, 11.0]
