@@ -69,7 +69,9 @@ def build_parser():
     export.add_argument("--format", required=True, choices=["keras", "savedmodel", "tflite", "onnx"])
     export.add_argument("--output", required=True, help="output folder")
     export.add_argument(
-        "--int8", action="store_true", help="TFLite dynamic-range int8 quantisation (with --format tflite only)"
+        "--int8",
+        action="store_true",
+        help="TFLite dynamic-range int8 quantisation of weight tensors of at least 1024 values (--format tflite only)",
     )
 
     demo = commands.add_parser("demo", help="a short tune of every task on offline data, then a summary")

@@ -14,6 +14,7 @@ Example:
     >>> result.max_abs_diff, result.latency_ms_per_example
 """
 
+import logging
 import tempfile
 import time
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from tensorflow.lite.python.convert_phase import ConverterError
 from pipelines.errors import PipelineError
 
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
+INT8_MIN_WEIGHTS = 1024  # the TFLite converter leaves smaller weight tensors in float32
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,14 +86,17 @@ def export_model(
     expected = np.asarray(model.predict(x, verbose=0))
 
     latency = None
-    if fmt == "keras":
-        path, actual = _export_keras(model, output_dir, x)
-    elif fmt == "savedmodel":
-        path, actual = _export_savedmodel(model, output_dir, x)
-    elif fmt == "tflite":
-        path, actual, latency = _export_tflite(model, output_dir, x, int8)
-    else:
-        path, actual = _export_onnx(model, output_dir, x)
+    try:
+        if fmt == "keras":
+            path, actual = _export_keras(model, output_dir, x)
+        elif fmt == "savedmodel":
+            path, actual = _export_savedmodel(model, output_dir, x)
+        elif fmt == "tflite":
+            path, actual, latency = _export_tflite(model, output_dir, x, int8)
+        else:
+            path, actual = _export_onnx(model, output_dir, x)
+    except OSError as error:  # a full disk, a folder where the file goes, no permission
+        raise PipelineError(f"cannot write the {fmt} export into {output_dir}: {error}") from None
 
     if actual.shape != expected.shape:
         raise RuntimeError(
@@ -146,6 +152,13 @@ def _export_tflite(model, output_dir, x, int8):
 
     interpreter = tf.lite.Interpreter(model_path=str(path))
     interpreter.allocate_tensors()
+    if int8 and not any(np.prod(weight.shape) >= INT8_MIN_WEIGHTS for weight in model.weights):
+        logger.warning(
+            "%s holds no int8 weights: the converter quantizes only weight tensors of at least %d values, "
+            "and this model has none that large; it is the float model under another name",
+            path,
+            INT8_MIN_WEIGHTS,
+        )
     input_index = interpreter.get_input_details()[0]["index"]
     output_index = interpreter.get_output_details()[0]["index"]
     outputs = []

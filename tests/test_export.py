@@ -1,5 +1,6 @@
 """Export to every format, reload from disk, and match Keras: tiny models, one sample batch."""
 
+import logging
 import sys
 
 import keras
@@ -133,6 +134,22 @@ def test_output_path_that_is_a_file_is_a_clear_error(tmp_path):
         export_model(_regressor("lstm"), "keras", taken, _samples())
     with pytest.raises(PipelineError, match=r"cannot create the export folder .*taken/sub: Not a directory"):
         export_model(_regressor("lstm"), "keras", taken / "sub", _samples())
+
+
+@pytest.mark.parametrize("fmt", ["keras", "tflite"])
+def test_a_folder_where_the_export_file_goes_is_a_clear_error(fmt, tmp_path):
+    (tmp_path / ("model.keras" if fmt == "keras" else "model.tflite")).mkdir()
+    with pytest.raises(PipelineError, match=rf"cannot write the {fmt} export into {tmp_path}: .*Is a directory"):
+        export_model(_regressor("lstm"), fmt, tmp_path, _samples())
+
+
+def test_int8_of_a_model_too_small_to_quantize_says_so(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="pipelines.export"):
+        export_model(_regressor("lstm", units=16), "tflite", tmp_path / "big", _samples(), int8=True)
+    assert "no int8 weights" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="pipelines.export"):
+        export_model(_regressor("lstm", units=4), "tflite", tmp_path / "small", _samples(), int8=True)
+    assert "model_int8.tflite holds no int8 weights" in caplog.text
 
 
 def test_no_sample_inputs_is_a_clear_error(tmp_path):
