@@ -66,9 +66,13 @@ def recurrent_layer(variant, units, return_sequences, dropout=0.0, recurrent_dro
         A Keras layer.
 
     Raises:
-        ValueError: For a variant not in `VARIANTS`.
+        ValueError: For a variant not in `VARIANTS`, `units` that is not a positive integer or a
+            dropout rate outside [0, 1).
     """
     _require_variant(variant)
+    _require_positive_int("units", units)
+    check_rate("dropout", dropout)
+    check_rate("recurrent_dropout", recurrent_dropout)
     kwargs = dict(return_sequences=return_sequences, dropout=dropout, recurrent_dropout=recurrent_dropout)
     if variant == "rnn":
         return keras.layers.SimpleRNN(units, name=name, **kwargs)

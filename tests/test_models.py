@@ -155,6 +155,21 @@ def test_masked_attention_weights_are_finite_and_sum_to_one(dtype):
     np.testing.assert_array_equal(weights[0, 2:], 0.0)
 
 
+@pytest.mark.parametrize("variant", ["rnn", "gru", "lstm", "bilstm", "peephole_lstm"])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"dropout": 2.0}, "dropout=2.0"),
+        ({"recurrent_dropout": -0.1}, "recurrent_dropout=-0.1"),
+        ({"units": 0}, "units"),
+    ],
+)
+def test_recurrent_layer_checks_its_arguments_for_every_variant(variant, kwargs, message):
+    arguments = {"units": 4, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        recurrent_layer(variant, arguments.pop("units"), return_sequences=False, **arguments)
+
+
 def test_recurrent_layer_rejects_an_unknown_variant():
     with pytest.raises(ValueError, match=r"variant='peephole'.*Allowed: rnn, lstm"):
         recurrent_layer("peephole", 4, return_sequences=False)
