@@ -38,6 +38,7 @@ class TemporalAttention(keras.layers.Layer):
             )
         self.attention_units = attention_units
         self.supports_masking = True
+        self.input_spec = keras.layers.InputSpec(ndim=3)  # (batch, timesteps, features)
 
     def build(self, input_shape):
         features = input_shape[-1]

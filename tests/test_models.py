@@ -170,6 +170,11 @@ def test_recurrent_layer_checks_its_arguments_for_every_variant(variant, kwargs,
         recurrent_layer(variant, arguments.pop("units"), return_sequences=False, **arguments)
 
 
+def test_attention_on_an_input_without_a_time_axis_says_what_it_expects():
+    with pytest.raises(ValueError, match=r"expected ndim=3, found ndim=2"):
+        TemporalAttention()(keras.Input((5,)))
+
+
 def test_recurrent_layer_rejects_an_unknown_variant():
     with pytest.raises(ValueError, match=r"variant='peephole'.*Allowed: rnn, lstm"):
         recurrent_layer("peephole", 4, return_sequences=False)
