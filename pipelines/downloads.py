@@ -71,6 +71,8 @@ def fetch(url, dest, sha256_hex, timeout=30):
     dest = Path(dest)
     if dest.is_file() and sha256(dest) == sha256_hex:
         return dest
+    if dest.is_dir():
+        raise PipelineError(f"cannot download {url} to {dest}: a folder is there")
     make_folder(dest.parent)
     part = dest.with_name(dest.name + ".part")
     try:

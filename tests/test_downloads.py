@@ -101,6 +101,15 @@ def test_corrupted_download_is_refused_and_leaves_no_file(server, tmp_path):
     assert list(tmp_path.glob("file.bin*")) == []
 
 
+def test_a_folder_where_the_download_goes_is_a_clear_error_before_downloading(server, tmp_path):
+    (server.root / "file.bin").write_bytes(b"good")
+    cache = tmp_path / "cache"
+    (cache / "file.bin").mkdir(parents=True)
+    with pytest.raises(PipelineError, match=r"cannot download .*/file.bin to .*file.bin: a folder is there"):
+        downloads.fetch(f"{server.url}/file.bin", cache / "file.bin", _sha256(b"good"))
+    assert server.requests == [] and [p.name for p in cache.iterdir()] == ["file.bin"]
+
+
 def test_unreachable_url_says_offline_quickly(tmp_path):
     started = time.monotonic()
     with pytest.raises(PipelineError, match=rf"{re.escape(UNREACHABLE)}.*offline"):
