@@ -206,6 +206,7 @@ def check_space_matches(study, space):
 
 SETTINGS_ATTR = "settings"  # study user attribute: the config its trials share (`comparable_settings`)
 _NOT_COMPARED = ("search.", "tracking.", "train.verbose", "train.strategy")
+BUDGET_KEYS = ("train.epochs", "train.early_stopping_patience")  # may change on resume, with a warning
 
 
 def comparable_settings(config):
@@ -220,7 +221,8 @@ def comparable_settings(config):
 def check_settings_match(study, config):
     """Record the study's settings when it has none; else `ConfigError` naming every setting this
     config changes (trials trained on other data or with another model are not comparable, and the
-    best of them would be registered). Keys only one side has are search-space changes, which
+    best of them would be registered). A changed training budget (`BUDGET_KEYS`, e.g. fewer epochs
+    to finish a study) is only warned about. Keys only one side has are search-space changes, which
     `check_space_matches` judges."""
     settings = comparable_settings(config)
     recorded = study.user_attrs.get(SETTINGS_ATTR)
@@ -228,6 +230,14 @@ def check_settings_match(study, config):
         study.set_user_attr(SETTINGS_ATTR, settings)
         return
     changed = [key for key in sorted(set(recorded) & set(settings)) if recorded[key] != settings[key]]
+    budget = [key for key in changed if key in BUDGET_KEYS]
+    if budget:
+        logger.warning(
+            "study %s: the trials to come train with another budget than the earlier ones (%s)",
+            study.study_name,
+            "; ".join(f"{key}: {recorded[key]!r} before, {settings[key]!r} now" for key in budget),
+        )
+    changed = [key for key in changed if key not in BUDGET_KEYS]
     if changed:
         shown = "; ".join(f"{key}: {recorded[key]!r} in the study, {settings[key]!r} now" for key in changed[:5])
         more = f"; and {len(changed) - 5} more" if len(changed) > 5 else ""

@@ -241,19 +241,20 @@ def test_ctrl_c_while_waiting_for_the_parent_run_leaves_no_stray_run(config, exp
 
 
 def test_resuming_with_other_data_or_training_settings_is_refused_before_any_trial(
-    config, experiment_id, instant_training, tmp_path
+    config, experiment_id, instant_training, tmp_path, caplog
 ):
     storage = str(tmp_path / "journal.log")
     _tune(with_values(config, {"data.path": "msft.csv"}), storage, trials=1)
-    changed = with_values(config, {"data.path": "aapl.csv", "train.epochs": 3})
-    with pytest.raises(
-        ConfigError, match=r"^data.path: study 's' was tuned with other settings \(data.path: 'msft.csv'"
-    ):
+    changed = with_values(config, {"data.path": "aapl.csv", "train.clipnorm": 0.5})
+    refused = r"^data.path: study 's' was tuned with other settings \(data.path: 'msft.csv'.*train.clipnorm: 1.0 in"
+    with pytest.raises(ConfigError, match=refused):
         _tune(changed, storage, trials=2)
     assert len(optuna.load_study(study_name="s", storage=tuning.open_storage(storage)).trials) == 1
-    # What the search space sets, how training reports and the trial count may change.
-    again = with_values(config, {"data.path": "msft.csv", "train.verbose": 0, "search.trials": 7})
-    assert _tune(again, storage, trials=2).counts["complete"] == 2
+    # What the search space sets, how training reports, the trial count and (with a warning) the budget may change.
+    again = with_values(config, {"data.path": "msft.csv", "train.verbose": 0, "search.trials": 7, "train.epochs": 3})
+    with caplog.at_level(logging.WARNING, logger="pipelines.tuning"):
+        assert _tune(again, storage, trials=2).counts["complete"] == 2
+    assert "another budget than the earlier ones (train.epochs: 30 before, 3 now)" in caplog.text
 
 
 def test_workers_on_a_study_made_beforehand_settle_on_one_parent_run(experiment_id, tmp_path):
