@@ -1,4 +1,4 @@
-"""`lstm-pipelines` (also `python -m pipelines`): train, tune, register, predict, export, demo."""
+"""`lstm-pipelines` (also `python -m pipelines`): train, tune, register, predict, export, adapt, demo."""
 
 import argparse
 import logging
@@ -16,6 +16,7 @@ INTERRUPTED = {  # what an interrupted command leaves behind
     "tune": "finished trials are kept, rerun the same command to resume",
     "demo": "finished trials are kept, rerun the same command to resume",
 }
+ADAPTATION_OPTIONS = ("threshold", "epochs", "learning_rate", "batch_size", "replay_ratio", "seed")
 
 
 def _add_config_arguments(parser):
@@ -74,6 +75,28 @@ def build_parser():
         help="TFLite dynamic-range int8 quantisation of weight tensors of at least 1024 values (--format tflite only)",
     )
 
+    adapt = commands.add_parser(
+        "adapt",
+        help="self-train a speech model on a new speaker's unlabelled clips; log (and register) the result",
+    )
+    _add_config_arguments(adapt)  # the config the model was trained with: its data is replayed and tested
+    adapt.add_argument("--model", required=True, help="model URI, e.g. models:/speech_commands@champion")
+    adapt.add_argument("--input", required=True, help="WAV file or folder of the new clips (no labels needed)")
+    adapt.add_argument("--register", metavar="NAME", help="register the adapted model as NAME@<tracking.alias>")
+    # Defaults (None: AdaptationSettings's, the benchmarked ones) are not imported here: that module loads Keras.
+    adapt.add_argument(
+        "--threshold", type=float, help="least probability of a clip's own label for it to be trained on (default: 0.8)"
+    )
+    adapt.add_argument("--epochs", type=int, help="fine-tuning epochs (default: 5)")
+    adapt.add_argument("--learning-rate", type=float, help="Adam's learning rate (default: 0.0003)")
+    adapt.add_argument("--batch-size", type=int, help="default: 32")
+    adapt.add_argument(
+        "--replay-ratio",
+        type=float,
+        help="training clips (true labels) replayed per new clip trained on (default: 2.0)",
+    )
+    adapt.add_argument("--seed", type=int, help="draws the replayed clips, seeds the fine-tuning (default: 0)")
+
     demo = commands.add_parser("demo", help="a short tune of every task on offline data, then a summary")
     demo.add_argument("--trials", type=int, default=None, help="trials per task (default: from the demo)")
     return parser
@@ -117,6 +140,24 @@ def run(args):
             f"exported {result.format} to {result.path} ({result.size_bytes} bytes); "
             f"max abs difference vs Keras: {result.max_abs_diff:.3g}"
         )
+    elif args.command == "adapt":
+        from pipelines.speech_commands.adaptation import AdaptationSettings
+
+        given = {key: getattr(args, key) for key in ADAPTATION_OPTIONS}
+        settings = AdaptationSettings(**{key: value for key, value in given.items() if value is not None})
+        result = workflows.adapt(
+            args.task, args.model, args.input, settings, args.config, args.overrides, register_as=args.register
+        )
+        counts = result.metrics
+        print(
+            f"run id: {result.run_id}\nmodel: {result.model_uri}\n"
+            f"trained on {counts['adapt_pseudo_labels']} of {counts['adapt_clips']} new clips (their own labels) "
+            f"and {counts['adapt_replayed_clips']} training clips; {counts['adapt_changed_labels']:.1%} changed label"
+        )
+        print(f"test accuracy: {counts['source_test_accuracy']:.4f} before, ", end="")
+        print(f"{result.evaluation.metrics['test_accuracy']:.4f} after")
+        if result.model_version is not None:
+            print(f"registered {result.model_version.name} version {result.model_version.version}")
     elif args.command == "demo":
         from pipelines import demo
 

@@ -69,10 +69,27 @@ def train_and_log(task, config, source, callbacks=()):
     data = trained[0].data
     epochs = [member.epochs for member in trained]
     model = training.average_ensemble([member.model for member in trained])
-    evaluation = task.evaluate(model, data, config)
     # One step after the last epoch: a name shared with an epoch metric (`val_accuracy`) then shows
     # the evaluated model's value (best weights restored) as its latest, not the last epoch's.
-    mlflow.log_metrics(evaluation.metrics, step=epochs[0])
+    evaluation, model_uri = evaluate_and_log_model(task, model, data, config, step=epochs[0])
+    return RunResult(mlflow.active_run().info.run_id, model_uri, evaluation, sum(epochs))
+
+
+def evaluate_and_log_model(task, model, data, config, step=0):
+    """Evaluate a trained model and log its metrics, plots, tables and serving model to the active run.
+
+    Args:
+        task: A `Task`.
+        model: The trained (or adapted) Keras model.
+        data: The prepared splits it is evaluated on.
+        config: The run's config.
+        step: The MLflow step of the evaluation metrics.
+
+    Returns:
+        `(Evaluation, model URI)`.
+    """
+    evaluation = task.evaluate(model, data, config)
+    mlflow.log_metrics(evaluation.metrics, step=step)
     tracking.log_figures(evaluation.figures)
     for name, frame in evaluation.tables.items():
         tracking.log_table(frame, f"tables/{name}.csv")
@@ -82,6 +99,5 @@ def train_and_log(task, config, source, callbacks=()):
     with tempfile.TemporaryDirectory() as workdir:
         bundle = task.serving_bundle(model, data, workdir)
         model_uri = tracking.log_serving_model(bundle, task.name)
-    run_id = mlflow.active_run().info.run_id
     mlflow.set_tag("model_uri", model_uri)
-    return RunResult(run_id, model_uri, evaluation, sum(epochs))
+    return evaluation, model_uri

@@ -4,7 +4,7 @@ import dataclasses
 import importlib
 from typing import Any
 
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, PipelineError
 
 TASK_MODULES = {
     "stock_forecasting": "pipelines.stock_forecasting.task",
@@ -101,6 +101,26 @@ class Task:
 
         Returns:
             What the served model takes.
+        """
+        raise NotImplementedError
+
+    def check_adaptable(self, served, data, config):
+        """Raise a `PipelineError` unless `adapt` can adapt the served model with the config's data
+        (called before the adaptation's run starts)."""
+        raise PipelineError(f"task {self.name!r} has no adaptation; only speech_commands has")
+
+    def adapt(self, served, inputs, data, config, settings):
+        """Adapt a served model's Keras model in place to a user's unlabelled inputs.
+
+        Args:
+            served: The served model's Python object (`unwrap_python_model()`).
+            inputs: What `read_inputs` returned for the user's input.
+            data: The prepared splits of the config (their training split is replayed).
+            config: The task config.
+            settings: The task's adaptation settings.
+
+        Returns:
+            `(metrics, table)`: a dict of `adapt_*` metrics and a DataFrame with a row per input.
         """
         raise NotImplementedError
 

@@ -1,14 +1,16 @@
 """The user-facing commands (train, tune, register, predict, export), independent of the CLI."""
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import mlflow
+import yaml
 
 from pipelines import tracking, tuning
-from pipelines.config import CONF_DIR, load_config, with_values
+from pipelines.config import CONF_DIR, load_config, to_dict, with_values
 from pipelines.errors import PipelineError
-from pipelines.runner import train_and_log
+from pipelines.runner import evaluate_and_log_model, train_and_log
 from pipelines.tasks import get_task
 
 logger = logging.getLogger(__name__)
@@ -162,6 +164,68 @@ def predict(model_uri, input_path, output_path):
     except OSError as error:
         raise PipelineError(f"cannot write predictions to {output_path}: {error.strerror or error}") from None
     return predictions
+
+
+@dataclasses.dataclass
+class AdaptResult:
+    """What `adapt` produced: the new run, its model, the adaptation's metrics and table, the
+    evaluation on the config's test split, and the registered version (or None)."""
+
+    run_id: str
+    model_uri: str
+    metrics: dict
+    table: object
+    evaluation: object
+    model_version: object = None
+
+
+def adapt(task_name, model_uri, input_path, settings, config_path=None, overrides=(), register_as=None):
+    """Adapt a logged or registered model to a user's unlabelled inputs and log the result as a new run.
+
+    The config names the labelled data the model keeps rehearsing (its training split) and is
+    evaluated on (its test split), so it should be the one the model was trained with.
+
+    Args:
+        task_name: The model's task (only `speech_commands` adapts).
+        model_uri: The model to adapt, e.g. `models:/speech_commands@champion`.
+        input_path: A file or folder of the new, unlabelled inputs.
+        settings: The task's adaptation settings (`speech_commands.adaptation.AdaptationSettings`).
+        config_path: `--config`. Default: `conf/<task>.yaml`.
+        overrides: `--set KEY=VALUE` overrides.
+        register_as: Register the adapted model under this name with `tracking.alias`. Default: not.
+
+    Returns:
+        An `AdaptResult`.
+    """
+    task = get_task(task_name)
+    config = load_task_config(task, config_path, overrides)
+    if register_as is not None:  # the name is checked before anything runs
+        config = with_values(config, {"tracking.registered_model": register_as})
+    model = _load_served_model(model_uri)
+    if _task_of(model, model_uri) != task.name:
+        raise PipelineError(f"model {model_uri} is a {_task_of(model, model_uri)} model, not {task.name}")
+    served = model.unwrap_python_model()
+    inputs = task.read_inputs(input_path, served)
+    _experiment(task, config)
+    source = task.load_source(config)
+    data = task.prepare(config, source)
+    task.check_adaptable(served, data, config)
+    with mlflow.start_run(run_name="adapt", tags={"task": task.name, "adapted_from": model_uri}):
+        mlflow.log_params({"adapt.model": model_uri, "adapt.input": str(input_path)})
+        mlflow.log_params({f"adapt.{key}": value for key, value in dataclasses.asdict(settings).items()})
+        mlflow.log_text(yaml.safe_dump(to_dict(config), sort_keys=False), "config.yaml")
+        mlflow.log_input(task.dataset_for_logging(config, source), context="training")
+        metrics, table = task.adapt(served, inputs, data, config, settings)
+        mlflow.log_metrics(metrics)
+        tracking.log_table(table, "tables/adaptation.csv")
+        evaluation, adapted_uri = evaluate_and_log_model(task, served.keras_model, data, config)
+        run_id = mlflow.active_run().info.run_id
+    version = None
+    if register_as is not None:
+        tags = {"adapted_from": model_uri, "input": str(input_path), "run": run_id}
+        tags.update({k: f"{v:.6g}" for k, v in evaluation.metrics.items() if k.startswith("test_")})
+        version = tracking.register(adapted_uri, config.tracking.registered_model, config.tracking.alias, tags)
+    return AdaptResult(run_id, adapted_uri, metrics, table, evaluation, version)
 
 
 def export(model_uri, fmt, output_dir, int8=False):

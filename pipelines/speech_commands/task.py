@@ -11,6 +11,7 @@ from pipelines.config import make_config_class
 from pipelines.errors import ConfigError, DataError
 from pipelines.serving import save_keras_artifacts
 from pipelines.speech_commands import augment, evaluation
+from pipelines.speech_commands.adaptation import self_train
 from pipelines.speech_commands.audio import AudioError, load_clip, load_clips
 from pipelines.speech_commands.data import CLASS_SETUPS, LOADING_KEYS, load_source, loading_settings
 from pipelines.speech_commands.layouts import LAYOUTS, wav_files
@@ -286,6 +287,59 @@ class SpeechCommands(Task):
         if not len(kept):
             raise AudioError(f"{path}: no readable WAV files")
         return pd.DataFrame({"file": [files[i] for i in kept], "waveform": list(waveforms)})
+
+    def check_adaptable(self, served, data, config):
+        """The model and the config's data must have the same classes, sample rate and clip length."""
+        if list(served.class_names) != list(data.class_names):
+            raise ConfigError(
+                f"the model's classes ({', '.join(served.class_names)}) are not the config data's "
+                f"({', '.join(data.class_names)}); pass the config (--config, --set data.*) the model was trained with"
+            )
+        trained_on = (served.sample_rate, served.clip_samples)
+        if trained_on != (config.data.sample_rate, data.input_shape[0]):
+            raise ConfigError(
+                f"the model takes {served.clip_samples} samples at {served.sample_rate} Hz, the config data "
+                f"{data.input_shape[0]} at {config.data.sample_rate} Hz; set data.sample_rate and data.clip_seconds "
+                "as the model was trained"
+            )
+
+    def adapt(self, served, inputs, data, config, settings):
+        """Self-train the served model on the unlabelled clips of `inputs` (`adaptation.self_train`),
+        replaying the config's training split.
+
+        Returns:
+            `(metrics, table)`: counts, the share of clips whose label changed and the test accuracy
+            before adapting; a row per clip with its label before and after and whether it was
+            trained on.
+        """
+        model = served.keras_model
+        x_new = np.stack(inputs["waveform"].to_numpy()).astype("float32")
+        test_predictions = model.predict(data.x_test, batch_size=256, verbose=0).argmax(axis=1)
+        source_test_accuracy = float(np.mean(test_predictions == data.y_test))
+        before = model.predict(x_new, batch_size=256, verbose=0)
+        pseudo, replayed = self_train(
+            model, x_new, before, data.x_train, data.y_train, settings, np.random.default_rng(settings.seed)
+        )
+        after = model.predict(x_new, batch_size=256, verbose=0)
+        names = np.asarray(data.class_names)
+        table = pd.DataFrame(
+            {
+                "file": inputs["file"].to_numpy(),
+                "label_before": names[pseudo.labels],
+                "probability_before": pseudo.probability,
+                "trained_on": pseudo.confident,
+                "label": names[after.argmax(axis=1)],
+                "probability": after.max(axis=1),
+            }
+        )
+        metrics = {
+            "adapt_clips": len(x_new),
+            "adapt_pseudo_labels": int(pseudo.confident.sum()),
+            "adapt_replayed_clips": replayed,
+            "adapt_changed_labels": float(np.mean(table["label"] != table["label_before"])),
+            "source_test_accuracy": source_test_accuracy,
+        }
+        return metrics, table
 
 
 TASK = SpeechCommands()
