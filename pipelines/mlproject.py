@@ -14,9 +14,9 @@ from pipelines.cli import main
 def to_cli_arguments(argv):
     """Translate the MLproject parameters into `lstm-pipelines` arguments."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.mlproject")
-    parser.add_argument("command", choices=["train", "tune", "register", "demo"])
+    parser.add_argument("command", choices=["train", "tune", "register", "adapt", "demo"])
     parser.add_argument("--task", default="")
-    for name in ("config", "overrides", "study", "storage", "register", "trials", "timeout"):
+    for name in ("config", "overrides", "study", "storage", "register", "trials", "timeout", "model", "input"):
         parser.add_argument(f"--{name}", default="")
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -31,6 +31,11 @@ def to_cli_arguments(argv):
     if args.command in ("tune", "register"):
         cli += ["--study", args.study] if args.study else []
         cli += ["--storage", args.storage] if args.storage else []
+    if args.command == "adapt":
+        if not (args.model and args.input):
+            parser.error("adapt needs --model and --input")
+        cli += ["--model", args.model, "--input", args.input]
+        cli += ["--register", args.register] if args.register else []  # a registered model name
     if args.command == "tune":
         # 0 (the default): the config's search.trials and search.timeout
         if trials := _number(parser, "trials", args.trials, whole=True):

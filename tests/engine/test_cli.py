@@ -243,7 +243,7 @@ def test_mlproject_config_entry_points_pass_every_parameter_and_take_config_and_
     import yaml
 
     entry_points = yaml.safe_load((Path(__file__).resolve().parents[2] / "MLproject").read_text())["entry_points"]
-    for name in ("train", "tune", "register"):
+    for name in ("train", "tune", "register", "adapt"):
         entry = entry_points[name]
         assert {"config", "overrides"} <= set(entry["parameters"]), name
         assert set(re.findall(r"\{(\w+)\}", entry["command"])) == set(entry["parameters"]), name
@@ -254,6 +254,17 @@ def test_mlproject_config_entry_points_pass_every_parameter_and_take_config_and_
         "--set",
         "tracking.alias=prod",
     ]
+
+
+def test_mlproject_adapt_passes_the_model_input_and_registered_name(capsys):
+    adapt = ["adapt", "--task", "speech_commands", "--model", "models:/speech_commands@champion", "--input", "dave"]
+    assert to_cli_arguments([*adapt, "--register", "", "--config", "", "--overrides", "seed=1"]) == [
+        "adapt", "speech_commands", "--set", "seed=1", "--model", "models:/speech_commands@champion", "--input", "dave",
+    ]  # fmt: skip
+    assert to_cli_arguments([*adapt, "--register", "speech_dave"])[-2:] == ["--register", "speech_dave"]
+    with pytest.raises(SystemExit):
+        to_cli_arguments(["adapt", "--task", "speech_commands", "--model", "m", "--input", ""])
+    assert "adapt needs --model and --input" in capsys.readouterr().err
 
 
 def test_a_missing_shipped_config_is_a_warning_not_silent(monkeypatch, tmp_path, caplog):
