@@ -173,6 +173,8 @@ def main(argv=None):
     if args.command == "export" and args.int8 and args.format != "tflite":
         # Checked before the model is loaded: export_model would refuse it after the download.
         parser.error(f"--int8 applies to --format tflite only, not --format {args.format}")
+    if args.command == "export" and not args.output.strip():  # Path("") is the working directory
+        parser.error("--output: expected a folder, got an empty name")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -175,6 +175,14 @@ def test_int8_outside_tflite_is_a_usage_error(fmt, capsys, tmp_path):
     assert f"--int8 applies to --format tflite only, not --format {fmt}" in capsys.readouterr().err
 
 
+def test_export_to_an_empty_folder_name_is_a_usage_error(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--model", "models:/stock_forecasting@champion", "--format", "keras", "--output", ""])
+    assert exit_info.value.code == 2
+    assert "--output: expected a folder, got an empty name" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written to the working directory
+
+
 def test_predict_to_a_folder_fails_before_loading_the_model(capsys, tmp_path):
     prices = write_ohlcv_csv(tmp_path / "prices.csv", days=100)
     argv = ["predict", "--model", "models:/stock_forecasting@champion", "--input", str(prices)]
