@@ -85,6 +85,8 @@ def fetch(url, dest, sha256_hex, timeout=30):
     except NETWORK_ERRORS as error:
         part.unlink(missing_ok=True)
         reason = getattr(error, "reason", None) or error
+        if isinstance(reason, FileNotFoundError):  # a file:// source (a mirror on disk) that is not there
+            raise PipelineError(f"download of {url} failed: no such file") from None
         raise PipelineError(f"download of {url} failed; the machine may be offline ({reason})") from None
     except OSError as error:  # not the network: a full disk, no write permission
         part.unlink(missing_ok=True)

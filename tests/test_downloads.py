@@ -110,6 +110,13 @@ def test_a_folder_where_the_download_goes_is_a_clear_error_before_downloading(se
     assert server.requests == [] and [p.name for p in cache.iterdir()] == ["file.bin"]
 
 
+def test_a_missing_file_source_is_not_called_offline(tmp_path):
+    source = (tmp_path / "mirror" / "data.csv").as_uri()
+    with pytest.raises(PipelineError, match=rf"download of {re.escape(source)} failed: no such file$"):
+        downloads.fetch(source, tmp_path / "cache" / "data.csv", "0" * 64)
+    assert not (tmp_path / "cache" / "data.csv.part").exists()
+
+
 def test_unreachable_url_says_offline_quickly(tmp_path):
     started = time.monotonic()
     with pytest.raises(PipelineError, match=rf"{re.escape(UNREACHABLE)}.*offline"):
