@@ -1,16 +1,17 @@
-"""Unsupervised adaptation of kept networks to a held-out FSDD speaker (an experiment, not a pipeline option).
+"""Unsupervised adaptation of kept networks to a held-out FSDD speaker, scored on clips it did not adapt on.
 
-Self-training on the new speaker's own unlabelled clips. The speaker's 500 test clips are split in
-two halves by recording index (even and odd: every digit 25 times in each). For each half:
+The protocol around the `adapt` command's self-training (`pipelines.speech_commands.adaptation`,
+the same function and defaults). The speaker's 500 test clips are split in two halves by recording
+index (even and odd: every digit 25 times in each). For each half:
 
-1. pseudo-labels: the class of the highest mean probability of the speaker's kept networks
-   (`speech_networks.py`, one architecture, every seed) on that half, kept where that mean
-   probability is at least `--threshold`;
-2. every kept network is fine-tuned for `--epochs` on those clips and `--train-ratio` times as many
-   training clips drawn at random (the other five speakers and the synthetic voices, with their
+1. the speaker's kept networks (`speech_networks.py`, one architecture, every seed) are averaged
+   into one ensemble, as `train.ensemble_size` builds it, which labels the half; the clips whose
+   mean probability reaches `--threshold` are kept;
+2. `self_train` fine-tunes every network for `--epochs` on those clips and `--replay-ratio` times as
+   many training clips drawn at random (the other five speakers and the synthetic voices, with their
    true labels, so the network does not forget them), through the model's own training
    augmentation (speed and shift, equalizer, SpecAugment), with Adam at `--learning-rate`;
-3. the adapted networks score the other half.
+3. the adapted ensemble scores the other half.
 
 Each clip is thus scored by networks adapted on the speaker's other 250 clips, whose labels they
 never saw; the labels are read only to score. Prints, per speaker, the unadapted and the adapted
@@ -32,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 from speech_networks import CONFIG, network_file, network_overrides  # benchmarks/speech_networks.py
+
+from pipelines.speech_commands.adaptation import AdaptationSettings
 
 
 def recording_index(file):
@@ -59,21 +62,11 @@ def load_networks(cache, speaker, architecture, seeds):
     return uris, np.stack(probabilities), labels, files
 
 
-def fine_tune(model, x, y, args, seed):
-    """Fine-tune `model` in place on `(x, y)` with its training augmentation."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    model.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate, clipnorm=1.0),
-        loss="sparse_categorical_crossentropy",
-    )
-    model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0)
-
-
 def adapt_speaker(args, synthetic, speaker):
     """Adapt the speaker's networks half by half; returns the printed row's values."""
+    from pipelines.speech_commands.adaptation import self_train
     from pipelines.speech_commands.task import TASK
+    from pipelines.training import average_ensemble
     from pipelines.workflows import load_task_config
 
     config = load_task_config(
@@ -91,18 +84,15 @@ def adapt_speaker(args, synthetic, speaker):
     unadapted = kept.mean(axis=0)
     odd = np.array([recording_index(file) % 2 for file in files], dtype=bool)
     adapted = np.zeros_like(unadapted)
+    settings = AdaptationSettings(
+        args.threshold, args.epochs, args.learning_rate, args.batch_size, args.replay_ratio, args.seed
+    )
     rng = np.random.default_rng(args.seed)
     for half in (~odd, odd):
-        confident = half & (unadapted.max(axis=1) >= args.threshold)
-        pseudo = unadapted.argmax(axis=1)
-        drawn = rng.choice(len(train.y), size=int(args.train_ratio * confident.sum()), replace=False)
-        x_tune = np.concatenate([x[confident], np.asarray(train.x[drawn], dtype="float32")])
-        y_tune = np.concatenate([pseudo[confident], np.asarray(train.y[drawn])])
-        other = ~half
-        for index, uri in enumerate(uris):
-            model = load_model(uri)  # each half starts from the kept network, not from the other half's
-            fine_tune(model, x_tune, y_tune, args, args.seed + index)
-            adapted[other] += model.predict(x[other], batch_size=256, verbose=0) / len(uris)
+        # Each half starts from the kept networks, not from the other half's.
+        ensemble = average_ensemble([load_model(uri) for uri in uris])
+        self_train(ensemble, x[half], unadapted[half], train.x, train.y, settings, rng)
+        adapted[~half] = ensemble.predict(x[~half], batch_size=256, verbose=0)
     path = Path(args.output, speaker, f"{args.architecture}_adapted.npz")
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, probabilities=adapted, labels=labels, files=files, unadapted=unadapted)
@@ -130,12 +120,13 @@ def main():
     parser.add_argument("--speakers", required=True, help="held-out speakers, comma-separated")
     parser.add_argument("--architecture", default="crnn")
     parser.add_argument("--seeds", default="42,43,44", help="the kept networks' seeds")
-    parser.add_argument("--threshold", type=float, default=0.8, help="least mean probability of a pseudo-label")
-    parser.add_argument("--train-ratio", type=float, default=2.0, help="training clips per pseudo-labelled clip")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=3e-4)
-    parser.add_argument("--seed", type=int, default=0, help="draws the training clips and seeds the fine-tuning")
+    defaults = AdaptationSettings()  # the `adapt` command's
+    parser.add_argument("--threshold", type=float, default=defaults.threshold, help="least mean probability kept")
+    parser.add_argument("--replay-ratio", type=float, default=defaults.replay_ratio, help="training clips per kept")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="draws the training clips, seeds the tuning")
     parser.add_argument("--report", action="store_true", help="reprint the table from the files in --output")
     args = parser.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",") if s]

@@ -1,4 +1,4 @@
-"""The user-facing commands (train, tune, register, predict, export), independent of the CLI."""
+"""The user-facing commands (train, tune, register, predict, export, adapt), independent of the CLI."""
 
 import dataclasses
 import logging
