@@ -204,6 +204,9 @@ def _check_value(value, annotation, key):
             return value
     elif annotation is Any:
         return value
+    if annotation is str and isinstance(value, int | float):  # YAML reads 2024, 1.5, true, off as such
+        kind = "true/false" if isinstance(value, bool) else "a number"
+        raise ConfigError(f"{key}: expected str, got {value!r} (YAML reads it as {kind}); quote it: {key}='\"...\"'")
     raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
 
 

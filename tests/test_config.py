@@ -78,6 +78,12 @@ def test_defaults_and_overrides(tmp_path):
         ("", ["tracking.alias=best model"], r"tracking.alias: expected 1 to 255 letters, .*, got 'best model'"),
         ("", ["tracking.alias=''"], r"tracking.alias: expected 1 to 255 letters"),
         ("", ["tracking.alias=a.b"], r"tracking.alias: expected 1 to 255 letters"),
+        (
+            "",
+            ["tracking.experiment=2024"],
+            r"""expected str, got 2024 \(YAML reads it as a number\); quote it: tracking.experiment='"..."'""",
+        ),
+        ("", ["tracking.alias=off"], r"alias: expected str, got False \(YAML reads it as true/false\); quote it"),
     ],
 )
 def test_bad_config_names_the_dotted_key(tmp_path, text, overrides, message):
