@@ -1,5 +1,7 @@
 """`build_model`: one interface from plain hyperparameters to an uncompiled Keras model."""
 
+import numbers
+
 import keras
 
 from lstm_models.attention import TemporalAttention
@@ -10,7 +12,8 @@ HEADS = ("classification", "regression", "reconstruction")
 
 
 def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer, NumPy's included (`np.int64` from a grid); not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _require_positive_int(name, value):
@@ -73,6 +76,7 @@ def recurrent_layer(variant, units, return_sequences, dropout=0.0, recurrent_dro
     _require_positive_int("units", units)
     check_rate("dropout", dropout)
     check_rate("recurrent_dropout", recurrent_dropout)
+    units = int(units)
     kwargs = dict(return_sequences=return_sequences, dropout=dropout, recurrent_dropout=recurrent_dropout)
     if variant == "rnn":
         return keras.layers.SimpleRNN(units, name=name, **kwargs)
@@ -148,8 +152,9 @@ def build_model(
         well_formed = isinstance(input_shape, tuple | list) and len(input_shape) == 2
         output_dim = 1 if head == "regression" else (input_shape[1] if well_formed else None)
     _validate(variant, input_shape, head, output_dim, units, num_layers, dropout, recurrent_dropout)
-
-    timesteps, features = input_shape
+    # Plain ints from here: Keras writes the layer configs to JSON, which has no NumPy integers.
+    units, num_layers, output_dim = int(units), int(num_layers), int(output_dim)
+    timesteps, features = (None if size is None else int(size) for size in input_shape)
     inputs = keras.Input(shape=(timesteps, features), name="inputs")
     encoded = _encoder(inputs, variant, units, num_layers, dropout, recurrent_dropout, prefix="encoder")
     if head == "classification":

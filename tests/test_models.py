@@ -204,3 +204,17 @@ def test_bad_arguments_raise_value_error(kwargs, message):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         build_model(**arguments)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_numpy_integers_are_taken_and_saved_as_plain_ints(head, tmp_path):
+    size = np.int64
+    model = build_model(
+        "attention_lstm", (size(TIMESTEPS), size(FEATURES)), head=head, output_dim=size(3), units=size(8),
+        num_layers=size(1),
+    )  # fmt: skip
+    assert model.get_layer("encoder_0").units == 8 and type(model.get_layer("encoder_0").units) is int
+    path = tmp_path / "model.keras"
+    model.save(path)
+    x = np.random.default_rng(0).normal(size=(2, TIMESTEPS, FEATURES)).astype("float32")
+    np.testing.assert_allclose(keras.models.load_model(path).predict(x, verbose=0), model.predict(x, verbose=0))
