@@ -15,6 +15,7 @@ INTERRUPTED = {  # what an interrupted command leaves behind
     "train": "the MLflow run is marked FAILED; rerun the command to train again",
     "tune": "finished trials are kept, rerun the same command to resume",
     "demo": "finished trials are kept, rerun the same command to resume",
+    "adapt": "an adaptation run already started is marked FAILED; the model it came from is unchanged",
 }
 ADAPTATION_OPTIONS = ("threshold", "epochs", "learning_rate", "batch_size", "replay_ratio", "seed")
 

@@ -232,6 +232,10 @@ def test_make_clean_removes_the_studies_with_the_runs_they_point_to():
         ),
         (["tune", "stock_forecasting"], "interrupted; finished trials are kept, rerun the same command to resume"),
         (["predict", "--model", "m", "--input", "i", "--output", "o"], "interrupted"),
+        (
+            ["adapt", "speech_commands", "--model", "m", "--input", "i"],
+            "interrupted; an adaptation run already started is marked FAILED; the model it came from is unchanged",
+        ),
     ],
 )
 def test_an_interrupt_says_what_the_command_leaves_behind(argv, message, monkeypatch, capsys):
