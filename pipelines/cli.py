@@ -17,7 +17,6 @@ INTERRUPTED = {  # what an interrupted command leaves behind
     "demo": "finished trials are kept, rerun the same command to resume",
     "adapt": "an adaptation run already started is marked FAILED; the model it came from is unchanged",
 }
-ADAPTATION_OPTIONS = ("threshold", "epochs", "learning_rate", "batch_size", "replay_ratio", "seed")
 
 
 def _add_config_arguments(parser):
@@ -142,9 +141,11 @@ def run(args):
             f"max abs difference vs Keras: {result.max_abs_diff:.3g}"
         )
     elif args.command == "adapt":
+        import dataclasses
+
         from pipelines.speech_commands.adaptation import AdaptationSettings
 
-        given = {key: getattr(args, key) for key in ADAPTATION_OPTIONS}
+        given = {field.name: getattr(args, field.name) for field in dataclasses.fields(AdaptationSettings)}
         settings = AdaptationSettings(**{key: value for key, value in given.items() if value is not None})
         result = workflows.adapt(
             args.task, args.model, args.input, settings, args.config, args.overrides, register_as=args.register
