@@ -4,6 +4,8 @@ What happens to unusual audio (each case is counted and logged by `load_clips`):
     unreadable (empty, truncated, not a WAV, no samples, a sample rate outside 1 to 768 kHz, NaN or
         infinite samples): `AudioError`
         naming the file; while loading a dataset the file is skipped instead.
+    a wrong RIFF size with a complete data chunk, or a streamed file (placeholder sizes) that ends
+        inside a frame: read; the partial frame is dropped.
     silent (peak below `SILENCE_PEAK`, -80 dBFS): kept by `load_clip`; a dataset loader skips it,
         since a silent clip in a word's folder carries no word.
     several channels: averaged to mono.
@@ -12,8 +14,10 @@ What happens to unusual audio (each case is counted and logged by `load_clips`):
 """
 
 import collections
+import io
 import logging
 import math
+import struct
 import warnings
 
 import numpy as np
@@ -24,6 +28,7 @@ from pipelines.errors import DataError
 
 SILENCE_PEAK = 1e-4
 MIN_RATE, MAX_RATE = 1_000, 768_000  # sample rates read_wav accepts
+_PLACEHOLDER = 0xFFFFFFFF  # the size an encoder that cannot seek back leaves in a WAV header
 logger = logging.getLogger(__name__)
 
 
@@ -35,28 +40,42 @@ def read_wav(path):
     """Read a WAV file as float32 in [-1, 1].
 
     Args:
-        path: A `.wav` file (PCM 8/16/24/32-bit or float).
+        path: A `.wav` file (PCM 8/16/24/32-bit or float; RIFF, RIFX or RF64).
 
     Returns:
         `(sample_rate, samples)`; samples are `(n,)` or `(n, channels)` float32.
 
-    Metadata chunks scipy does not know (`PEAK`, `bext`, `cue `, ...) are skipped. A file that ends
-    before its header says is truncated, unless the header holds the streaming placeholder size
-    (`0xFFFFFFFF`, written by encoders that cannot seek back), whose data runs to the end of the file.
+    Metadata chunks scipy does not know (`PEAK`, `bext`, `cue `, ...) are skipped. A file is truncated
+    when its `data` chunk holds fewer bytes than the chunk's header says; a wrong RIFF size alone is
+    ignored. The streaming placeholder size (`0xFFFFFFFF`, written by encoders that cannot seek back)
+    means the data runs to the end of the file, and a trailing partial frame there is dropped.
 
     Raises:
         AudioError: The file is empty, truncated, not a WAV file, has no samples, gives a sample
             rate outside `MIN_RATE` to `MAX_RATE` or holds NaN or infinite samples.
     """
     try:
+        with open(path, "rb") as file:
+            content = file.read()
+        layout = _data_layout(content)
+        if layout is not None and layout.promised_bytes is None and layout.frame_bytes:
+            whole_frames = (len(content) - layout.start) // layout.frame_bytes
+            content = content[: layout.start + whole_frames * layout.frame_bytes]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", wavfile.WavFileWarning)
-            rate, data = wavfile.read(path)
-    except Exception as error:  # scipy raises ValueError, struct.error or EOFError
+            rate, data = wavfile.read(io.BytesIO(content))
+    except Exception as error:  # scipy raises ValueError, struct.error or EOFError; open raises OSError
         raise AudioError(f"{path}: not a readable WAV file ({error})") from None
-    ended_early = [str(item.message) for item in caught if "EOF prematurely" in str(item.message)]
-    if ended_early and not _streamed(path):
-        raise AudioError(f"{path}: truncated WAV file ({ended_early[0]})")
+    if layout is not None and layout.promised_bytes is not None:
+        available = len(content) - layout.start
+        if available < layout.promised_bytes:
+            raise AudioError(
+                f"{path}: truncated WAV file (the data chunk holds {available:,} of {layout.promised_bytes:,} bytes)"
+            )
+    elif layout is None:  # chunks scipy can read but this walk cannot: trust scipy's own check
+        ended_early = [str(item.message) for item in caught if "EOF prematurely" in str(item.message)]
+        if ended_early:
+            raise AudioError(f"{path}: truncated WAV file ({ended_early[0]})")
     if data.size == 0:
         raise AudioError(f"{path}: WAV file has no samples")
     if not MIN_RATE <= rate <= MAX_RATE:  # an absurd rate would make resampling allocate gigabytes
@@ -74,12 +93,42 @@ def read_wav(path):
     return int(rate), samples
 
 
-def _streamed(path):
-    """True when the RIFF header's size is the streaming placeholder `0xFFFFFFFF`. An RF64 file
-    always has it there (its sizes are in the `ds64` chunk), so a short RF64 file is truncated."""
-    with open(path, "rb") as file:
-        header = file.read(8)
-    return len(header) == 8 and header[:4] in (b"RIFF", b"RIFX") and header[4:8] == b"\xff\xff\xff\xff"
+DataLayout = collections.namedtuple("DataLayout", ["start", "promised_bytes", "frame_bytes"])
+DataLayout.__doc__ = """Where a WAV file's samples start (byte offset), how many bytes its header promises
+(None for the streaming placeholder) and the bytes per frame (`nBlockAlign`; None without a `fmt ` chunk first)."""
+
+
+def _data_layout(content):
+    """Walk a WAV file's chunks up to its `data` chunk.
+
+    Args:
+        content: The whole file's bytes.
+
+    Returns:
+        A `DataLayout`, or None when the bytes are not a RIFF/RIFX/RF64 WAVE file or no `data` chunk
+        header lies within them.
+    """
+    form = content[:4]
+    if form not in (b"RIFF", b"RIFX", b"RF64") or content[8:12] != b"WAVE":
+        return None
+    size_format = ">I" if form == b"RIFX" else "<I"
+    position, frame_bytes, rf64_data_bytes = 12, None, None
+    while position + 8 <= len(content):
+        chunk_id = content[position : position + 4]
+        (size,) = struct.unpack(size_format, content[position + 4 : position + 8])
+        body = position + 8
+        if chunk_id == b"ds64" and len(content) >= body + 16:
+            (rf64_data_bytes,) = struct.unpack("<Q", content[body + 8 : body + 16])
+        elif chunk_id == b"fmt " and len(content) >= body + 14:
+            (frame_bytes,) = struct.unpack(size_format[0] + "H", content[body + 12 : body + 14])
+        elif chunk_id == b"data":
+            if size != _PLACEHOLDER:
+                promised = size
+            else:  # RF64 keeps the real size in ds64; RIFF and RIFX mean "to the end of the file"
+                promised = rf64_data_bytes if form == b"RF64" else None
+            return DataLayout(body, promised, frame_bytes or None)
+        position = body + size + (size & 1)
+    return None
 
 
 def resample(samples, rate, target_rate):

@@ -114,6 +114,42 @@ def test_metadata_chunks_and_streamed_headers_are_read_but_a_short_file_is_not(t
         read_wav(short)
 
 
+def _with_riff_size(wav_bytes, size):
+    return wav_bytes[:4] + size.to_bytes(4, "little") + wav_bytes[8:]
+
+
+def test_a_wrong_riff_size_alone_is_not_truncation_but_a_short_data_chunk_is(tmp_path):
+    signal = tone(300, seconds=1.0)
+    good = write_wav(tmp_path / "good.wav", signal).read_bytes()
+    with_list = _with_chunk(good, b"LIST", b"INFOISFT\x06\x00\x00\x00Lavf\x00\x00")
+    cases = {
+        "file_length.wav": _with_riff_size(good, len(good)),  # the whole file's length: 8 bytes too many
+        "eight_short.wav": _with_riff_size(with_list, len(with_list) - 16),  # stops inside the LIST chunk
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        rate, samples = read_wav(tmp_path / name)
+        np.testing.assert_allclose(samples, signal, atol=1e-4, err_msg=name)
+    short = tmp_path / "short_data.wav"  # RIFF size right for what is there, the data chunk 2 bytes short
+    cut = good[:-2]
+    short.write_bytes(_with_riff_size(cut, len(cut) - 8))
+    with pytest.raises(AudioError, match="short_data.wav: truncated WAV file .the data chunk holds 31,998 of 32,000"):
+        read_wav(short)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_a_streamed_file_that_ends_mid_frame_keeps_its_whole_frames(tmp_path, channels):
+    signal = np.stack([tone(300, seconds=0.5), tone(500, seconds=0.5)], axis=1)[:, :channels].squeeze()
+    good = write_wav(tmp_path / "good.wav", signal).read_bytes()
+    data_at = good.index(b"data")
+    streamed = b"RIFF\xff\xff\xff\xff" + good[8 : data_at + 4] + b"\xff\xff\xff\xff" + good[data_at + 8 :]
+    path = tmp_path / "killed_recording.wav"
+    path.write_bytes(streamed + b"\x01" * (2 * channels - 1))  # the recorder stopped inside a frame
+    rate, samples = read_wav(path)
+    assert rate == 16000 and samples.shape == signal.shape
+    np.testing.assert_allclose(samples, signal, atol=1e-4)
+
+
 def test_float_wav_with_nan_samples_is_refused(tmp_path):
     samples = tone(300, seconds=1.0)
     samples[100] = np.nan
