@@ -4,7 +4,7 @@ import dataclasses
 import importlib
 from typing import Any
 
-from pipelines.errors import ConfigError, PipelineError
+from pipelines.errors import ConfigError
 
 TASK_MODULES = {
     "stock_forecasting": "pipelines.stock_forecasting.task",
@@ -47,6 +47,8 @@ class Task:
         objective: Metric the tuner minimises (a key of `Evaluation.metrics`, e.g. `val_mase`).
             Always a loss or an error rate: the pruner watches the per-epoch `val_loss`, which only
             agrees with a minimised objective.
+        adapts: Whether `adapt` can adapt the task's models to a user's unlabelled inputs
+            (`check_adaptable` and `adapt` are implemented). Default: False.
     """
 
     name: str
@@ -56,6 +58,7 @@ class Task:
     objective: str
     keras_metrics: tuple = ()
     direction = "minimize"
+    adapts = False
 
     def load_source(self, config):
         """Read the raw data once (files, default data); returns anything `prepare` takes."""
@@ -104,10 +107,11 @@ class Task:
         """
         raise NotImplementedError
 
-    def check_adaptable(self, served, data, config):
-        """Raise a `PipelineError` unless `adapt` can adapt the served model with the config's data
-        (called before the adaptation's run starts)."""
-        raise PipelineError(f"task {self.name!r} has no adaptation; only speech_commands has")
+    def check_adaptable(self, served, inputs, data, config, settings):
+        """Raise a `PipelineError` unless `adapt` can adapt the served model to `inputs` with the
+        config's data and these settings (called before the adaptation's run starts; only for a
+        task whose `adapts` is true)."""
+        raise NotImplementedError
 
     def adapt(self, served, inputs, data, config, settings):
         """Adapt a served model's Keras model in place to a user's unlabelled inputs.

@@ -198,6 +198,8 @@ def adapt(task_name, model_uri, input_path, settings, config_path=None, override
         An `AdaptResult`.
     """
     task = get_task(task_name)
+    if not task.adapts:
+        raise PipelineError(f"task {task.name!r} has no adaptation; only speech_commands has")
     config = load_task_config(task, config_path, overrides)
     if register_as is not None:  # the name is checked before anything runs
         config = with_values(config, {"tracking.registered_model": register_as})
@@ -209,7 +211,7 @@ def adapt(task_name, model_uri, input_path, settings, config_path=None, override
     _experiment(task, config)
     source = task.load_source(config)
     data = task.prepare(config, source)
-    task.check_adaptable(served, data, config)
+    task.check_adaptable(served, inputs, data, config, settings)
     with mlflow.start_run(run_name="adapt", tags={"task": task.name, "adapted_from": model_uri}):
         mlflow.log_params({"adapt.model": model_uri, "adapt.input": str(input_path)})
         mlflow.log_params({f"adapt.{key}": value for key, value in dataclasses.asdict(settings).items()})

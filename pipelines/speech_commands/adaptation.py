@@ -60,6 +60,28 @@ class PseudoLabels:
         return cls(probabilities.argmax(axis=1), probability, probability >= threshold)
 
 
+def confident_pseudo_labels(probabilities, threshold):
+    """The model's own labels of the new clips, refused when none reaches the threshold.
+
+    Args:
+        probabilities: The model's class probabilities on the new clips `(clips, classes)`.
+        threshold: Least kept probability.
+
+    Returns:
+        `PseudoLabels` with at least one confident clip.
+
+    Raises:
+        DataError: When no clip reaches the threshold (nothing to train on).
+    """
+    pseudo = PseudoLabels.from_probabilities(probabilities, threshold)
+    if not pseudo.confident.any():
+        raise DataError(
+            f"none of the {len(pseudo.labels)} new clips is labelled with probability >= {threshold} "
+            f"(the most confident: {pseudo.probability.max():.3f}); nothing to adapt on; lower the threshold"
+        )
+    return pseudo
+
+
 def fine_tune(model, x, y, settings, seed):
     """Fine-tune `model`'s weights in place on `(x, y)`, through its training augmentation.
 
@@ -100,13 +122,8 @@ def self_train(model, x_new, probabilities, x_replay, y_replay, settings, rng):
     Raises:
         DataError: When no new clip reaches the threshold (nothing to train on).
     """
-    pseudo = PseudoLabels.from_probabilities(probabilities, settings.threshold)
+    pseudo = confident_pseudo_labels(probabilities, settings.threshold)
     count = int(pseudo.confident.sum())
-    if not count:
-        raise DataError(
-            f"none of the {len(pseudo.labels)} new clips is labelled with probability >= {settings.threshold} "
-            f"(the most confident: {pseudo.probability.max():.3f}); nothing to adapt on; lower the threshold"
-        )
     drawn = rng.choice(len(y_replay), size=min(int(settings.replay_ratio * count), len(y_replay)), replace=False)
     x = np.concatenate([np.asarray(x_new, dtype="float32")[pseudo.confident], np.asarray(x_replay[drawn], "float32")])
     y = np.concatenate([pseudo.labels[pseudo.confident], np.asarray(y_replay[drawn])])

@@ -11,7 +11,7 @@ from pipelines.config import make_config_class
 from pipelines.errors import ConfigError, DataError
 from pipelines.serving import save_keras_artifacts
 from pipelines.speech_commands import augment, evaluation
-from pipelines.speech_commands.adaptation import self_train
+from pipelines.speech_commands.adaptation import confident_pseudo_labels, self_train
 from pipelines.speech_commands.audio import AudioError, load_clip, load_clips
 from pipelines.speech_commands.data import CLASS_SETUPS, LOADING_KEYS, load_source, loading_settings
 from pipelines.speech_commands.layouts import LAYOUTS, wav_files
@@ -163,8 +163,14 @@ def feature_statistics(data_config, waveforms, limit=2000, batch_size=250, seed=
     return mean.astype("float32"), np.maximum(squares / count - mean**2, 1e-6).astype("float32")
 
 
+def _waveforms(inputs):
+    """The float32 `(clips, samples)` array of `read_inputs`'s `waveform` column."""
+    return np.stack(inputs["waveform"].to_numpy()).astype("float32")
+
+
 class SpeechCommands(Task):
     name = "speech_commands"
+    adapts = True
     config_class = SpeechConfig
     head = "classification"
     loss = "sparse_categorical_crossentropy"
@@ -288,8 +294,9 @@ class SpeechCommands(Task):
             raise AudioError(f"{path}: no readable WAV files")
         return pd.DataFrame({"file": [files[i] for i in kept], "waveform": list(waveforms)})
 
-    def check_adaptable(self, served, data, config):
-        """The model and the config's data must have the same classes, sample rate and clip length."""
+    def check_adaptable(self, served, inputs, data, config, settings):
+        """The model and the config's data must have the same classes, sample rate and clip length,
+        and the model must label at least one input clip at `settings.threshold`."""
         if list(served.class_names) != list(data.class_names):
             raise ConfigError(
                 f"the model's classes ({', '.join(served.class_names)}) are not the config data's "
@@ -302,6 +309,9 @@ class SpeechCommands(Task):
                 f"{data.input_shape[0]} at {config.data.sample_rate} Hz; set data.sample_rate and data.clip_seconds "
                 "as the model was trained"
             )
+        confident_pseudo_labels(
+            served.keras_model.predict(_waveforms(inputs), batch_size=256, verbose=0), settings.threshold
+        )
 
     def adapt(self, served, inputs, data, config, settings):
         """Self-train the served model on the unlabelled clips of `inputs` (`adaptation.self_train`),
@@ -313,7 +323,7 @@ class SpeechCommands(Task):
             trained on.
         """
         model = served.keras_model
-        x_new = np.stack(inputs["waveform"].to_numpy()).astype("float32")
+        x_new = _waveforms(inputs)
         test_predictions = model.predict(data.x_test, batch_size=256, verbose=0).argmax(axis=1)
         source_test_accuracy = float(np.mean(test_predictions == data.y_test))
         before = model.predict(x_new, batch_size=256, verbose=0)

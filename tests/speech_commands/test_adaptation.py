@@ -1,5 +1,7 @@
 """Self-training a speech model on a new speaker's unlabelled clips: `adaptation` and the `adapt` command."""
 
+import types
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -10,7 +12,7 @@ from pipelines import workflows
 from pipelines.cli import build_parser
 from pipelines.cli import main as cli_main
 from pipelines.config import load_config
-from pipelines.errors import ConfigError, DataError
+from pipelines.errors import ConfigError, DataError, PipelineError
 from pipelines.speech_commands.adaptation import AdaptationSettings, self_train
 from pipelines.speech_commands.model import build_speech_model
 from pipelines.speech_commands.task import TASK, SpeechConfig
@@ -80,6 +82,24 @@ def test_no_confident_clip_is_an_error_and_leaves_the_model_as_it_was():
         self_train(ensemble, new, probabilities, _clips(6), np.zeros(6, int), AdaptationSettings(), None)
     for a, b in zip(_weights(ensemble), before, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_adapt_check_refuses_inputs_the_model_labels_with_no_confidence():
+    ensemble = _ensemble()  # untrained: about a third for each of its 3 classes
+    served = types.SimpleNamespace(keras_model=ensemble, class_names=["a", "b", "c"], sample_rate=16000,
+                                   clip_samples=SAMPLES)  # fmt: skip
+    data = types.SimpleNamespace(class_names=["a", "b", "c"], input_shape=(SAMPLES,))
+    config = load_config(SpeechConfig, None, [])
+    inputs = pd.DataFrame({"file": [f"{i}.wav" for i in range(4)], "waveform": list(_clips(4))})
+    most_confident = float(ensemble.predict(_clips(4), verbose=0).max())
+    with pytest.raises(DataError, match=r"none of the 4 new clips is labelled with probability >= 0.8"):
+        TASK.check_adaptable(served, inputs, data, config, AdaptationSettings())
+    TASK.check_adaptable(served, inputs, data, config, AdaptationSettings(threshold=most_confident))
+
+
+def test_only_a_task_that_adapts_is_adapted_and_it_is_refused_before_anything_loads():
+    with pytest.raises(PipelineError, match="task 'stock_forecasting' has no adaptation; only speech_commands has"):
+        workflows.adapt("stock_forecasting", "models:/not_a_model@anywhere", "no_such_folder", AdaptationSettings())
 
 
 @pytest.mark.parametrize(
