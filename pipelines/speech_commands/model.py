@@ -38,6 +38,8 @@ def front_end(data_config):
     return LogMelSpectrogram(
         sample_rate=data_config.sample_rate,
         num_mel_bins=data_config.num_mel_bins,
+        min_freq=data_config.mel_min_hz,
+        max_freq=data_config.mel_max_hz,
         top_db=data_config.top_db,
         name="log_mel",
     )

@@ -41,6 +41,8 @@ class SpeechDataConfig:
     silence_fraction: float = 0.1  # _silence_ clips per command clip, per split (classes 12)
     extra_train: list | None = None  # one-folder-per-label trees whose clips join the training split only
     num_mel_bins: int = 40
+    mel_min_hz: float = 20.0  # the mel filters' lowest edge
+    mel_max_hz: float | None = None  # ... and highest; None: half the sample rate (FSDD's 8 kHz recordings: 4000)
     top_db: float = 80.0  # log-mel floor, in dB below each clip's loudest value: quieter detail (noise) is flat
     clip_normalization: bool = False  # each clip's mean and variance over time taken out of every mel bin (CMVN)
     architecture: str = "zoo"  # zoo (model.variant over log-mel), attention_rnn (de Andrade et al. 2018) or crnn
@@ -88,6 +90,18 @@ class SpeechDataConfig:
         if self.noise_snr_db is not None:
             _check_db_range("noise_snr_db", self.noise_snr_db, low_above_zero=False)
         _check_db_range("trim_db", self.trim_db, low_above_zero=True)
+        top_hz = self.sample_rate / 2
+        if self.mel_max_hz is not None and not 0 < self.mel_max_hz <= top_hz:
+            raise ConfigError(
+                f"data.mel_max_hz: expected a frequency above 0 and at most half the sample rate ({top_hz:g} Hz), "
+                f"got {self.mel_max_hz!r}"
+            )
+        band_top = self.mel_max_hz or top_hz
+        if not 0 <= self.mel_min_hz < band_top:
+            raise ConfigError(
+                f"data.mel_min_hz: expected a frequency >= 0 and below data.mel_max_hz ({band_top:g} Hz), "
+                f"got {self.mel_min_hz!r}"
+            )
         if isinstance(self.top_db, bool) or not (isinstance(self.top_db, int | float) and 0 < self.top_db < math.inf):
             raise ConfigError(f"data.top_db: expected a positive number of dB, got {self.top_db!r}")
         for key in ("noise_max_gain", "equalizer_db"):

@@ -68,6 +68,32 @@ def test_top_db_sets_the_floor_of_the_model_features():
         _config("data.top_db=0")
 
 
+def test_the_mel_band_follows_the_config_and_survives_saving(tmp_path):
+    time = np.arange(SAMPLES) / 16000
+
+    def sine(hertz, amplitude=0.5):
+        return amplitude * np.sin(2 * np.pi * hertz * time)
+
+    x = np.stack([sine(3000), sine(6000) + sine(300, 0.05)]).astype("float32")  # 300 Hz 20 dB down
+    full = np.asarray(_model().get_layer("log_mel")(x))
+    model = _model("data.mel_min_hz=100", "data.mel_max_hz=4000")
+    model.save(tmp_path / "band.keras")
+    band = np.asarray(keras.models.load_model(tmp_path / "band.keras").get_layer("log_mel")(x))
+    # 16 bins centred at 134, 265, ..., 2911 (bin 10), ..., 5789 (bin 14), 6814 Hz over 20-8000 Hz, and at
+    # 188, 285 (bin 1), ..., 3116 (bin 14), 3535 Hz over 100-4000 Hz.
+    assert full[0].mean(axis=0).argmax() == 10 and band[0].mean(axis=0).argmax() == 14
+    assert full[1].mean(axis=0).argmax() == 14  # 6 kHz; outside the 4 kHz band only the quiet 300 Hz tone shows
+    assert band[1].mean(axis=0).argmax() == 1
+    below = r"data.mel_min_hz: expected a frequency >= 0 and below data.mel_max_hz"
+    for overrides, message in (
+        (["data.mel_max_hz=9000"], r"data.mel_max_hz: .* at most half the sample rate \(8000 Hz\), got 9000"),
+        (["data.mel_min_hz=4000", "data.mel_max_hz=4000"], below + r" \(4000 Hz\), got 4000"),
+        (["data.mel_min_hz=-1"], below + r" \(8000 Hz\), got -1"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            _config(*overrides)
+
+
 def test_clip_normalization_takes_a_fixed_colouring_out():
     rng = np.random.default_rng(0)
     envelope = 0.05 + np.abs(np.sin(np.linspace(0, 3 * np.pi, SAMPLES)))  # loud and quiet parts, 26 dB apart
