@@ -105,6 +105,14 @@ def front_end_text(overrides):
     return "two (5, 1) convolutions"
 
 
+def mel_band_text(overrides):
+    """The log-mel band, from `data.mel_min_hz` / `data.mel_max_hz` (the last override wins)."""
+    low = float(last_override(overrides, "data.mel_min_hz", "20"))
+    high = last_override(overrides, "data.mel_max_hz", "null")
+    high_text = "8 kHz" if high in ("null", "None") else f"{float(high) / 1000:g} kHz"
+    return f"{low:g} Hz-{high_text}"
+
+
 def seeds_line(overrides):
     """How many networks each run trains: one, or `train.ensemble_size` averaged (the last override wins)."""
     size = int(last_override(overrides, "train.ensemble_size", "1"))
@@ -167,8 +175,9 @@ def render(rows, exports, command, seconds, synthetic_speakers, overrides=()):
             )
     lines += [
         "",
-        "- Model: `conf/speech_commands/attention.yaml` (de Andrade et al. 2018 attention RNN: log-mel 40 bins, "
-        f"25 ms / 10 ms, {front_end_text(overrides)}, two bidirectional LSTMs of 64 units, attention, dense 64, 32), "
+        "- Model: `conf/speech_commands/attention.yaml` (de Andrade et al. 2018 attention RNN: log-mel 40 bins "
+        f"({mel_band_text(overrides)}), 25 ms / 10 ms, {front_end_text(overrides)}, two bidirectional LSTMs of 64 "
+        "units, attention, dense 64, 32), "
         f"with `{' '.join(SETTINGS)}`; Adam 1e-3, batch 64, early stopping on val_loss (patience 6, best "
         f"weights restored). {seeds_line(overrides)}",
         (
