@@ -109,8 +109,9 @@ def mel_band_text(overrides):
     """The log-mel band, from `data.mel_min_hz` / `data.mel_max_hz` (the last override wins)."""
     low = float(last_override(overrides, "data.mel_min_hz", "20"))
     high = last_override(overrides, "data.mel_max_hz", "null")
-    high_text = "8 kHz" if high in ("null", "None") else f"{float(high) / 1000:g} kHz"
-    return f"{low:g} Hz-{high_text}"
+    if high in ("null", "None"):  # the config's default: half the pipeline's sample rate
+        high = float(last_override(overrides, "data.sample_rate", "16000")) / 2
+    return f"{low:g} Hz-{float(high) / 1000:g} kHz"
 
 
 def seeds_line(overrides):
