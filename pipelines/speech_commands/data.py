@@ -26,7 +26,7 @@ CLASS_SETUPS = ("auto", "12", "all")
 # The config keys `load_source` reads; they cannot change between trials of one tune.
 LOADING_KEYS = (
     "path", "layout", "classes", "split", "test_speaker", "sample_rate", "clip_seconds",
-    "unknown_fraction", "silence_fraction", "extra_train",
+    "unknown_fraction", "silence_fraction", "extra_train", "extra_train_labels",
 )  # fmt: skip
 logger = logging.getLogger(__name__)
 
@@ -109,14 +109,17 @@ def silence_clips(noise, count, clip_samples, rng):
     return clips.astype("float32"), [f"{layouts.NOISE_FOLDER}@{start}" for start in starts]
 
 
-def extra_training_clips(root, class_names, sample_rate, clip_samples):
+def extra_training_clips(root, class_names, sample_rate, clip_samples, folder_labels=None):
     """The clips of a one-folder-per-label tree that `data.extra_train` adds to the training split.
 
     Args:
-        root: The tree; every folder not starting with `_` or `.` must be named after a class.
+        root: The tree; every folder not starting with `_` or `.` is a label folder.
         class_names: The dataset's classes.
         sample_rate: Target rate in Hz.
         clip_samples: Target length in samples.
+        folder_labels: `data.extra_train_labels`: folder name -> class, e.g. Speech Commands' `zero`
+            -> FSDD's `0`; only the folders it names are read. `None`: every label folder is read
+            and must be named after a class.
 
     Returns:
         `(x, labels, files, notes)` as `load_clips` reads them, `labels` the class names.
@@ -124,15 +127,34 @@ def extra_training_clips(root, class_names, sample_rate, clip_samples):
     root = Path(root).expanduser()
     if not root.is_dir():
         raise ConfigError(f"data.extra_train: {root} is not a folder")
-    files, labels = [], []
+    for name, label in (folder_labels or {}).items():
+        if label not in class_names:
+            raise ConfigError(
+                f"data.extra_train_labels: {name!r} maps to {label!r}, which is not a class of the dataset "
+                f"({', '.join(class_names)})"
+            )
+    files, labels, skipped = [], [], []
     for folder in layouts.label_folders(root):
-        if folder.name not in class_names:
+        if folder_labels is not None and folder.name not in folder_labels:
+            skipped.append(folder.name)
+            continue
+        label = folder.name if folder_labels is None else folder_labels[folder.name]
+        if label not in class_names:
             raise DataError(
                 f"data.extra_train: {folder} is not named after a class of the dataset ({', '.join(class_names)})"
             )
         paths = [str(path) for path in layouts.wav_files(folder, recursive=True)]
         files += paths
-        labels += [folder.name] * len(paths)
+        labels += [label] * len(paths)
+    if skipped:
+        logger.info(
+            "data.extra_train: %s: skipped the folders data.extra_train_labels does not name: %s", root, skipped
+        )
+    if not files and folder_labels is not None:
+        raise DataError(
+            f"data.extra_train: {root} has none of the folders data.extra_train_labels names "
+            f"({', '.join(folder_labels)}) with WAV clips"
+        )
     x, kept, notes = load_clips(files, sample_rate, clip_samples, what=f"extra training clips in {root}")
     if len(kept) == 0:
         raise DataError(f"data.extra_train: {root} has no usable WAV clips")
@@ -180,7 +202,7 @@ def load_source(data_config, seed=0):
         if split == "train":
             for extra_root in d.extra_train or ():
                 extra_x, labels, extra_files, extra_notes = extra_training_clips(
-                    extra_root, class_names, d.sample_rate, clip_samples
+                    extra_root, class_names, d.sample_rate, clip_samples, d.extra_train_labels
                 )
                 notes.update(extra_notes)
                 x, files = np.concatenate([x, extra_x]), files + extra_files

@@ -3,6 +3,7 @@
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,9 @@ class SpeechDataConfig:
     unknown_fraction: float = 0.1  # _unknown_ clips per command clip, per split (classes 12)
     silence_fraction: float = 0.1  # _silence_ clips per command clip, per split (classes 12)
     extra_train: list | None = None  # one-folder-per-label trees whose clips join the training split only
+    extra_train_labels: dict[str, Any] | None = (
+        None  # their folder -> class (e.g. zero: "0"); only these folders are read
+    )
     num_mel_bins: int = 40
     mel_min_hz: float = 20.0  # the mel filters' lowest edge
     mel_max_hz: float | None = None  # ... and highest; None: half the sample rate (FSDD's 8 kHz recordings: 4000)
@@ -64,6 +68,10 @@ class SpeechDataConfig:
             self.extra_train = [self.extra_train]
         if self.extra_train is not None and not all(isinstance(path, str) for path in self.extra_train):
             raise ConfigError(f"data.extra_train: expected a folder or a list of folders, got {self.extra_train!r}")
+        if self.extra_train_labels is not None:
+            self.extra_train_labels = _folder_labels(self.extra_train_labels)
+            if not self.extra_train:
+                raise ConfigError("data.extra_train_labels: set, but data.extra_train names no folder to read")
         for key, allowed in (
             ("layout", LAYOUTS),
             ("classes", CLASS_SETUPS),
@@ -107,6 +115,17 @@ class SpeechDataConfig:
         for key in ("noise_max_gain", "equalizer_db"):
             if not 0 <= getattr(self, key) < math.inf:
                 raise ConfigError(f"data.{key}: expected a finite number >= 0, got {getattr(self, key)!r}")
+
+
+def _folder_labels(mapping):
+    """`data.extra_train_labels` as folder name -> class name, both strings (YAML may read `0` as a number)."""
+    if not isinstance(mapping, dict) or not mapping:
+        raise ConfigError(f"data.extra_train_labels: expected a mapping of folder name to class, got {mapping!r}")
+    for name, label in mapping.items():
+        for value in (name, label):
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise ConfigError(f"data.extra_train_labels: expected folder and class names, got {name!r}: {label!r}")
+    return {str(name): str(label) for name, label in mapping.items()}
 
 
 def _check_db_range(key, bounds, low_above_zero):

@@ -5,10 +5,11 @@ import logging
 import numpy as np
 import pytest
 
+from pipelines.config import load_config
 from pipelines.errors import ConfigError, DataError
 from pipelines.speech_commands import layouts
 from pipelines.speech_commands.data import SILENCE, UNKNOWN, load_source
-from pipelines.speech_commands.task import SpeechDataConfig
+from pipelines.speech_commands.task import SpeechConfig, SpeechDataConfig
 from tests.speech_commands.audio_trees import (
     COMMANDS,
     folders_tree,
@@ -143,6 +144,44 @@ def test_extra_train_trees_join_the_training_split_only(tmp_path):
         load_source(SpeechDataConfig(path=str(root), extra_train=[str(tmp_path / "missing")]))
     with pytest.raises(ConfigError, match="data.extra_train: expected a folder or a list of folders"):
         SpeechDataConfig(extra_train=[3])
+
+
+def test_extra_train_labels_map_other_words_onto_the_classes(tmp_path, caplog):
+    # Speech Commands' digit words as extra FSDD speakers: folder "three" -> class "3"; other words skipped.
+    root = fsdd_tree(tmp_path / "fsdd")
+    plain = load_source(SpeechDataConfig(path=str(root), split="speaker", test_speaker="bob"))
+    extra = tmp_path / "speech_commands"
+    for word, count in (("three", 2), ("seven", 1), ("bed", 2)):
+        for n in range(count):
+            write_wav(extra / word / f"0a{n}_nohash_0.wav", tone(400.0 + n, seed=n))
+    write_wav(extra / "_background_noise_" / "hum.wav", tone(50.0, seed=9))
+    (extra / "testing_list.txt").write_text("three/0a0_nohash_0.wav\n")  # its own test split: training clips here
+    config = SpeechDataConfig(
+        path=str(root), split="speaker", test_speaker="bob", extra_train=[str(extra)],
+        extra_train_labels={"three": 3, "seven": "7", "nine": "9"},
+    )  # fmt: skip
+    assert config.extra_train_labels == {"three": "3", "seven": "7", "nine": "9"}  # YAML's 3 is the class "3"
+    given = load_config(SpeechConfig, None, [f"data.extra_train=[{extra}]", "data.extra_train_labels={three: 3}"])
+    assert given.data.extra_train_labels == {"three": "3"}
+    with caplog.at_level(logging.INFO, logger="pipelines.speech_commands.data"):
+        source = load_source(config)
+    train, before = source.splits["train"], plain.splits["train"]
+    assert len(train.y) == len(before.y) + 3
+    assert train.y[len(before.y) :].tolist() == [7, 3, 3]  # folders in name order: seven, three
+    assert not any("/bed/" in name for name in train.files)
+    assert "skipped the folders data.extra_train_labels does not name: ['bed']" in caplog.text
+    for split in ("val", "test"):
+        np.testing.assert_array_equal(source.splits[split].x, plain.splits[split].x)
+
+    with pytest.raises(ConfigError, match=r"data.extra_train_labels: 'three' maps to 'three', which is not a class"):
+        load_source(SpeechDataConfig(path=str(root), extra_train=str(extra), extra_train_labels={"three": "three"}))
+    with pytest.raises(DataError, match=r"has none of the folders data.extra_train_labels names \(zero\)"):
+        load_source(SpeechDataConfig(path=str(root), extra_train=str(extra), extra_train_labels={"zero": "0"}))
+    with pytest.raises(ConfigError, match="data.extra_train_labels: set, but data.extra_train names no folder"):
+        SpeechDataConfig(extra_train_labels={"zero": "0"})
+    for bad in (["zero", "0"], {}, {"zero": ["0"]}, {"zero": True}):
+        with pytest.raises(ConfigError, match="data.extra_train_labels: expected"):
+            SpeechDataConfig(extra_train=str(extra), extra_train_labels=bad)
 
 
 def test_folders_layout_and_bad_files_are_skipped(tmp_path):
