@@ -41,9 +41,7 @@ class SpeechDataConfig:
     unknown_fraction: float = 0.1  # _unknown_ clips per command clip, per split (classes 12)
     silence_fraction: float = 0.1  # _silence_ clips per command clip, per split (classes 12)
     extra_train: list | None = None  # one-folder-per-label trees whose clips join the training split only
-    extra_train_labels: dict[str, Any] | None = (
-        None  # their folder -> class (e.g. zero: "0"); only these folders are read
-    )
+    extra_train_labels: dict[str, Any] | None = None  # their folder -> class (zero: 0); only those folders read
     num_mel_bins: int = 40
     mel_min_hz: float = 20.0  # the mel filters' lowest edge
     mel_max_hz: float | None = None  # ... and highest; None: half the sample rate (FSDD's 8 kHz recordings: 4000)
