@@ -60,7 +60,6 @@ class TrainConfig:
     lr_schedule: str = "constant"  # or cosine: per epoch from learning_rate down to 0 at `epochs`
     early_stopping_patience: int = 5
     clipnorm: float = 1.0
-    ema_momentum: float | None = None  # e.g. 0.99: validate, keep and serve an average of the weights over steps
     verbose: int = 2
     strategy: str = "default"
     ensemble_size: int = 1  # members trained with seeds seed, seed + 1, ...; the logged model averages their outputs
@@ -84,10 +83,6 @@ class TrainConfig:
             raise ConfigError(f"train.strategy: expected default or mirrored, got {self.strategy!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(f"train.lr_schedule: expected constant or cosine, got {self.lr_schedule!r}")
-        if self.ema_momentum is not None and not 0 < self.ema_momentum < 1:
-            raise ConfigError(
-                f"train.ema_momentum: expected a number between 0 and 1 or null, got {self.ema_momentum!r}"
-            )
         if self.ensemble_size < 1:
             raise ConfigError(f"train.ensemble_size: expected a positive integer, got {self.ensemble_size!r}")
 
@@ -230,7 +225,8 @@ def from_dict(cls, raw, prefix=""):
     for key, value in raw.items():
         path = f"{prefix}.{key}" if prefix else str(key)
         if key not in fields:
-            raise ConfigError(f"{path}: unknown key; allowed keys: {', '.join(fields)}")
+            allowed = f"allowed keys: {', '.join(fields)}" if fields else "this group has no keys for this task"
+            raise ConfigError(f"{path}: unknown key; {allowed}")
         values[key] = _check_value(value, hints[key], path)
     missing = [
         name
@@ -242,24 +238,93 @@ def from_dict(cls, raw, prefix=""):
     return cls(**values)
 
 
-def make_config_class(data_class):
-    """The full config dataclass of a task whose `data` section is `data_class`."""
+@dataclasses.dataclass
+class NoOptions:
+    """A config group a task has no keys for (e.g. `augment` of a task without training-only augmentation)."""
 
-    @dataclasses.dataclass
-    class Config:
-        data: data_class = dataclasses.field(default_factory=data_class)
-        model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-        train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-        search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
-        tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
-        seed: int = 42
 
-        def __post_init__(self):
-            if not 0 <= self.seed <= SEED_MAX:
-                raise ConfigError(f"seed: expected an integer from 0 to {SEED_MAX}, got {self.seed!r}")
+GROUPS = ("data", "features", "augment", "model", "train", "search", "tracking")
+# Keys every task has dropped: a config naming one fails with this message (docs/config.md).
+MOVED_KEYS = {
+    "train.ema_momentum": "removed: a moving average of the weights measured no gain (docs/experiments/speech_fsdd.md)",
+}
 
-    Config.__name__ = Config.__qualname__ = f"{data_class.__name__.removesuffix('DataConfig')}Config"
-    return Config
+
+def make_config_class(
+    name: str,
+    *,
+    data: type,
+    features: type = NoOptions,
+    augment: type = NoOptions,
+    model: type = ModelConfig,
+    output: tuple[str, type] | None = None,
+    moved: dict[str, str] | None = None,
+) -> type:
+    """The full config dataclass of a task: the same groups for every task, plus one output group.
+
+    Args:
+        name: The class name, e.g. `"SpeechConfig"`.
+        data: The `data` group: where the data is, which layout, how to split.
+        features: The `features` group: what the model sees (windows, log-mel, scaling).
+        augment: The `augment` group: training-only augmentation.
+        model: The `model` group: `ModelConfig` or a subclass with the task's architecture keys.
+        output: `(group name, class)` of the task's own output group (`detection`, `forecast`), if any.
+        moved: Old dotted keys -> where they are now (a dotted key) or why they were removed (a sentence
+            that starts with "removed"); a config or `--set` naming an old key fails with that message.
+
+    Returns:
+        A dataclass with the fields `data, features, augment, model, train, search, tracking,
+        [output], seed`.
+    """
+    if not issubclass(model, ModelConfig):
+        raise TypeError(f"make_config_class: model must be ModelConfig or a subclass, got {model!r}")
+    groups = {"data": data, "features": features, "augment": augment, "model": model}
+    groups.update({"train": TrainConfig, "search": SearchConfig, "tracking": TrackingConfig})
+    if output is not None:
+        groups[output[0]] = output[1]
+    fields = [(key, cls, dataclasses.field(default_factory=cls)) for key, cls in groups.items()]
+    fields.append(("seed", int, dataclasses.field(default=42)))
+
+    def __post_init__(self):
+        if not 0 <= self.seed <= SEED_MAX:
+            raise ConfigError(f"seed: expected an integer from 0 to {SEED_MAX}, got {self.seed!r}")
+
+    config_class = dataclasses.make_dataclass(name, fields, namespace={"__post_init__": __post_init__})
+    config_class.MOVED_KEYS = {**MOVED_KEYS, **(moved or {})}
+    config_class.OUTPUT_GROUP = output[0] if output is not None else None
+    return config_class
+
+
+def moved_key_message(config_class: type, key: str) -> str | None:
+    """Why dotted `key` (or a key under it) is not a key of `config_class` any more, or `None`.
+
+    Args:
+        config_class: A class from `make_config_class`.
+        key: A dotted key from a config file, `--set` or the search space.
+
+    Returns:
+        `"<old key>: moved to <new key>"`, `"<old key>: removed (...)"`, or `None` for a key never moved.
+    """
+    for old, new in getattr(config_class, "MOVED_KEYS", {}).items():
+        if key == old or key.startswith(old + "."):
+            return f"{old}: {new}" if new.startswith("removed") else f"{old}: moved to {new}"
+    return None
+
+
+def _check_moved_keys(config_class: type, raw: dict) -> None:
+    """Raise a `ConfigError` for the first old key in `raw` (sections and search space entries)."""
+    if not getattr(config_class, "MOVED_KEYS", None):
+        return
+    space = (raw.get("search") or {}).get("space") if isinstance(raw.get("search"), dict) else None
+    keys = list(flatten(raw))
+    if isinstance(space, dict):
+        keys += list(space)
+    for key in keys:
+        message = moved_key_message(config_class, key)
+        if message is not None:
+            if isinstance(space, dict) and key in space:
+                message = f"{SPACE_PREFIX}{message}"
+            raise ConfigError(message)
 
 
 def parse_override(text):
@@ -428,6 +493,7 @@ def load_config(config_class, path=None, overrides=()):
         key, value = parse_override(text)
         set_dotted(raw, key, value)
     try:
+        _check_moved_keys(config_class, raw)
         config = from_dict(config_class, raw)
         _validate_space(config)
     except ConfigError as error:

@@ -42,15 +42,12 @@ class StopOnDivergence(keras.callbacks.Callback):
 
 
 def optimizer(config):
-    """Adam with `train.learning_rate` and `train.clipnorm`; with `train.ema_momentum` it also keeps
-    an exponential moving average of the weights, which `fit` validates and keeps.
+    """Adam with `train.learning_rate` and `train.clipnorm`.
 
     Returns:
         A `keras.optimizers.Adam`.
     """
-    train = config.train
-    ema = {"use_ema": True, "ema_momentum": train.ema_momentum} if train.ema_momentum is not None else {}
-    return keras.optimizers.Adam(learning_rate=train.learning_rate, clipnorm=train.clipnorm, **ema)
+    return keras.optimizers.Adam(learning_rate=config.train.learning_rate, clipnorm=config.train.clipnorm)
 
 
 def build_and_compile(config, input_shape, head, output_dim, loss, metrics=()):
@@ -130,8 +127,7 @@ def learning_rate_schedule(config):
 
 def fit(model, data, config, callbacks=()):
     """Fit on the training split with early stopping on the validation loss and the configured
-    learning-rate schedule. With `train.ema_momentum` the moving-average weights are the ones
-    validated, and those of the best epoch are restored.
+    learning-rate schedule; the weights of the best epoch are restored.
 
     Args:
         model: A compiled model.
@@ -147,10 +143,7 @@ def fit(model, data, config, callbacks=()):
         monitor="val_loss", patience=config.train.early_stopping_patience, restore_best_weights=True
     )
     schedule = learning_rate_schedule(config)
-    # SwapEMAWeights before EarlyStopping: the epoch's validation and the weights EarlyStopping keeps
-    # are the moving averages.
-    averaging = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.train.ema_momentum is not None else []
-    callbacks = [StopOnDivergence(), *averaging, stopping, *([schedule] if schedule else []), *callbacks]
+    callbacks = [StopOnDivergence(), stopping, *([schedule] if schedule else []), *callbacks]
     if getattr(data, "train_dataset", None) is not None:
         return model.fit(
             data.train_dataset,

@@ -19,10 +19,25 @@ from pipelines.errors import ConfigError
 @dataclasses.dataclass
 class ToyDataConfig:
     path: str | None = None
+
+
+@dataclasses.dataclass
+class ToyFeaturesConfig:
     window: int = 10
 
 
-ToyConfig = make_config_class(ToyDataConfig)
+@dataclasses.dataclass
+class ToyForecastConfig:
+    horizon: int = 5
+
+
+ToyConfig = make_config_class(
+    "ToyConfig",
+    data=ToyDataConfig,
+    features=ToyFeaturesConfig,
+    output=("forecast", ToyForecastConfig),
+    moved={"data.window": "features.window", "data.shuffle": "removed: it measured no gain"},
+)
 
 
 def _write(tmp_path, text):
@@ -32,9 +47,9 @@ def _write(tmp_path, text):
 
 
 def test_defaults_and_overrides(tmp_path):
-    path = _write(tmp_path, "data:\n  window: 20\nmodel:\n  units: 16\n")
+    path = _write(tmp_path, "features:\n  window: 20\nmodel:\n  units: 16\n")
     config = load_config(ToyConfig, path, ["model.units=128", "data.path=prices.csv", "train.learning_rate=1e-2"])
-    assert config.data.window == 20
+    assert config.features.window == 20
     assert config.model.units == 128
     assert config.data.path == "prices.csv"
     assert config.train.learning_rate == pytest.approx(0.01)
@@ -47,11 +62,17 @@ def test_defaults_and_overrides(tmp_path):
         ("model:\n  unitz: 3\n", [], r"model.unitz: unknown key; allowed keys: variant, units"),
         ("model:\n  units: many\n", [], r"model.units: expected int, got 'many'"),
         ("train:\n  learning_rate: fast\n", [], r"train.learning_rate: expected float"),
-        ("", ["data.window=1.5"], r"data.window: expected int, got 1.5"),
+        ("", ["features.window=1.5"], r"features.window: expected int, got 1.5"),
         ("", ["seed=true"], r"seed: expected int, got True"),
         ("", ["train.ensemble_size=0"], r"train.ensemble_size: expected a positive integer, got 0"),
         ("", ["train.lr_schedule=step"], r"train.lr_schedule: expected constant or cosine, got 'step'"),
-        ("", ["train.ema_momentum=1.5"], r"train.ema_momentum: expected a number between 0 and 1 or null, got 1.5"),
+        ("", ["train.ema_momentum=0.99"], r"train.ema_momentum: removed: a moving average of the weights"),
+        ("", ["data.window=20"], r"data.window: moved to features.window"),
+        ("data:\n  window: 20\n", [], r"data.window: moved to features.window"),
+        ("", ["data.shuffle=true"], r"data.shuffle: removed: it measured no gain"),
+        ("", ["search.space.data.window={type: int, low: 5, high: 9}"], r"search.space.data.window: moved to"),
+        ("", ["augment.noise=1"], r"augment.noise: unknown key; this group has no keys for this task"),
+        ("", ["forecast.horizon=0.5"], r"forecast.horizon: expected int, got 0.5"),
         ("", ["nonsense.key=1"], r"nonsense: unknown key"),
         ("search:\n  space:\n    model.unitz: {type: int, low: 1, high: 2}\n", [], r"search.space.model.unitz"),
         ("search:\n  space:\n    model.units: {type: normal}\n", [], r"search.space.model.units.type"),
@@ -121,8 +142,8 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_with_values_revalidates_and_copies():
     config = load_config(ToyConfig)
-    changed = with_values(config, {"model.units": 8, "data.window": 5})
-    assert (changed.model.units, changed.data.window) == (8, 5)
+    changed = with_values(config, {"model.units": 8, "features.window": 5})
+    assert (changed.model.units, changed.features.window) == (8, 5)
     assert config.model.units == 64, "the original config must not change"
     with pytest.raises(ConfigError, match="model.units: expected int"):
         with_values(config, {"model.units": "x"})
@@ -136,6 +157,30 @@ def test_every_shipped_config_builds(path):
     config = load_config(task.config_class, path)
     assert config.search.space, "each task ships a search space"
     assert task.objective.startswith("val_")
+
+
+def test_every_task_config_has_the_same_groups():
+    from pipelines.config import GROUPS
+    from pipelines.tasks import TASK_MODULES, get_task
+
+    for name in TASK_MODULES:
+        config_class = get_task(name).config_class
+        fields = [field.name for field in dataclasses.fields(config_class)]
+        own = [field for field in fields if field not in (*GROUPS, "seed")]
+        assert fields[: len(GROUPS)] == list(GROUPS), name
+        assert len(own) <= 1 and own == ([config_class.OUTPUT_GROUP] if config_class.OUTPUT_GROUP else []), name
+
+
+@pytest.mark.parametrize("path", sorted(CONF_DIR.glob("**/*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_yaml_has_the_groups_in_order(path):
+    import yaml
+
+    from pipelines.config import GROUPS
+
+    keys = list(yaml.safe_load(path.read_text()))
+    assert [key for key in keys if key in GROUPS] == [group for group in GROUPS if group in keys]
+    if path.parent == CONF_DIR:  # a task's full config; conf/experiments/ holds recipes that set a few keys
+        assert set(GROUPS) <= set(keys), f"{path.name} lacks {set(GROUPS) - set(keys)}"
 
 
 @pytest.mark.parametrize(
@@ -179,8 +224,8 @@ def test_search_space_entries_can_be_set_replaced_and_removed(tmp_path):
         [
             "search.space.model.units={type: int, low: 8, high: 64, log: true}",
             "search.space.train.learning_rate={type: float, low: 1e-4, high: 1e-2, log: true}",
-            "search.space.data.window={type: categorical, choices: [5, 10]}",
-            "search.space.data.window=",
+            "search.space.features.window={type: categorical, choices: [5, 10]}",
+            "search.space.features.window=",
         ],
     )
     assert list(config.search.space) == ["model.units", "train.learning_rate"]
