@@ -5,7 +5,7 @@ import logging
 import os
 import sys
 
-from pipelines.tasks import TASK_MODULES
+from pipelines.tasks import ADAPTING_TASKS, TASK_MODULES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -19,8 +19,8 @@ INTERRUPTED = {  # what an interrupted command leaves behind
 }
 
 
-def _add_config_arguments(parser):
-    parser.add_argument("task", choices=sorted(TASK_MODULES), help="which pipeline")
+def _add_config_arguments(parser: argparse.ArgumentParser, tasks: tuple[str, ...] = tuple(TASK_MODULES)) -> None:
+    parser.add_argument("task", choices=sorted(tasks), help="which pipeline")
     parser.add_argument("--config", help="YAML config (default: conf/<task>.yaml)")
     parser.add_argument(
         "--set",
@@ -32,8 +32,12 @@ def _add_config_arguments(parser):
     )
 
 
-def build_parser():
-    """The argument parser of every command."""
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command.
+
+    Returns:
+        An `argparse.ArgumentParser` with one subcommand per command.
+    """
     parser = argparse.ArgumentParser(prog="lstm-pipelines", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,7 +83,9 @@ def build_parser():
         "adapt",
         help="self-train a speech model on a new speaker's unlabelled clips; log (and register) the result",
     )
-    _add_config_arguments(adapt)  # the config the model was trained with: its data is replayed and tested
+    # Only the tasks that adapt, with their flags: the config the model was trained with (its data is
+    # replayed and tested), then speech_commands's AdaptationSettings.
+    _add_config_arguments(adapt, ADAPTING_TASKS)
     adapt.add_argument("--model", required=True, help="model URI, e.g. models:/speech_commands@champion")
     adapt.add_argument("--input", required=True, help="WAV file or folder of the new clips (no labels needed)")
     adapt.add_argument("--register", metavar="NAME", help="register the adapted model as NAME@<tracking.alias>")
@@ -102,14 +108,18 @@ def build_parser():
     return parser
 
 
-def _print_metrics(metrics):
+def _print_metrics(metrics: dict[str, float]) -> None:
     for key in sorted(metrics):
         if key.startswith("test_"):
             print(f"  {key:<32} {metrics[key]:.6g}")
 
 
-def run(args):
-    """Dispatch parsed arguments to `pipelines.workflows`."""
+def run(args: argparse.Namespace) -> None:
+    """Dispatch parsed arguments to `pipelines.workflows`.
+
+    Args:
+        args: What `build_parser().parse_args` returned.
+    """
     from pipelines import workflows
 
     if args.command == "train":
@@ -166,8 +176,15 @@ def run(args):
         demo.main(trials=args.trials)
 
 
-def main(argv=None):
-    """Entry point of the `lstm-pipelines` console script."""
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `lstm-pipelines` console script.
+
+    Args:
+        argv: The arguments. Default: `sys.argv[1:]`.
+
+    Returns:
+        The exit status: 0, 2 for a pipeline error, 130 when interrupted.
+    """
     from pipelines.errors import PipelineError
 
     parser = build_parser()
@@ -193,6 +210,6 @@ def main(argv=None):
     return 0
 
 
-def console():
+def console() -> None:
     """Console-script wrapper: exit with `main`'s status."""
     sys.exit(main())

@@ -11,6 +11,9 @@ TASK_MODULES = {
     "speech_commands": "pipelines.speech_commands.task",
     "anomaly_detection": "pipelines.anomaly_detection.task",
 }
+# The tasks whose `adapts` is true, named here so that the CLI offers `adapt` for them alone without
+# importing them (a task module loads Keras); tests/test_task_contract.py checks the two agree.
+ADAPTING_TASKS = ("speech_commands",)
 
 
 @dataclasses.dataclass

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipelines import tuning, workflows
-from pipelines.cli import main
+from pipelines.cli import build_parser, main
 from pipelines.errors import ConfigError
 from pipelines.mlproject import to_cli_arguments
 from tests.synthetic import write_ohlcv_csv
@@ -286,3 +286,12 @@ def test_a_missing_shipped_config_is_a_warning_not_silent(monkeypatch, tmp_path,
         config = workflows.load_task_config(task)
     assert f"no {tmp_path / 'conf' / 'stock_forecasting.yaml'}: using the built-in defaults" in caplog.text
     assert config == workflows.load_config(task.config_class)
+
+
+def test_adapt_is_offered_only_for_tasks_that_adapt(capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["adapt", "stock_forecasting", "--model", "m", "--input", "i"])
+    assert info.value.code == 2
+    assert "invalid choice: 'stock_forecasting' (choose from 'speech_commands')" in capsys.readouterr().err
+    args = build_parser().parse_args(["adapt", "speech_commands", "--model", "m", "--input", "i", "--threshold", "0.9"])
+    assert (args.task, args.threshold) == ("speech_commands", 0.9)
