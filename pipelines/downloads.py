@@ -1,27 +1,33 @@
-"""Cached, checksum-verified downloads for the optional dataset downloaders (standard library only).
+"""Cached, checksum-verified downloads for the optional dataset downloaders.
 
 Nothing in the pipelines or the tests needs the network: these helpers serve the `download` modules
-a user runs by hand to fetch a real dataset into the cache.
+a user runs by hand to fetch a real dataset into the cache. `pooch` does the download, the checksum
+and the cache: the body goes to a temporary file next to the destination, which takes the
+destination's name only once its SHA-256 matches, and is deleted otherwise. This module turns
+pooch's and requests' exceptions into messages that name the URL or the file and what to do.
+Tar extraction is the standard library's, with its `data` filter.
 """
 
-import hashlib
-import http.client
+import contextlib
+import logging
 import os
-import ssl
+import shutil
 import tarfile
-import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+
+import pooch
+import requests
 
 from pipelines.errors import DataError, PipelineError
 
 CACHE_ENV = "LSTM_PIPELINES_CACHE"
 CHUNK_BYTES = 1 << 20
-# What a dropped or refused connection raises; a full disk (a plain OSError) is not one of them.
-NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, ssl.SSLError)
 
 
-def cache_dir(name):
+def cache_dir(name: str) -> Path:
     """The cache folder of one dataset.
 
     Args:
@@ -34,8 +40,18 @@ def cache_dir(name):
     return Path(root) / name
 
 
-def make_folder(folder):
-    """Create `folder` and its parents; a `PipelineError` naming it when that is impossible."""
+def make_folder(folder: str | os.PathLike) -> Path:
+    """Create a folder and its parents.
+
+    Args:
+        folder: The folder to create.
+
+    Returns:
+        `folder` as a `Path`.
+
+    Raises:
+        PipelineError: The folder cannot be created (a file in the way, no permission).
+    """
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -44,65 +60,69 @@ def make_folder(folder):
     return folder
 
 
-def sha256(path):
-    """Hex SHA-256 of a file, read in chunks (archives can be gigabytes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def fetch(url, dest, sha256_hex, timeout=30):
-    """Download `url` to `dest` unless an intact copy is already there.
-
-    The body goes to `dest.part` and is renamed to `dest` only once its SHA-256 matches, so `dest`
-    is never a partial or unverified file.
+def sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in chunks (archives can be gigabytes).
 
     Args:
-        url: What to download.
+        path: The file.
+
+    Returns:
+        The lowercase hex digest.
+    """
+    return pooch.file_hash(str(path), alg="sha256")
+
+
+def fetch(url: str, dest: str | os.PathLike, sha256_hex: str, timeout: float = 30) -> Path:
+    """Download `url` to `dest` unless an intact copy is already there.
+
+    A cached copy whose SHA-256 does not match is downloaded again. `dest` is never a partial or
+    unverified file: the body is written to a temporary file in `dest`'s folder first.
+
+    Args:
+        url: What to download, an `http(s)://` or `file://` URL.
         dest: Where the verified file goes.
         sha256_hex: Expected hex SHA-256 of the file.
         timeout: Seconds to wait on the connection. Default: `30`.
 
     Returns:
         `dest` as a `Path`.
+
+    Raises:
+        PipelineError: The download failed (offline, HTTP error, no such file, cannot write); the
+            message names the URL.
+        DataError: The downloaded file fails its SHA-256 check; the message names the URL, the file
+            and both checksums.
     """
     dest = Path(dest)
-    if dest.is_file() and sha256(dest) == sha256_hex:
-        return dest
     if dest.is_dir():
         raise PipelineError(f"cannot download {url} to {dest}: a folder is there")
     make_folder(dest.parent)
-    part = dest.with_name(dest.name + ".part")
+    if urllib.parse.urlsplit(url).scheme == "file":
+        downloader = _copy_file
+    else:
+        downloader = pooch.HTTPDownloader(chunk_size=CHUNK_BYTES, timeout=timeout)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-            while chunk := response.read(CHUNK_BYTES):
-                out.write(chunk)
-    except urllib.error.HTTPError as error:
-        part.unlink(missing_ok=True)
-        raise PipelineError(f"download of {url} failed: the server answered HTTP {error.code} {error.reason}") from None
-    except NETWORK_ERRORS as error:
-        part.unlink(missing_ok=True)
-        reason = getattr(error, "reason", None) or error
-        if isinstance(reason, FileNotFoundError):  # a file:// source (a mirror on disk) that is not there
-            raise PipelineError(f"download of {url} failed: no such file") from None
-        raise PipelineError(f"download of {url} failed; the machine may be offline ({reason})") from None
+        with _quiet_pooch():
+            pooch.retrieve(url, f"sha256:{sha256_hex}", fname=dest.name, path=dest.parent, downloader=downloader)
+    except requests.HTTPError as error:
+        status = error.response.status_code if error.response is not None else "error"
+        reason = error.response.reason if error.response is not None else error
+        raise PipelineError(f"download of {url} failed: the server answered HTTP {status} {reason}") from None
+    except requests.RequestException as error:  # before OSError: requests' errors are OSErrors too
+        raise PipelineError(
+            f"download of {url} failed; the machine may be offline ({_root_cause(error)}). "
+            "Run the download again once the machine is online."
+        ) from None
+    except ValueError as error:  # pooch's checksum mismatch; its message names the file and both hashes
+        raise DataError(f"download of {url} to {dest} refused: {error}") from None
     except OSError as error:  # not the network: a full disk, no write permission
-        part.unlink(missing_ok=True)
-        raise PipelineError(f"download of {url} failed: cannot write {part}: {error.strerror or error}") from None
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    actual = sha256(part)
-    if actual != sha256_hex:
-        part.unlink()
-        raise DataError(f"{url}: downloaded file fails its SHA-256 check: expected {sha256_hex}, got {actual}")
-    os.replace(part, dest)
+        raise PipelineError(
+            f"download of {url} failed: cannot write into {dest.parent}: {error.strerror or error}"
+        ) from None
     return dest
 
 
-def extract_tar(archive, folder):
+def extract_tar(archive: str | os.PathLike, folder: str | os.PathLike) -> Path:
     """Extract a tar archive into `folder`, refusing members that would land outside it.
 
     Args:
@@ -111,6 +131,10 @@ def extract_tar(archive, folder):
 
     Returns:
         `folder` as a `Path`.
+
+    Raises:
+        DataError: A member points outside `folder`, or the archive is unreadable.
+        PipelineError: The files cannot be written.
     """
     if not hasattr(tarfile, "data_filter"):
         raise PipelineError("safe tar extraction needs Python 3.11.4 or newer (tarfile's 'data' filter)")
@@ -125,8 +149,38 @@ def extract_tar(archive, folder):
     return folder
 
 
-def _checked_member(member, path, archive):
+def _checked_member(member: tarfile.TarInfo, path: str, archive: str | os.PathLike) -> tarfile.TarInfo:
     # The 'data' filter catches these too; checking first gives a message that names the member.
     if member.name.startswith(("/", "\\")) or ".." in PurePosixPath(member.name.replace("\\", "/")).parts:
         raise DataError(f"{archive}: member {member.name!r} points outside the extraction folder; refused")
     return tarfile.data_filter(member, path)
+
+
+def _copy_file(url: str, output_file: str, pooch_object: object) -> None:
+    # pooch downloads only over the network; a file:// source is a mirror on disk.
+    source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+    if not source.is_file():
+        raise PipelineError(f"download of {url} failed: no such file")
+    shutil.copyfile(source, output_file)
+
+
+def _root_cause(error: BaseException) -> str:
+    # requests wraps urllib3 wraps the socket error; the innermost one says what happened.
+    for _ in range(10):
+        cause = error.__cause__ or error.__context__
+        if cause is None:
+            break
+        error = cause
+    return (error.strerror if isinstance(error, OSError) else None) or str(error)
+
+
+@contextlib.contextmanager
+def _quiet_pooch() -> Iterator[None]:
+    # pooch logs every download to stderr at INFO; the downloaders print only the folder they filled.
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

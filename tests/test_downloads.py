@@ -1,5 +1,6 @@
 """The dataset downloaders against a local HTTP server: caching, checksums, offline errors, safe extraction."""
 
+import errno
 import hashlib
 import http.server
 import io
@@ -46,6 +47,12 @@ def server(tmp_path):
 
         def do_GET(self):
             requests.append(self.path)
+            if self.path == "/truncated":  # promises more than it sends, then hangs up
+                self.send_response(200)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                self.wfile.write(b"x" * 10)
+                return
             super().do_GET()
 
         def log_message(self, *args):
@@ -91,14 +98,31 @@ def test_fetch_replaces_a_cached_file_that_fails_its_checksum(server, tmp_path):
 
 def test_corrupted_download_is_refused_and_leaves_no_file(server, tmp_path):
     (server.root / "file.bin").write_bytes(b"tampered")
-    dest = tmp_path / "file.bin"
+    dest = tmp_path / "cache" / "file.bin"
     url = f"{server.url}/file.bin"
     expected = _sha256(b"original")
     with pytest.raises(DataError) as caught:
         downloads.fetch(url, dest, expected)
     message = str(caught.value)
-    assert url in message and expected in message and _sha256(b"tampered") in message
-    assert list(tmp_path.glob("file.bin*")) == []
+    assert url in message and str(dest) in message
+    assert expected in message and _sha256(b"tampered") in message
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_a_dropped_connection_leaves_no_file(server, tmp_path):
+    cache = tmp_path / "cache"
+    with pytest.raises(PipelineError, match=r"/truncated failed; the machine may be offline"):
+        downloads.fetch(f"{server.url}/truncated", cache / "file.bin", "0" * 64)
+    assert list(cache.iterdir()) == []
+
+
+def test_a_cached_file_is_replaced_only_by_a_verified_one(server, tmp_path):
+    (server.root / "file.bin").write_bytes(b"tampered")
+    dest = tmp_path / "file.bin"
+    dest.write_bytes(b"stale")
+    with pytest.raises(DataError):
+        downloads.fetch(f"{server.url}/file.bin", dest, _sha256(b"good"))
+    assert dest.read_bytes() == b"stale"
 
 
 def test_a_folder_where_the_download_goes_is_a_clear_error_before_downloading(server, tmp_path):
@@ -114,19 +138,43 @@ def test_a_missing_file_source_is_not_called_offline(tmp_path):
     source = (tmp_path / "mirror" / "data.csv").as_uri()
     with pytest.raises(PipelineError, match=rf"download of {re.escape(source)} failed: no such file$"):
         downloads.fetch(source, tmp_path / "cache" / "data.csv", "0" * 64)
-    assert not (tmp_path / "cache" / "data.csv.part").exists()
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_file_source_is_copied_and_verified(tmp_path):
+    source = tmp_path / "mirror" / "data.csv"
+    source.parent.mkdir()
+    source.write_bytes(b"a,b\n1,2\n")
+    dest = tmp_path / "cache" / "data.csv"
+    assert downloads.fetch(source.as_uri(), dest, _sha256(b"a,b\n1,2\n")) == dest
+    assert dest.read_bytes() == b"a,b\n1,2\n"
+
+
+def test_a_full_disk_is_not_called_offline(tmp_path, monkeypatch):
+    source = tmp_path / "data.csv"
+    source.write_bytes(b"data")
+
+    def full_disk(source, target):
+        Path(target).write_bytes(b"da")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(downloads.shutil, "copyfile", full_disk)
+    cache = tmp_path / "cache"
+    with pytest.raises(PipelineError, match=rf"cannot write into {re.escape(str(cache))}: No space left on device$"):
+        downloads.fetch(source.as_uri(), cache / "data.csv", _sha256(b"data"))
+    assert list(cache.iterdir()) == []
 
 
 def test_unreachable_url_says_offline_quickly(tmp_path):
     started = time.monotonic()
-    with pytest.raises(PipelineError, match=rf"{re.escape(UNREACHABLE)}.*offline"):
+    with pytest.raises(PipelineError, match=rf"{re.escape(UNREACHABLE)}.*offline.*Run the download again"):
         downloads.fetch(UNREACHABLE, tmp_path / "x", "0" * 64, timeout=5)
     assert time.monotonic() - started < 5
     assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_file_names_the_http_status(server, tmp_path):
-    with pytest.raises(PipelineError, match="HTTP 404"):
+    with pytest.raises(PipelineError, match=r"/missing failed: the server answered HTTP 404 File not found$"):
         downloads.fetch(f"{server.url}/missing", tmp_path / "x", "0" * 64)
     assert list(tmp_path.glob("x*")) == []
 
