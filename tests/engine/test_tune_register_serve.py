@@ -26,8 +26,8 @@ TINY = [
     "train.epochs=2",
     "train.verbose=0",
     "model.units=4",
-    "data.window=10",
-    "data.horizon=3",
+    "features.window=10",
+    "forecast.horizon=3",
 ]
 SPACE = [
     "search.space={model.variant: {type: categorical, choices: [lstm, gru]}, "
@@ -54,7 +54,7 @@ def test_tune_resume_register_and_serve(prices_csv, tmp_path):
     )
     assert len(children) == 2
     child = children[0]
-    assert child.data.params["data.window"] == "10"
+    assert child.data.params["features.window"] == "10"
     assert child.data.params["model.variant"] in ("lstm", "gru")
     assert {"val_mase", "test_rmse", "test_u2", "test_naive_rmse", "test_arima_rmse"} <= set(child.data.metrics)
     assert child.data.tags["optuna.trial"] in ("0", "1")

@@ -16,7 +16,7 @@ import pytest
 from tests.synthetic import write_ohlcv_csv
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["train.verbose=0", "model.units=4", "data.window=10", "data.horizon=3", "data.eval_folds=2"]
+TINY = ["train.verbose=0", "model.units=4", "features.window=10", "forecast.horizon=3", "data.eval_folds=2"]
 SPACE = (
     "search.space={model.variant: {type: categorical, choices: [lstm, gru]}, "
     "train.learning_rate: {type: float, low: 0.001, high: 0.01, log: true}}"
