@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from pipelines.stock_forecasting.dataset import StockDataset
+from pipelines.stock_forecasting.features import StockDataset
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Load daily OHLCV price files into validated frames, one per series.
+"""Load daily OHLCV price files into validated frames, one per series, and split them in time.
 
 Recognised layouts (column names case-insensitive, extra columns ignored):
 
@@ -19,6 +19,17 @@ Repairs (the only ones; each is counted in ``attrs["repairs"]`` and logged as a 
 Everything else that is wrong raises ``DataError`` naming the file, the line (header = line 1) and
 the column: missing columns, non-numeric values, unparseable, duplicate or out-of-order dates, a
 blank close or volume, a price <= 0, a negative volume, an empty file or a folder without CSVs.
+
+The split is chronological and leak-free. All series are cut at the same two calendar dates, so no
+series trains on days that another series validates or tests on. Over the sorted union of every
+series' dates (``N`` days), validation starts on union day ``floor(N * (1 - val_fraction -
+test_fraction))`` and testing on union day ``floor(N * (1 - test_fraction))``. A series' days before
+the validation start (``[0, n_train)``) are its training days, those from there to the test start
+(``[n_train, n_val_end)``) its validation days and the rest its test days; one series alone, or
+series on the same dates, is cut by the fractions of its own days. An origin (last observed day of a
+window) belongs to the split of its day. Origins whose targets would reach into the next split (the
+last ``horizon`` train and val origins) are purged. A series needs ``rows_needed`` days, and windows
+in every split at the shared dates.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ COLUMNS = ("open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 REPAIRABLE = ("open", "high", "low")
 DEFAULT_SOURCE = "pmdarima.datasets.load_msft"
+SPLITS = ("train", "val", "test")
 _FIRST_DATA_LINE = 2  # line 1 is the header
 # Keeps the time, drops a UTC offset or zone (`Z`, `-05:00`, ` -0500`, ` UTC`) after it.
 _TZ_OFFSET = r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d\d:?\d\d)$"
@@ -272,3 +284,151 @@ def _check_values(
     negative = (frame["volume"] < 0).to_numpy()
     if negative.any():
         fail("volume", negative, "volume must not be negative")
+
+
+def split_origins(
+    n_rows: int, window: int, horizon: int, val_fraction: float, test_fraction: float
+) -> dict[str, np.ndarray]:
+    """Origin positions of each split for a series of ``n_rows`` days, purged at the boundaries.
+
+    Args:
+        n_rows: days in the series.
+        window: feature rows per window; the first origin is day ``window``.
+        horizon: future steps per target.
+        val_fraction: share of the days for validation.
+        test_fraction: share of the days for testing.
+
+    Returns:
+        ``{"train": positions, "val": positions, "test": positions}`` (int arrays, may be empty).
+    """
+    n_train, n_val_end = _cut_positions(n_rows, val_fraction, test_fraction)
+    return origins_between_cuts(n_rows, n_train, n_val_end, window, horizon)
+
+
+def origins_between_cuts(n_rows: int, n_train: int, n_val_end: int, window: int, horizon: int) -> dict[str, np.ndarray]:
+    """Origin positions of each split of a series whose split boundaries are given, purged at the boundaries.
+
+    Args:
+        n_rows: days in the series.
+        n_train: the series' days before the validation start.
+        n_val_end: the series' days before the test start.
+        window: feature rows per window; the first origin is day ``window``.
+        horizon: future steps per target.
+
+    Returns:
+        ``{"train": positions, "val": positions, "test": positions}`` (int arrays, may be empty).
+    """
+    bounds = {"train": (0, n_train), "val": (n_train, n_val_end), "test": (n_val_end, n_rows)}
+    # An origin t needs days t - window .. t + horizon, all before the end of its own split.
+    return {name: np.arange(max(start, window), end - horizon) for name, (start, end) in bounds.items()}
+
+
+def calendar_cuts(
+    prices: dict[str, pd.DataFrame], val_fraction: float, test_fraction: float
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The validation and test start dates shared by all series.
+
+    Args:
+        prices: ``{series: frame}`` with sorted, unique dates as the index.
+        val_fraction: share of the union of the series' dates for validation.
+        test_fraction: share of the union of the series' dates for testing.
+
+    Returns:
+        ``(val_start, test_start)``: days of the union of all series' dates.
+    """
+    dates = pd.DatetimeIndex(np.unique(np.concatenate([frame.index.to_numpy() for frame in prices.values()])))
+    n_train, n_val_end = _cut_positions(len(dates), val_fraction, test_fraction)
+    return dates[n_train], dates[n_val_end]
+
+
+def rows_needed(window: int, horizon: int, val_fraction: float, test_fraction: float) -> int:
+    """Fewest days that give at least one origin in every split.
+
+    Args:
+        window: feature rows per window.
+        horizon: future steps per target.
+        val_fraction: share of the days for validation.
+        test_fraction: share of the days for testing.
+
+    Returns:
+        The number of days.
+    """
+    n_rows = window + horizon + 1
+    while min(len(o) for o in split_origins(n_rows, window, horizon, val_fraction, test_fraction).values()) < 1:
+        n_rows += 1
+    return n_rows
+
+
+def split_series(
+    prices: dict[str, pd.DataFrame], window: int, horizon: int, val_fraction: float, test_fraction: float
+) -> dict[str, dict[str, np.ndarray]]:
+    """Cut every series at the shared calendar dates into purged train, val and test origins.
+
+    Args:
+        prices: ``{series: frame}`` as ``load_prices`` returns it.
+        window: days of features per input window.
+        horizon: future daily closes per target.
+        val_fraction: share of the union of all series' dates for validation, in (0, 1).
+        test_fraction: share of the union of all series' dates for testing, in (0, 1).
+
+    Returns:
+        ``{series: {"train": positions, "val": positions, "test": positions}}``, every split non-empty.
+
+    Raises:
+        DataError: a series too short, or without windows in some split at the shared dates.
+        ValueError: a window, horizon or fraction out of range.
+    """
+    _check_split_arguments(prices, window, horizon, val_fraction, test_fraction)
+    needed = rows_needed(window, horizon, val_fraction, test_fraction)
+    for name, frame in prices.items():
+        if len(frame) < needed:
+            raise DataError(
+                f"{frame.attrs.get('source', name)}: series '{name}' has {len(frame)} rows, "
+                f"needs at least {needed} for window={window}, horizon={horizon}, "
+                f"val_fraction={val_fraction}, test_fraction={test_fraction}"
+            )
+    cuts = calendar_cuts(prices, val_fraction, test_fraction)  # every series long enough: both cuts are dates
+    origins: dict[str, dict[str, np.ndarray]] = {}
+    for name, frame in prices.items():
+        n_train, n_val_end = (int(frame.index.searchsorted(cut)) for cut in cuts)
+        origins[name] = origins_between_cuts(len(frame), n_train, n_val_end, window, horizon)
+        if min(len(o) for o in origins[name].values()) < 1:
+            raise _calendar_error(name, frame, origins[name], (n_train, n_val_end), cuts, window, horizon)
+    return origins
+
+
+def _cut_positions(n_days: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """``(n_train, n_val_end)``: the days before the validation and before the test start."""
+    # The epsilon keeps 0.7 * 100 from flooring to 69 through float round-off.
+    n_train = int(np.floor(n_days * (1.0 - val_fraction - test_fraction) + 1e-9))
+    n_val_end = int(np.floor(n_days * (1.0 - test_fraction) + 1e-9))
+    return n_train, n_val_end
+
+
+def _calendar_error(name, frame, origins, bounds, cuts, window, horizon) -> DataError:
+    """A series long enough on its own that the shared cut dates leave without windows in some split."""
+    n_train, n_val_end = bounds
+    empty = ", ".join(split for split in SPLITS if len(origins[split]) == 0)
+    return DataError(
+        f"{frame.attrs.get('source', name)}: series '{name}' has no {empty} window at the calendar cut dates "
+        f"shared by all series: {n_train} of its days fall before the validation start {cuts[0]:%Y-%m-%d}, "
+        f"{n_val_end - n_train} between it and the test start {cuts[1]:%Y-%m-%d}, {len(frame) - n_val_end} on "
+        f"or after it; with window={window}, horizon={horizon} it needs at least {window + horizon + 1} days "
+        f"before the validation start, {horizon + 1} between the cuts and {horizon + 1} on or after the test start"
+    )
+
+
+def _check_split_arguments(prices, window, horizon, val_fraction, test_fraction) -> None:
+    if not prices:
+        raise DataError("no price series given (prices is empty)")
+    for arg, value in (("window", window), ("horizon", horizon)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"Expected a positive integer for {arg}. Received: {arg}={value}")
+    for arg, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 < value < 1:
+            raise ValueError(f"Expected {arg} in (0, 1). Received: {arg}={value}")
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(
+            "Expected val_fraction + test_fraction < 1. Received: "
+            f"val_fraction={val_fraction}, test_fraction={test_fraction}"
+        )

@@ -1,10 +1,11 @@
-"""Causal per-day features from OHLCV rows, and the preprocessor that scales windows and targets.
+"""What the model sees: causal per-day features from OHLCV rows, scaled windows and scaled targets.
 
 Feature row ``j`` describes day ``j + 1`` and uses only days ``j`` and ``j + 1``. A window for origin
 day ``t`` (the last observed day) holds the feature rows of days ``t - window + 1 .. t``, so it needs
 the OHLCV rows of days ``t - window .. t``: ``window + 1`` rows. The target is the cumulative log
 return ``log close[t + k + 1] - log close[t]`` for ``k = 0 .. horizon - 1``, divided by
-``target_scale[k]``.
+``target_scale[k]``. The scaler sees only the feature rows of days up to each series' last training
+origin, and the target scale only the training targets (the split is ``data.split_series``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
 from pipelines.errors import DataError
+from pipelines.stock_forecasting.data import COLUMNS as OHLCV
+from pipelines.stock_forecasting.data import SPLITS, split_series
 
 FEATURE_NAMES = ("log_return", "log_range", "body", "gap", "log_volume_change")
-OHLCV = ("open", "high", "low", "close", "volume")
 
 
 def ohlcv_array(frame: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -136,6 +138,7 @@ class StockPreprocessor:
 
     @property
     def n_features(self) -> int:
+        """The number of feature columns."""
         return len(self.feature_mean)
 
     def transform_features(self, features: np.ndarray) -> np.ndarray:
@@ -168,7 +171,14 @@ class StockPreprocessor:
         return np.ascontiguousarray(windows.transpose(0, 2, 1))
 
     def scale_targets(self, targets: np.ndarray) -> np.ndarray:
-        """Divide raw cumulative log returns ``(n, horizon)`` by ``target_scale`` (float32)."""
+        """Divide raw cumulative log returns by ``target_scale``.
+
+        Args:
+            targets: ``(n, horizon)`` unscaled targets (``log_return_targets``).
+
+        Returns:
+            float32 ``(n, horizon)``.
+        """
         return (np.asarray(targets) / self.target_scale).astype(np.float32)
 
     def to_prices(self, y_scaled: np.ndarray, last_close: np.ndarray | float) -> np.ndarray:
@@ -190,7 +200,12 @@ class StockPreprocessor:
         return last * np.exp(y * self.target_scale)
 
     def to_dict(self) -> dict:
-        """JSON-safe state (lists and ints)."""
+        """JSON-safe state, for the served model's ``preprocessor.json``.
+
+        Returns:
+            ``{"window", "horizon", "feature_mean", "feature_scale", "target_scale", "feature_names"}``
+            as ints and lists.
+        """
         return {
             "window": self.window,
             "horizon": self.horizon,
@@ -202,7 +217,14 @@ class StockPreprocessor:
 
     @classmethod
     def from_dict(cls, state: dict) -> StockPreprocessor:
-        """Rebuild from ``to_dict()`` output."""
+        """Rebuild a preprocessor from its state.
+
+        Args:
+            state: ``to_dict()`` output.
+
+        Returns:
+            The preprocessor.
+        """
         return cls(
             window=int(state["window"]),
             horizon=int(state["horizon"]),
@@ -212,3 +234,123 @@ class StockPreprocessor:
                 for key in ("feature_mean", "feature_scale", "target_scale")
             },
         )
+
+
+@dataclass(eq=False)
+class StockDataset:
+    """Model inputs, targets and the bookkeeping needed to evaluate price forecasts.
+
+    ``x_*`` are float32 ``(n, window, n_features)``, ``y_*`` float32 ``(n, horizon)`` scaled
+    cumulative log returns. Row ``i`` of ``x_test`` is row ``i`` of ``test_index``, whose columns
+    are ``series, origin_date, last_close, actual_1 .. actual_<horizon>`` (prices).
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    preprocessor: StockPreprocessor
+    train_index: pd.DataFrame
+    val_index: pd.DataFrame
+    test_index: pd.DataFrame
+    train_closes: dict[str, np.ndarray]
+    history: dict[str, pd.DataFrame]
+    feature_names: tuple[str, ...]
+    n_features: int
+    window: int
+    horizon: int
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """``(window, n_features)``: the shape of one model input."""
+        return (self.window, self.n_features)
+
+    @property
+    def output_dim(self) -> int:
+        """Forecast steps per window: ``horizon``."""
+        return self.horizon
+
+
+def prepare_dataset(
+    prices: dict[str, pd.DataFrame], window: int, horizon: int, val_fraction: float, test_fraction: float
+) -> StockDataset:
+    """Build scaled windows and targets for every series, split at shared calendar dates.
+
+    Args:
+        prices: ``{series: frame}`` as ``data.load_prices`` returns it.
+        window: days of features per input window.
+        horizon: future daily closes per target.
+        val_fraction: share of the union of all series' dates for validation, in (0, 1).
+        test_fraction: share of the union of all series' dates for testing, in (0, 1).
+
+    Returns:
+        A ``StockDataset``; arrays concatenate the series in the order of ``prices``.
+    """
+    origins = split_series(prices, window, horizon, val_fraction, test_fraction)
+    features = {name: compute_features(frame) for name, frame in prices.items()}
+    closes = {name: frame["close"].to_numpy(np.float64) for name, frame in prices.items()}
+    targets = {
+        name: {split: log_return_targets(closes[name], o, horizon) for split, o in origins[name].items()}
+        for name in prices
+    }
+    # Feature row j describes day j + 1, so rows [:t] cover days 1 .. t of the training windows.
+    train_rows = np.concatenate([features[name][: origins[name]["train"][-1]] for name in prices])
+    train_targets = np.concatenate([targets[name]["train"] for name in prices])
+    preprocessor = StockPreprocessor.fit(train_rows, train_targets, window)
+
+    arrays: dict[str, list] = {split: [] for split in SPLITS}
+    for name, frame in prices.items():
+        windows = preprocessor.windows_from_ohlcv(frame)  # window i ends on day window + i
+        for split in SPLITS:
+            o = origins[name][split]
+            arrays[split].append(
+                (
+                    windows[o - window],
+                    preprocessor.scale_targets(targets[name][split]),
+                    _index_frame(name, frame, o, horizon),
+                )
+            )
+
+    def join(split: str, part: int):
+        items = [item[part] for item in arrays[split]]
+        return pd.concat(items, ignore_index=True) if part == 2 else np.concatenate(items)
+
+    return StockDataset(
+        x_train=join("train", 0),
+        y_train=join("train", 1),
+        x_val=join("val", 0),
+        y_val=join("val", 1),
+        x_test=join("test", 0),
+        y_test=join("test", 1),
+        preprocessor=preprocessor,
+        train_index=join("train", 2),
+        val_index=join("val", 2),
+        test_index=join("test", 2),
+        train_closes={name: closes[name][: origins[name]["train"][-1] + 1] for name in prices},
+        history=dict(prices),
+        feature_names=FEATURE_NAMES,
+        n_features=len(FEATURE_NAMES),
+        window=int(window),
+        horizon=int(horizon),
+    )
+
+
+def actual_columns(horizon: int) -> list[str]:
+    """Names of the actual-price columns of an index frame.
+
+    Args:
+        horizon: forecast steps.
+
+    Returns:
+        ``["actual_1", ..., "actual_<horizon>"]``.
+    """
+    return [f"actual_{k}" for k in range(1, horizon + 1)]
+
+
+def _index_frame(name: str, frame: pd.DataFrame, origins: np.ndarray, horizon: int) -> pd.DataFrame:
+    close = frame["close"].to_numpy(np.float64)
+    index = pd.DataFrame({"series": name, "origin_date": frame.index[origins], "last_close": close[origins]})
+    actual = close[origins[:, None] + np.arange(1, horizon + 1)]
+    return pd.concat([index, pd.DataFrame(actual, columns=actual_columns(horizon))], axis=1)

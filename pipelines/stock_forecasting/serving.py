@@ -1,7 +1,10 @@
 """The served stock model: raw OHLCV rows in, forecast closes per horizon step out."""
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from mlflow.models import ModelSignature
@@ -11,9 +14,19 @@ from pipelines.errors import DataError
 from pipelines.serving import KerasServingModel, check_time_order
 from pipelines.stock_forecasting.data import COLUMNS as PRICE_COLUMNS
 
+if TYPE_CHECKING:
+    from pipelines.stock_forecasting.features import StockPreprocessor
 
-def serving_signature(horizon):
-    """Input: OHLCV rows (an optional `date`); output: optional `date` and `step_1..step_h` prices."""
+
+def serving_signature(horizon: int) -> ModelSignature:
+    """The served model's signature.
+
+    Args:
+        horizon: forecast steps.
+
+    Returns:
+        Input: OHLCV rows with an optional `date`; output: the optional `date` and `step_1..step_h` prices.
+    """
     inputs = Schema([ColSpec("string", "date", required=False)] + [ColSpec("double", name) for name in PRICE_COLUMNS])
     outputs = Schema(
         [ColSpec("string", "date", required=False)]
@@ -22,23 +35,59 @@ def serving_signature(horizon):
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def save_preprocessor(preprocessor, workdir):
-    """Write the fitted preprocessor as JSON; returns the path."""
+def save_preprocessor(preprocessor: StockPreprocessor, workdir: str | Path) -> str:
+    """Write the fitted preprocessor as JSON.
+
+    Args:
+        preprocessor: the training data's fitted preprocessor.
+        workdir: the folder to write `preprocessor.json` into.
+
+    Returns:
+        The path written.
+    """
     path = Path(workdir) / "preprocessor.json"
     path.write_text(json.dumps(preprocessor.to_dict()))
     return str(path)
+
+
+def request_frame(prices: pd.DataFrame) -> pd.DataFrame:
+    """A served-model request from a price frame indexed by date.
+
+    Args:
+        prices: a frame as `data.load_prices` returns one.
+
+    Returns:
+        `date` (ISO, with the time of day when the prices are intraday) and the OHLCV columns.
+    """
+    out = prices.reset_index()
+    daily = bool((out["date"] == out["date"].dt.normalize()).all())
+    out["date"] = out["date"].dt.strftime("%Y-%m-%d" if daily else "%Y-%m-%dT%H:%M:%S")
+    return out[["date", *PRICE_COLUMNS]]
 
 
 class StockServingModel(KerasServingModel):
     """`predict(rows)`: a DataFrame of `window + 1` or more consecutive daily OHLCV rows (oldest
     first) -> one forecast per window: the closes of the next `horizon` trading days."""
 
-    def load_preprocessing(self, context):
+    def load_preprocessing(self, context: Any) -> None:
+        """Load the fitted preprocessor from `context.artifacts["preprocessor"]`.
+
+        Args:
+            context: MLflow's model context.
+        """
         from pipelines.stock_forecasting.features import StockPreprocessor
 
         self.preprocessor = StockPreprocessor.from_dict(json.loads(Path(context.artifacts["preprocessor"]).read_text()))
 
-    def serve(self, model_input):
+    def serve(self, model_input: Any) -> pd.DataFrame:
+        """Forecast from every window of the rows sent.
+
+        Args:
+            model_input: OHLCV rows, oldest first (a DataFrame or what MLflow parsed from the body).
+
+        Returns:
+            One row per window: the optional `date` of its last day and `step_1..step_h` prices.
+        """
         frame = pd.DataFrame(model_input)
         frame.columns = [str(column).lower() for column in frame.columns]
         missing = [column for column in PRICE_COLUMNS if column not in frame.columns]

@@ -3,7 +3,7 @@
 import pytest
 from threadpoolctl import threadpool_limits
 
-from tests.stock_forecasting.synthetic import synthetic_ohlcv
+from pipelines.stock_forecasting.synthetic import synthetic_ohlcv
 
 WINDOW, HORIZON, VAL, TEST = 10, 3, 0.2, 0.2
 

@@ -10,9 +10,9 @@ from pipelines.stock_forecasting.baselines import (
     drift_forecast,
     naive_forecast,
 )
-from pipelines.stock_forecasting.dataset import prepare_dataset
+from pipelines.stock_forecasting.features import prepare_dataset
+from pipelines.stock_forecasting.synthetic import synthetic_ohlcv
 from tests.stock_forecasting.conftest import HORIZON, TEST, VAL, WINDOW
-from tests.stock_forecasting.synthetic import synthetic_ohlcv
 
 
 def _frame(close):

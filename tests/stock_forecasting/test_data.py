@@ -15,8 +15,8 @@ from pipelines.stock_forecasting.data import (
     load_prices,
     load_prices_or_default,
 )
+from pipelines.stock_forecasting.synthetic import synthetic_ohlcv, write_csv
 from pipelines.stock_forecasting.task import TASK
-from tests.stock_forecasting.synthetic import synthetic_ohlcv, write_csv
 
 COLUMNS = ["open", "high", "low", "close", "volume"]
 

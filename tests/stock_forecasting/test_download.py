@@ -9,12 +9,12 @@ import pytest
 
 from pipelines.errors import DataError, PipelineError
 from pipelines.stock_forecasting import download
-from tests.synthetic import write_ohlcv_csv
+from pipelines.stock_forecasting.synthetic import synthetic_ohlcv, write_csv
 
 
 def test_intact_cached_file_is_used_without_downloading(tmp_path):
     path = download.cached_path("TEST", "2015-01-01", "2016-01-01", tmp_path)
-    write_ohlcv_csv(path, days=50)
+    write_csv(synthetic_ohlcv(50), path)
     path.with_suffix(".csv.sha256").write_text(f"{download.sha256(path)}  {path.name}\n")
     assert download.download_prices("test", "2015-01-01", "2016-01-01", tmp_path) == path
 
@@ -22,7 +22,7 @@ def test_intact_cached_file_is_used_without_downloading(tmp_path):
 @pytest.mark.parametrize("recorded", ["0" * 64 + "\n", ""], ids=["wrong", "empty"])
 def test_corrupted_cache_is_refused(tmp_path, recorded):
     path = download.cached_path("TEST", "2015-01-01", "2016-01-01", tmp_path)
-    write_ohlcv_csv(path, days=50)
+    write_csv(synthetic_ohlcv(50), path)
     path.with_suffix(".csv.sha256").write_text(recorded)
     with pytest.raises(DataError, match="fails its SHA-256 check"):
         download.download_prices("TEST", "2015-01-01", "2016-01-01", tmp_path)

@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from pipelines.errors import DataError
-from pipelines.stock_forecasting.dataset import prepare_dataset
-from pipelines.stock_forecasting.features import FEATURE_NAMES, StockPreprocessor, compute_features
+from pipelines.stock_forecasting.features import FEATURE_NAMES, StockPreprocessor, compute_features, prepare_dataset
 from tests.stock_forecasting.conftest import HORIZON, TEST, VAL, WINDOW
 
 

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 from pipelines.errors import DataError
-from pipelines.stock_forecasting.dataset import prepare_dataset, rows_needed
-from pipelines.stock_forecasting.features import compute_features, log_return_targets
+from pipelines.stock_forecasting.data import rows_needed
+from pipelines.stock_forecasting.features import compute_features, log_return_targets, prepare_dataset
+from pipelines.stock_forecasting.synthetic import synthetic_ohlcv
 from tests.stock_forecasting.conftest import HORIZON, TEST, VAL, WINDOW
-from tests.stock_forecasting.synthetic import synthetic_ohlcv
 
 
 @pytest.fixture
