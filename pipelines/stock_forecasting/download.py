@@ -8,6 +8,8 @@ Usage:
     python -m pipelines.stock_forecasting.download AAPL --start 2015-01-01 --end 2020-01-01
 """
 
+from __future__ import annotations
+
 import argparse
 import os
 import sys
@@ -20,14 +22,33 @@ from pipelines.stock_forecasting.data import load_prices
 COLUMNS = ["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]
 
 
-def cached_path(ticker, start, end, folder=None):
-    """Where the CSV of `ticker` between `start` and `end` is cached."""
+def cached_path(ticker: str, start: str, end: str, folder: str | Path | None = None) -> Path:
+    """Where the CSV of `ticker` between `start` and `end` is cached.
+
+    Args:
+        ticker: Yahoo Finance symbol, e.g. `AAPL`.
+        start: First date, `YYYY-MM-DD`.
+        end: Day after the last date, `YYYY-MM-DD`.
+        folder: Cache folder. Default: `cache_dir("stocks")`.
+
+    Returns:
+        `<folder>/<TICKER>_<start>_<end>.csv`.
+    """
     return Path(folder or cache_dir("stocks")) / f"{ticker.upper()}_{start}_{end}.csv"
 
 
-def read_cached(path):
-    """The cached CSV if present and intact; `None` if absent or without its checksum file (never
-    finished: downloaded again); `DataError` if its checksum fails."""
+def read_cached(path: str | Path) -> Path | None:
+    """The cached CSV if present and intact.
+
+    Args:
+        path: the cached CSV (`cached_path`).
+
+    Returns:
+        `path`, or `None` if it is absent or has no checksum file (never finished: downloaded again).
+
+    Raises:
+        DataError: the file fails its SHA-256 check.
+    """
     path = Path(path)
     checksum = path.with_suffix(".csv.sha256")
     if not path.exists() or not checksum.exists():
@@ -38,7 +59,7 @@ def read_cached(path):
     return path
 
 
-def download_prices(ticker, start, end, folder=None):
+def download_prices(ticker: str, start: str, end: str, folder: str | Path | None = None) -> Path:
     """Download daily OHLCV of `ticker` (cached) and return the CSV path, validated by `load_prices`.
 
     Args:
@@ -81,7 +102,15 @@ def download_prices(ticker, start, end, folder=None):
     return path
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipelines.stock_forecasting.download TICKER`: download (or reuse) and print the CSV path.
+
+    Args:
+        argv: command-line arguments. Default: `sys.argv[1:]`.
+
+    Returns:
+        The exit status: 0, or 2 after an error.
+    """
     parser = argparse.ArgumentParser(description="Download daily prices with yfinance (cached).")
     parser.add_argument("ticker")
     parser.add_argument("--start", default="2015-01-01")
