@@ -1,5 +1,7 @@
 """Attention over time: a learned score per timestep, softmax across time, weighted sum."""
 
+from typing import Any
+
 import keras
 import numpy as np
 from keras import ops
@@ -27,7 +29,7 @@ class TemporalAttention(keras.layers.Layer):
         >>> context, weights = TemporalAttention()(keras.Input((20, 32)))
     """
 
-    def __init__(self, attention_units=None, **kwargs):
+    def __init__(self, attention_units: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if attention_units is not None and (
             isinstance(attention_units, bool) or not isinstance(attention_units, int) or attention_units <= 0
@@ -40,7 +42,7 @@ class TemporalAttention(keras.layers.Layer):
         self.supports_masking = True
         self.input_spec = keras.layers.InputSpec(ndim=3)  # (batch, timesteps, features)
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
         features = input_shape[-1]
         hidden = self.attention_units or features
         self.score_kernel = self.add_weight(shape=(features, hidden), name="score_kernel")
@@ -48,7 +50,7 @@ class TemporalAttention(keras.layers.Layer):
         self.score_vector = self.add_weight(shape=(hidden,), name="score_vector")
         self.built = True
 
-    def call(self, inputs, mask=None):
+    def call(self, inputs: Any, mask: Any = None) -> list[Any]:
         hidden = ops.tanh(ops.matmul(inputs, self.score_kernel) + self.score_bias)
         scores = ops.tensordot(hidden, self.score_vector, axes=[[2], [0]])
         if mask is not None:
@@ -60,17 +62,17 @@ class TemporalAttention(keras.layers.Layer):
         context = ops.sum(inputs * ops.expand_dims(weights, -1), axis=1)
         return [context, weights]
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> list[tuple[int | None, ...]]:
         return [(input_shape[0], input_shape[2]), (input_shape[0], input_shape[1])]
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs: Any, mask: Any = None) -> list[None]:
         return [None, None]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "attention_units": self.attention_units}
 
 
-def attention_weights(model, x, batch_size=256):
+def attention_weights(model: keras.Model, x: Any, batch_size: int = 256) -> np.ndarray:
     """Attention weights of a model's first `TemporalAttention` layer.
 
     Args:
@@ -81,6 +83,9 @@ def attention_weights(model, x, batch_size=256):
 
     Returns:
         NumPy array `(batch, timesteps)`; each row sums to 1.
+
+    Raises:
+        ValueError: The model holds no `TemporalAttention` layer, or holds it inside a nested model.
     """
     layers = [layer for layer in model.layers if isinstance(layer, TemporalAttention)]
     if not layers:

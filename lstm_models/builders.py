@@ -1,6 +1,8 @@
 """`build_model`: one interface from plain hyperparameters to an uncompiled Keras model."""
 
 import numbers
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 
@@ -11,22 +13,31 @@ VARIANTS = ("rnn", "lstm", "bilstm", "stacked_lstm", "gru", "peephole_lstm", "at
 HEADS = ("classification", "regression", "reconstruction")
 
 
-def _is_int(value):
+def _is_int(value: Any) -> bool:
     """An integer, NumPy's included (`np.int64` from a grid); not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _require_positive_int(name, value):
+def _require_positive_int(name: str, value: Any) -> None:
     if not _is_int(value) or value <= 0:
         raise ValueError(f"Expected a positive integer for {name}. Received: {name}={value!r}")
 
 
-def _require_variant(variant):
+def _require_variant(variant: str) -> None:
     if variant not in VARIANTS:
         raise ValueError(f"Unknown variant. Received: variant={variant!r}. Allowed: {', '.join(VARIANTS)}")
 
 
-def _validate(variant, input_shape, head, output_dim, units, num_layers, dropout, recurrent_dropout):
+def _validate(
+    variant: str,
+    input_shape: Sequence[int | None],
+    head: str,
+    output_dim: int | None,
+    units: int,
+    num_layers: int,
+    dropout: float,
+    recurrent_dropout: float,
+) -> None:
     _require_variant(variant)
     if head not in HEADS:
         raise ValueError(f"Unknown head. Received: head={head!r}. Allowed: {', '.join(HEADS)}")
@@ -54,7 +65,14 @@ def _validate(variant, input_shape, head, output_dim, units, num_layers, dropout
     check_rate("recurrent_dropout", recurrent_dropout)
 
 
-def recurrent_layer(variant, units, return_sequences, dropout=0.0, recurrent_dropout=0.0, name=None):
+def recurrent_layer(
+    variant: str,
+    units: int,
+    return_sequences: bool,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    name: str | None = None,
+) -> keras.layers.Layer:
     """One recurrent layer of the given variant.
 
     Args:
@@ -89,7 +107,9 @@ def recurrent_layer(variant, units, return_sequences, dropout=0.0, recurrent_dro
     return keras.layers.LSTM(units, name=name, **kwargs)
 
 
-def _encoder(x, variant, units, num_layers, dropout, recurrent_dropout, prefix):
+def _encoder(
+    x: Any, variant: str, units: int, num_layers: int, dropout: float, recurrent_dropout: float, prefix: str
+) -> Any:
     """Stack of recurrent layers; the last one returns sequences only for attention."""
     for index in range(num_layers):
         last = index == num_layers - 1
@@ -104,21 +124,21 @@ def _encoder(x, variant, units, num_layers, dropout, recurrent_dropout, prefix):
         x = layer(x)
     if variant == "attention_lstm":
         # A scoring layer a quarter of the encoder's width keeps attention's cost small next to
-        # the recurrent loop (a full-width one added ~20% to a training step; docs/benchmarks.md).
+        # the recurrent loop; a full-width one made a training step noticeably slower (docs/benchmarks.md).
         x, _ = TemporalAttention(attention_units=max(8, units // 4), name="attention")(x)
     return x
 
 
 def build_model(
-    variant,
-    input_shape,
-    head="classification",
-    output_dim=None,
-    units=64,
-    num_layers=None,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-):
+    variant: str,
+    input_shape: Sequence[int | None],
+    head: str = "classification",
+    output_dim: int | None = None,
+    units: int = 64,
+    num_layers: int | None = None,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+) -> keras.Model:
     """Build an uncompiled recurrent model.
 
     Args:
@@ -139,6 +159,10 @@ def build_model(
 
     Returns:
         An uncompiled `keras.Model` named `"{variant}_{head}"`.
+
+    Raises:
+        ValueError: For an unknown variant or head, a malformed `input_shape`, a size that is not a
+            positive integer or a dropout rate outside [0, 1); the message names the argument.
 
     Example:
         >>> model = build_model("peephole_lstm", (100, 40), head="classification", output_dim=10)

@@ -4,6 +4,8 @@ Keras 3 ships no peephole cell, so this one is written with `keras.ops` only and
 layout and gate order (i, f, c, o) of `keras.layers.LSTMCell`, plus three diagonal peephole vectors.
 """
 
+from typing import Any, Self
+
 import keras
 from keras import activations, constraints, initializers, ops, regularizers
 
@@ -12,8 +14,16 @@ from keras import activations, constraints, initializers, ops, regularizers
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
 
-def check_rate(name, value):
-    """`ValueError` naming the argument unless `value` is a number in [0, 1) (a dropout rate)."""
+def check_rate(name: str, value: Any) -> None:
+    """Check a dropout rate.
+
+    Args:
+        name: The argument's name, for the message.
+        value: The rate.
+
+    Raises:
+        ValueError: Naming the argument, unless `value` is a number in [0, 1).
+    """
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
         raise ValueError(f"Expected a float in [0, 1) for {name}. Received: {name}={value!r}")
 
@@ -62,28 +72,28 @@ class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
 
     def __init__(
         self,
-        units,
-        activation="tanh",
-        recurrent_activation="sigmoid",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        peephole_initializer="zeros",
-        unit_forget_bias=True,
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        peephole_regularizer=None,
-        kernel_constraint=None,
-        recurrent_constraint=None,
-        bias_constraint=None,
-        peephole_constraint=None,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        seed=None,
-        **kwargs,
-    ):
+        units: int,
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        peephole_initializer: Any = "zeros",
+        unit_forget_bias: bool = True,
+        kernel_regularizer: Any = None,
+        recurrent_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        peephole_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        recurrent_constraint: Any = None,
+        bias_constraint: Any = None,
+        peephole_constraint: Any = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
             raise ValueError(f"Expected a positive integer for units. Received: units={units!r}")
         check_rate("dropout", dropout)
@@ -118,7 +128,7 @@ class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
         self.state_size = [units, units]
         self.output_size = units
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
         input_dim = input_shape[-1]
         self.kernel = self.add_weight(
             shape=(input_dim, 4 * self.units),
@@ -148,7 +158,7 @@ class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
         self.output_gate_peephole = self._add_peephole("output_gate_peephole")
         self.built = True
 
-    def _add_peephole(self, name):
+    def _add_peephole(self, name: str) -> keras.Variable:
         return self.add_weight(
             shape=(self.units,),
             name=name,
@@ -157,7 +167,7 @@ class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
             constraint=self.peephole_constraint,
         )
 
-    def _bias_initializer(self, shape, dtype=None):
+    def _bias_initializer(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
         if not self.unit_forget_bias:
             return self.bias_initializer(shape, dtype=dtype)
         u = self.units
@@ -169,14 +179,14 @@ class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
             ]
         )
 
-    def call(self, inputs, states, training=False):
+    def call(self, inputs: Any, states: list[Any], training: bool = False) -> tuple[Any, list[Any]]:
         h_prev, c_prev = states[0], states[1]
         if training and self.dropout > 0.0:
             inputs = inputs * self.get_dropout_mask(inputs)
         if training and self.recurrent_dropout > 0.0:
             h_prev = h_prev * self.get_recurrent_dropout_mask(h_prev)
         # x·W stays inside the step, as in LSTMCell. Hoisting it out of the time loop (one large
-        # matmul over the sequence) trained ~15% slower on CPU: the (timesteps, batch, 4 * units)
+        # matmul over the sequence) trained slower on CPU: the (timesteps, batch, 4 * units)
         # projection and its gradient cost more memory traffic than the per-step matmuls
         # (docs/benchmarks.md).
         z = ops.matmul(inputs, self.kernel)
@@ -192,10 +202,10 @@ class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
         h = o * self.activation(c)
         return h, [h, c]
 
-    def get_initial_state(self, batch_size=None):
+    def get_initial_state(self, batch_size: int | None = None) -> list[Any]:
         return [ops.zeros((batch_size, size), dtype=self.compute_dtype) for size in self.state_size]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = {
             "units": self.units,
             "activation": activations.serialize(self.activation),
@@ -277,14 +287,14 @@ class PeepholeLSTM(keras.layers.RNN):
 
     def __init__(
         self,
-        units,
-        return_sequences=False,
-        return_state=False,
-        go_backwards=False,
-        stateful=False,
-        unroll=False,
-        **kwargs,
-    ):
+        units: int,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        unroll: bool = False,
+        **kwargs: Any,
+    ) -> None:
         cell_kwargs = {name: kwargs.pop(name) for name in _CELL_ARGS if name in kwargs}
         cell = PeepholeLSTMCell(
             units,
@@ -305,10 +315,11 @@ class PeepholeLSTM(keras.layers.RNN):
         self.input_spec = keras.layers.InputSpec(ndim=3)
 
     @property
-    def units(self):
+    def units(self) -> int:
+        """Dimensionality of the output space (the cell's `units`)."""
         return self.cell.units
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         cell_config = self.cell.get_config()
         config = {"units": self.cell.units, **{name: cell_config[name] for name in _CELL_ARGS}}
         base_config = super().get_config()
@@ -316,5 +327,5 @@ class PeepholeLSTM(keras.layers.RNN):
         return {**base_config, **config}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> Self:
         return cls(**config)
