@@ -1,11 +1,17 @@
-"""Shared by the benchmark scripts: the machine's CPU name and rewriting one marked doc section."""
+"""Shared by the benchmark scripts: the machine's CPU name, Markdown tables and rewriting one marked doc section."""
 
 import platform
 from pathlib import Path
 
+import pandas as pd
 
-def cpu_model():
-    """The CPU model name from /proc/cpuinfo (Linux), else the machine type."""
+
+def cpu_model() -> str:
+    """The CPU model name.
+
+    Returns:
+        The `model name` of /proc/cpuinfo (Linux), else the machine type.
+    """
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -15,7 +21,25 @@ def cpu_model():
     return platform.machine()
 
 
-def write_section(path, section, start, end, title="# Results\n"):
+def markdown_table(rows: list[dict[str, str]], align: str) -> str:
+    """A Markdown pipe table of cells already formatted as text.
+
+    Args:
+        rows: One dict per row, column name to cell text; the first row's keys are the header.
+        align: One letter per column, `l` (text) or `r` (numbers).
+
+    Returns:
+        The table, one line per row, without a trailing newline.
+    """
+    frame = pd.DataFrame(rows, dtype=str)
+    if len(align) != len(frame.columns):
+        raise ValueError(f"Expected one alignment letter per column ({len(frame.columns)}). Received: align={align!r}")
+    colalign = ["right" if letter == "r" else "left" for letter in align]
+    # The cells keep their own formatting (digits, thousands separators, units): no number parsing.
+    return frame.to_markdown(index=False, colalign=colalign, disable_numparse=True)
+
+
+def write_section(path: str | Path, section: str, start: str, end: str, title: str = "# Results\n") -> None:
     """Replace the section between the `start` and `end` markers of `path`, or append it.
 
     Args:

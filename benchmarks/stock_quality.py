@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from report import cpu_model, write_section  # benchmarks/report.py
+from report import cpu_model, markdown_table, write_section  # benchmarks/report.py
 
 TICKERS = (
     "AAPL", "MSFT", "AMZN", "GOOGL", "JPM", "XOM", "JNJ", "PG", "KO", "PFE",
@@ -26,8 +26,14 @@ TICKERS = (
 START, END = "<!-- stock_quality:start -->", "<!-- stock_quality:end -->"
 
 
-def link_tickers(data_dir, tickers, folder):
-    """Symlink `<TICKER>_data.csv` of each ticker into `folder` (the pipeline reads a folder)."""
+def link_tickers(data_dir: str, tickers: tuple[str, ...], folder: str) -> None:
+    """Symlink `<TICKER>_data.csv` of each ticker into `folder` (the pipeline reads a folder).
+
+    Args:
+        data_dir: The sp500_5yr folder.
+        tickers: Tickers to link.
+        folder: Where the links go.
+    """
     for ticker in tickers:
         source = Path(data_dir) / f"{ticker}_data.csv"
         if not source.is_file():
@@ -35,8 +41,15 @@ def link_tickers(data_dir, tickers, folder):
         os.symlink(source.resolve(), Path(folder) / source.name)
 
 
-def best_per_series_table(result):
-    """The best trial's per-series table, read back from its MLflow run."""
+def best_per_series_table(result) -> tuple[pd.DataFrame, str]:
+    """The best trial's per-series table, read back from its MLflow run.
+
+    Args:
+        result: What `workflows.tune` returns.
+
+    Returns:
+        `(table, run_id)`.
+    """
     import mlflow
 
     run_id = result.best_trial.user_attrs["mlflow_run_id"]
@@ -44,17 +57,55 @@ def best_per_series_table(result):
     return pd.read_csv(path), run_id
 
 
-def render(table, result, command, seconds):
-    """Markdown section: settings, per-ticker U2 and the medians."""
+def ticker_table(table: pd.DataFrame) -> str:
+    """Per ticker: test windows, model, ARIMA and drift U2, model and naive RMSE; then the medians."""
+    rows = [
+        {
+            "ticker": row.series,
+            "test windows": str(row.windows),
+            "model U2": f"{row.model_u2:.3f}",
+            "ARIMA U2": f"{row.arima_u2:.3f}",
+            "drift U2": f"{row.drift_u2:.3f}",
+            "model RMSE": f"{row.model_rmse:.3f}",
+            "naive RMSE": f"{row.naive_rmse:.3f}",
+        }
+        for row in table.itertuples()
+    ]
+    medians = {name: f"**{table[f'{name}_u2'].median():.3f}**" for name in ("model", "arima", "drift")}
+    rows.append(
+        {
+            "ticker": "**median**",
+            "test windows": "",
+            "model U2": medians["model"],
+            "ARIMA U2": medians["arima"],
+            "drift U2": medians["drift"],
+            "model RMSE": "",
+            "naive RMSE": "",
+        }
+    )
+    return markdown_table(rows, "lrrrrrr")
+
+
+def render(table: pd.DataFrame, result, command: str, seconds: float) -> str:
+    """Markdown section: settings, per-ticker U2 and the medians.
+
+    Args:
+        table: The best trial's per-series table.
+        result: What `workflows.tune` returns.
+        command: The command line, as written into the section.
+        seconds: Wall time of the whole run.
+
+    Returns:
+        The section, markers included.
+    """
     import keras
     import tensorflow as tf
 
     metrics = result.best_trial.user_attrs["metrics"]
     median_model = table["model_u2"].median()
-    median_arima = table["arima_u2"].median()
     lines = [
         START,
-        "## Stock forecasting: 20 S&P 500 tickers (sp500_5yr, 2013-02-08 to 2018-02-07)",
+        "### 20 S&P 500 tickers (sp500_5yr, 2013-02-08 to 2018-02-07)",
         "",
         f"Command: `{command}`  ",
         f"Measured {datetime.date.today()} on {cpu_model()}, {os.cpu_count()} cores; "
@@ -66,17 +117,7 @@ def render(table, result, command, seconds):
         "One model for all 20 tickers; chronological 70/15/15 split per ticker; horizon 5 trading days. U2 is "
         "Theil's U2 against the naive random walk on the same test windows (< 1 beats naive).",
         "",
-        "| ticker | test windows | model U2 | ARIMA U2 | drift U2 | model RMSE | naive RMSE |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in table.itertuples():
-        lines.append(
-            f"| {row.series} | {row.windows} | {row.model_u2:.3f} | {row.arima_u2:.3f} | {row.drift_u2:.3f} "
-            f"| {row.model_rmse:.3f} | {row.naive_rmse:.3f} |"
-        )
-    lines += [
-        f"| **median** | | **{median_model:.3f}** | **{median_arima:.3f}** "
-        f"| **{table['drift_u2'].median():.3f}** | | |",
+        ticker_table(table),
         "",
         f"Pooled over all test windows: model U2 {metrics['test_u2']:.3f}, ARIMA U2 {metrics['test_arima_u2']:.3f}, "
         f"Diebold-Mariano vs naive p = {metrics['test_dm_p_value']:.3g} "
@@ -93,7 +134,7 @@ def render(table, result, command, seconds):
     return "\n".join(lines)
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="../shared/data/stocks/sp500_5yr")
     parser.add_argument("--trials", type=int, default=8)
