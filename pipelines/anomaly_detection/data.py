@@ -1,4 +1,4 @@
-"""Load time series with labelled anomaly windows into validated `Series`.
+"""Load time series with labelled anomaly windows into validated `Series`, and split each in time.
 
 Two layouts:
 
@@ -21,13 +21,21 @@ Everything else raises ``DataError`` naming the file, the line (header = line 1)
 unparseable timestamps, timestamps out of order (after dropping duplicates), non-numeric values, a
 longer run of missing values or one at the start, a label other than 0/1, a label window outside
 the series or with its end before its start, an empty file or a folder without CSV files. A value
-column that is constant over the training prefix is handled when scaling (see ``windows.py``).
+column that is constant over the training prefix is handled when scaling (see ``features.py``).
+
+Splits (``split_rows``): rows ``[0, n_prefix)`` of a series are assumed normal: by default NAB's
+probationary period (``train_fraction`` of the rows, at most ``train_max_rows``), cut before the
+first labelled anomaly if one starts earlier. The prefix is split in time: rows ``[0, n_train)``
+train the network, rows ``[n_train, n_prefix)`` (validation, the last ``val_fraction`` of the
+prefix) stop training early and calibrate the scores (Gaussian, threshold). Every row from
+``n_prefix`` on is test data.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,7 +198,15 @@ def load_sensor_csv(
 
 
 def select_names(available: list[str], names: list[str] | None) -> list[str]:
-    """The keys matching ``names`` (a key, its file name or its stem), in ``available`` order."""
+    """The keys matching ``names`` (a key, its file name or its stem), in ``available`` order.
+
+    Args:
+        available: the series keys found.
+        names: the series asked for (``data.series``); ``None`` or empty: all.
+
+    Returns:
+        The chosen keys.
+    """
     if not names:
         return available
     chosen = []
@@ -212,7 +228,20 @@ def build_series(
     value_columns: list[str],
     label_column: str | None = None,
 ) -> Series:
-    """Validate a table read as strings and return the clean series (the path every loader takes)."""
+    """Validate a table read as strings and return the clean series (the path every loader takes).
+
+    Args:
+        raw: the table, every cell a string (``read_csv_strings``).
+        lines: the file line of each row, for messages.
+        source: the file, for messages.
+        name: the series' name.
+        timestamp_column: the timestamp column.
+        value_columns: the value columns.
+        label_column: an optional 0/1 column. Default: ``None``.
+
+    Returns:
+        The ``Series``, repaired as the module docstring says.
+    """
     wanted = [timestamp_column, *value_columns] + ([label_column] if label_column else [])
     missing = [column for column in wanted if column not in raw.columns]
     if missing:
@@ -258,8 +287,53 @@ def build_series(
     )
 
 
+def prefix_rows(n_rows: int, windows: list[tuple[int, int]], train_fraction: float, train_max_rows: int | None) -> int:
+    """Rows of the assumed-normal prefix: ``min(floor(fraction * n), max_rows)``, before any window.
+
+    Args:
+        n_rows: rows of the series.
+        windows: its labelled windows, in order.
+        train_fraction: share of the rows in the prefix.
+        train_max_rows: most rows in the prefix; ``None``: no limit.
+
+    Returns:
+        ``n_prefix``.
+    """
+    n_prefix = math.floor(train_fraction * n_rows + 1e-9)
+    if train_max_rows is not None:
+        n_prefix = min(n_prefix, train_max_rows)
+    if windows and windows[0][0] < n_prefix:
+        n_prefix = windows[0][0]
+    return n_prefix
+
+
+def split_rows(
+    series: Series, train_fraction: float, train_max_rows: int | None, val_fraction: float
+) -> tuple[int, int]:
+    """Where a series' training and validation rows end (see the module docstring).
+
+    Args:
+        series: the series.
+        train_fraction: share of the rows in the assumed-normal prefix.
+        train_max_rows: most rows in the prefix; ``None``: no limit.
+        val_fraction: share of the prefix, at its end, that is validation.
+
+    Returns:
+        ``(n_train, n_prefix)``.
+    """
+    n_prefix = prefix_rows(len(series), series.windows, train_fraction, train_max_rows)
+    return math.floor((1.0 - val_fraction) * n_prefix + 1e-9), n_prefix
+
+
 def runs_of_ones(flags: np.ndarray) -> list[tuple[int, int]]:
-    """Inclusive ``(first, last)`` row ranges of the runs of nonzero values."""
+    """Inclusive ``(first, last)`` row ranges of the runs of nonzero values.
+
+    Args:
+        flags: one value per row.
+
+    Returns:
+        The runs, in order.
+    """
     flags = np.asarray(flags).astype(bool).astype(np.int8)
     edges = np.diff(np.concatenate([[0], flags, [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1

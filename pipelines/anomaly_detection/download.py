@@ -24,12 +24,16 @@ MANIFEST_FILE = Path(__file__).with_name("nab_manifest.json")
 LABEL_FILES = ("labels/combined_labels.json", "labels/combined_windows.json")
 
 
-def load_manifest():
-    """`{relative path: sha256}` of every file the download fetches."""
+def load_manifest() -> dict[str, str]:
+    """The shipped manifest.
+
+    Returns:
+        `{relative path: sha256}` of every file the download fetches.
+    """
     return json.loads(Path(MANIFEST_FILE).read_text())
 
 
-def build_manifest(root):
+def build_manifest(root: str | Path) -> dict[str, str]:
     """The manifest of a NAB checkout: its label files and every `data/<category>/<name>.csv`.
 
     Run once against a copy of NAB at `COMMIT` to regenerate the shipped manifest:
@@ -46,12 +50,17 @@ def build_manifest(root):
     return {path: downloads.sha256(root / path) for path in sorted(paths)}
 
 
-def write_manifest(manifest, path=None):
-    """Write `manifest` as JSON to `path`. Default: the shipped `MANIFEST_FILE`."""
+def write_manifest(manifest: dict[str, str], path: str | Path | None = None) -> None:
+    """Write a manifest as JSON.
+
+    Args:
+        manifest: `{relative path: sha256}`.
+        path: The file. Default: the shipped `MANIFEST_FILE`.
+    """
     Path(path or MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def download_nab(folder=None):
+def download_nab(folder: str | Path | None = None) -> Path:
     """Download every file of the manifest (cached) and return the NAB-layout folder.
 
     Args:
@@ -66,7 +75,15 @@ def download_nab(folder=None):
     return folder
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
+    """Command line: download NAB and print its folder.
+
+    Args:
+        argv: The arguments. Default: `sys.argv[1:]`.
+
+    Returns:
+        The exit status: 0, or 2 when the download failed.
+    """
     parser = argparse.ArgumentParser(
         description="Download the Numenta Anomaly Benchmark into the cache (about 9.6 MB)."
     )

@@ -46,12 +46,27 @@ PROBATION_PERCENT = 0.15
 
 
 def probationary_length(rows: int, percent: float = PROBATION_PERCENT) -> int:
-    """NAB's probationary period: ``min(floor(percent * rows), percent * 5000)`` rows."""
+    """NAB's probationary period: ``min(floor(percent * rows), percent * 5000)`` rows.
+
+    Args:
+        rows: series length.
+        percent: NAB's probationary share. Default: ``PROBATION_PERCENT``.
+
+    Returns:
+        Rows at the start that are not scored.
+    """
     return int(min(math.floor(percent * rows), percent * 5000))
 
 
 def scaled_sigmoid(position: np.ndarray) -> np.ndarray:
-    """``2 * sigmoid(-5 y) - 1``, and ``-1`` for ``y >= 3`` (NAB's ``scaledSigmoid``)."""
+    """``2 * sigmoid(-5 y) - 1``, and ``-1`` for ``y >= 3`` (NAB's ``scaledSigmoid``).
+
+    Args:
+        position: relative positions ``y``.
+
+    Returns:
+        One weight per position, in ``[-1, 1]``.
+    """
     position = np.asarray(position, dtype=np.float64)
     return np.where(position >= 3.0, -1.0, 2.0 * expit(-5.0 * np.minimum(position, 3.0)) - 1.0)
 
@@ -141,6 +156,9 @@ def normalized_score(scores: list[SeriesScore], windows: int, profile: Profile) 
         scores: per-series ``SeriesScore`` of one detector and profile.
         windows: labelled windows in the corpus (the perfect detector earns ``A_TP`` for each).
         profile: the application profile.
+
+    Returns:
+        The score; NaN when the corpus has no windows.
     """
     raw = sum(score.raw for score in scores)
     null = sum(score.null for score in scores)

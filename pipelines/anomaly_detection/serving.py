@@ -10,7 +10,9 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from pipelines.anomaly_detection.detectors import SeriesDetector
+from pipelines.anomaly_detection.data import Series, build_series
+from pipelines.anomaly_detection.detection import SeriesDetector
+from pipelines.csv_table import read_csv_strings
 from pipelines.errors import DataError
 from pipelines.serving import KerasServingModel, check_time_order
 
@@ -19,8 +21,16 @@ OUTPUT_COLUMNS = ("score", "anomaly_score", "is_anomaly")
 
 
 def serving_signature(timestamp_column: str, value_columns: tuple[str, ...]) -> ModelSignature:
-    """Input: optional timestamp and series name, the value columns; output: optional timestamp,
-    ``score``, ``anomaly_score`` (0..1, threshold 0.5) and ``is_anomaly`` (0/1)."""
+    """The served model's signature.
+
+    Args:
+        timestamp_column: the timestamp column of the training data.
+        value_columns: the value columns of the training data.
+
+    Returns:
+        Input: optional timestamp and series name, the value columns; output: optional timestamp,
+        ``score``, ``anomaly_score`` (0..1, threshold 0.5) and ``is_anomaly`` (0/1).
+    """
     inputs = Schema(
         [ColSpec("string", timestamp_column, required=False), ColSpec("string", SERIES_COLUMN, required=False)]
         + [ColSpec("double", column) for column in value_columns]
@@ -36,8 +46,20 @@ def serving_signature(timestamp_column: str, value_columns: tuple[str, ...]) -> 
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def save_detectors(detectors: dict[str, SeriesDetector], timestamp_column, value_columns, workdir) -> str:
-    """Write the calibrated per-series detectors as JSON; returns the path."""
+def save_detectors(
+    detectors: dict[str, SeriesDetector], timestamp_column: str, value_columns: tuple[str, ...], workdir: str | Path
+) -> str:
+    """Write the calibrated per-series detectors as JSON (``detectors.json``, an artifact of the model).
+
+    Args:
+        detectors: ``{series name: detector}``.
+        timestamp_column: the timestamp column of the training data.
+        value_columns: the value columns of the training data.
+        workdir: the folder to write into.
+
+    Returns:
+        The file's path.
+    """
     path = Path(workdir) / "detectors.json"
     state = {
         "timestamp_column": timestamp_column,
@@ -46,6 +68,28 @@ def save_detectors(detectors: dict[str, SeriesDetector], timestamp_column, value
     }
     path.write_text(json.dumps(state))
     return str(path)
+
+
+def request_frame(
+    series: Series, timestamp_column: str, value_columns: tuple[str, ...], series_name: str | None = None
+) -> pd.DataFrame:
+    """A served-model request holding all of a series.
+
+    Args:
+        series: the series.
+        timestamp_column: the request's timestamp column (the served model's).
+        value_columns: the request's value columns (the served model's).
+        series_name: written in a ``series`` column when given. Default: ``None``, no such column.
+
+    Returns:
+        The timestamp as text, the ``series`` column (when named), then the value columns.
+    """
+    out = pd.DataFrame({timestamp_column: series.timestamps.astype(str)})
+    if series_name is not None:
+        out[SERIES_COLUMN] = series_name
+    for index, column in enumerate(value_columns):
+        out[column] = series.values[:, index]
+    return out
 
 
 class AnomalyServingModel(KerasServingModel):
@@ -57,7 +101,8 @@ class AnomalyServingModel(KerasServingModel):
     between alerts starts afresh with each request; the likelihood's history and the value and
     seasonal checks' past values start from the training prefix, as if the request followed it."""
 
-    def load_preprocessing(self, context):
+    def load_preprocessing(self, context) -> None:
+        """Read the per-series detectors (``detectors.json``) from the model's artifacts."""
         state = json.loads(Path(context.artifacts["detectors"]).read_text())
         self.timestamp_column = state["timestamp_column"]
         self.value_columns = state["value_columns"]
@@ -82,7 +127,8 @@ class AnomalyServingModel(KerasServingModel):
             )
         return next(iter(self.detectors.values()))
 
-    def serve(self, model_input):
+    def serve(self, model_input) -> pd.DataFrame:
+        """Score a request (see the class docstring); a bad one raises ``DataError`` naming the row or column."""
         frame = pd.DataFrame(model_input)
         missing = [column for column in self.value_columns if column not in frame.columns]
         if missing:
@@ -111,3 +157,36 @@ class AnomalyServingModel(KerasServingModel):
         if self.timestamp_column in frame.columns:
             out.insert(0, self.timestamp_column, frame[self.timestamp_column].astype(str).to_numpy()[start:])
         return out
+
+
+def read_request(path: str | Path, timestamp_column: str, value_columns: tuple[str, ...]) -> pd.DataFrame:
+    """A CSV of one series for ``predict``, checked as training data is.
+
+    The served model's timestamp and value columns, timestamps parsed and ascending (a repeated one
+    dropped), values numbers (short gaps filled); errors name the file, line and column. A
+    ``series`` column, when present, must name one series. The separator (``,`` or ``;``) is read
+    from the header.
+
+    Args:
+        path: the CSV file.
+        timestamp_column: the served model's timestamp column.
+        value_columns: the served model's value columns.
+
+    Returns:
+        The request (``request_frame``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:  # read_csv_strings reports bad bytes
+        header = next((line for line in handle if line.strip()), "")
+    separator = ";" if header.count(";") > header.count(",") else ","
+    frame, lines = read_csv_strings(path, separator)
+    value_columns = list(value_columns)
+    series = build_series(frame, lines, str(path), path.name, timestamp_column, value_columns)
+    if SERIES_COLUMN not in frame.columns:
+        return request_frame(series, timestamp_column, value_columns)
+    names = frame[SERIES_COLUMN].dropna().unique()
+    if len(names) != 1:
+        raise DataError(f"{path}: column '{SERIES_COLUMN}' must name one series; found {', '.join(names[:5])}")
+    return request_frame(series, timestamp_column, value_columns, names[0])

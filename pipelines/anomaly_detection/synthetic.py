@@ -29,7 +29,11 @@ VERSION = 1
 
 
 def default_root() -> Path:
-    """Where the synthetic set is cached: ``$XDG_CACHE_HOME`` (or ``~/.cache``)/lstm-pipelines/..."""
+    """Where the synthetic set is cached.
+
+    Returns:
+        ``$XDG_CACHE_HOME`` (or ``~/.cache``)``/lstm-pipelines/synthetic_nab_v<VERSION>_seed<SEED>``.
+    """
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "lstm-pipelines" / f"synthetic_nab_v{VERSION}_seed{SEED}"
 
@@ -126,7 +130,15 @@ def synthetic_series(kind: str, rows: int, rng: np.random.Generator) -> tuple[np
 
 
 def nab_windows(stamps: pd.DatetimeIndex, onsets: list[int]) -> list[list[str]]:
-    """NAB-style windows: centred on each onset, 10% of the series divided by the anomaly count."""
+    """NAB-style windows: centred on each onset, 10% of the series divided by the anomaly count.
+
+    Args:
+        stamps: the series' timestamps.
+        onsets: rows where its anomalies start.
+
+    Returns:
+        ``[start, end]`` timestamps per window, as in NAB's ``combined_windows.json``.
+    """
     if not onsets:
         return []
     half = int(0.1 * len(stamps) / len(onsets)) // 2

@@ -9,8 +9,8 @@ import pytest
 from pipelines.anomaly_detection.synthetic import write_synthetic_nab
 
 # Settings that fit the 400-row series below: a 120-row prefix, 84 of them for training.
-# The prediction detector, unless a test says otherwise: some tests search data.window, which only it allows.
-TINY_DATA = ["data.detector=prediction", "data.window=8", "data.train_fraction=0.3", "data.train_max_rows=null"]
+# The prediction detector, unless a test says otherwise: some tests search features.window, which only it allows.
+TINY_DATA = ["model.detector=prediction", "features.window=8", "data.train_fraction=0.3", "data.train_max_rows=null"]
 
 
 @pytest.fixture(autouse=True)

@@ -15,13 +15,13 @@ from tests.helpers import serve_logged_example
 TINY = [
     *TINY_DATA,
     "data.series=[spikes]",
-    "data.cooldown=5",
-    "data.prediction_steps=3",
+    "detection.cooldown=5",
+    "model.prediction_steps=3",
     "train.epochs=2",
     "train.verbose=0",
     "model.units=4",
     "search.space={model.variant: {type: categorical, choices: [lstm, gru]}, "
-    "data.window: {type: categorical, choices: [6, 8]}}",
+    "features.window: {type: categorical, choices: [6, 8]}}",
 ]
 
 
@@ -46,7 +46,7 @@ def test_tune_register_and_serve_the_champion(nab_root, tmp_path):
 
     # The champion takes raw values of a window and answers scores and flags.
     model = mlflow.pyfunc.load_model("models:/anomaly_detection@champion")
-    window = int(result.best_trial.params["data.window"])
+    window = int(result.best_trial.params["features.window"])
     first = window + 3 - 1  # the first row with a score: three forecasts of it are needed
     rows = pd.read_csv(nab_root / "data" / "synthetic" / "spikes.csv").tail(first + 20)
     out = model.predict(rows)

@@ -9,10 +9,9 @@ import pandas as pd
 import pytest
 
 from pipelines import training
-from pipelines.anomaly_detection.data import AnomalySource, load_nab
+from pipelines.anomaly_detection.data import AnomalySource, load_nab, prefix_rows
 from pipelines.anomaly_detection.evaluation import LABEL_METRICS, report
-from pipelines.anomaly_detection.task import TASK
-from pipelines.anomaly_detection.windows import prefix_rows
+from pipelines.anomaly_detection.task import MOVED_KEYS, TASK
 from pipelines.config import load_config
 from pipelines.errors import ConfigError, DataError
 from tests.anomaly_detection.conftest import TINY_DATA, sensor_frame
@@ -27,13 +26,16 @@ def config_for(root, *overrides):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("data.detector=isolation", r"data.detector: expected one of prediction, reconstruction"),
+        ("model.detector=isolation", r"model.detector: expected one of prediction, reconstruction"),
+        ("model.prediction_steps=0", r"model.prediction_steps: expected a positive integer"),
+        ("model.units=0", r"model.units: expected a positive integer"),
         ("data.format=xml", r"data.format: expected one of nab, csv"),
         ("data.separator=|", r"data.separator: expected one of"),
-        ("data.window=1", r"data.window: expected an integer >= 2"),
-        ("data.threshold_quantile=0.2", r"data.threshold_quantile: expected a value in \[0.5, 1\]"),
+        ("features.window=1", r"features.window: expected an integer >= 2"),
+        ("detection.threshold_quantile=0.2", r"detection.threshold_quantile: expected a value in \[0.5, 1\]"),
+        ("detection.scoring=fancy", r"detection.scoring: expected one of likelihood, raw"),
         ("data.val_fraction=1.5", r"data.val_fraction: expected a fraction"),
-        ("data.cooldown=-1", r"data.cooldown: expected an integer >= 0"),
+        ("detection.cooldown=-1", r"detection.cooldown: expected an integer >= 0"),
         ("data.format=csv", r"data.path: format csv needs a CSV file or folder"),
         ("data.windw=3", r"data.windw: unknown key"),
     ],
@@ -44,20 +46,62 @@ def test_bad_config_names_the_key(override, message):
 
 
 @pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.cooldown=5", r"^data.cooldown: moved to detection.cooldown \(given by --set 'data.cooldown=5'\)$"),
+        ("data.window=8", r"^data.window: moved to features.window"),
+        ("data.detector=prediction", r"^data.detector: moved to model.detector"),
+        ("data.prediction_steps=2", r"^data.prediction_steps: moved to model.prediction_steps"),
+        ("search.space={data.window: {type: int, low: 4, high: 8}}", r"^search.space.data.window: moved to features"),
+    ],
+)
+def test_an_old_key_names_its_new_place(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(TASK.config_class, None, [override])
+
+
+def test_every_old_data_key_is_mapped_to_a_key_of_the_config():
+    config = load_config(TASK.config_class, None, [])
+    old_data_keys = {"window", "detector", "prediction_steps", "scoring", "likelihood_history", "likelihood_average",
+                     "likelihood_threshold", "record_history", "value_gaussian", "seasonal_days",
+                     "threshold_quantile", "spatial_tolerance", "cooldown"}  # fmt: skip
+    assert set(MOVED_KEYS) == {f"data.{key}" for key in old_data_keys}
+    for new in MOVED_KEYS.values():
+        group, key = new.split(".")
+        assert hasattr(getattr(config, group), key), new
+        assert not hasattr(config.data, key), new
+
+
+@pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["search.space={data.prediction_steps: {type: int, low: 1, high: 3}}"], r"search.space.data.prediction_steps"),
-        (["search.space={data.detector: {type: categorical, choices: [prediction]}}"], r"search.space.data.detector"),
         (
-            ["data.detector=reconstruction", "search.space={data.window: {type: categorical, choices: [8, 12]}}"],
-            r"search.space.data.window: with the reconstruction detector",
+            ["search.space={model.prediction_steps: {type: int, low: 1, high: 3}}"],
+            r"search.space.model.prediction_steps: trials that differ",
+        ),
+        (
+            ["search.space={model.detector: {type: categorical, choices: [prediction]}}"],
+            r"search.space.model.detector: trials that differ",
+        ),
+        (
+            ["search.space={data.val_fraction: {type: float, low: 0.2, high: 0.4}}"],
+            r"search.space.data.val_fraction: trials that differ .* searchable keys outside model and train: "
+            r"features.window",
+        ),
+        (
+            ["search.space={detection.cooldown: {type: int, low: 5, high: 50}}"],
+            r"search.space.detection.cooldown: the detection settings do not change val_mse",
+        ),
+        (
+            ["model.detector=reconstruction", "search.space={features.window: {type: categorical, choices: [8, 12]}}"],
+            r"search.space.features.window: with the reconstruction detector",
         ),
     ],
 )
 def test_search_space_keeps_the_objective_comparable(nab_root, overrides, message):
     with pytest.raises(ConfigError, match=message):
         TASK.load_source(config_for(nab_root, *overrides))
-    ok = config_for(nab_root, "search.space={data.window: {type: categorical, choices: [8, 12]}}")
+    ok = config_for(nab_root, "search.space={features.window: {type: categorical, choices: [8, 12]}}")
     assert len(TASK.load_source(ok).series) == 5
 
 
@@ -82,12 +126,12 @@ def test_later_rows_never_reach_training_or_the_scaler(nab_root):
     again = TASK.prepare(config, source)
     np.testing.assert_array_equal(again.x_train, data.x_train)
     np.testing.assert_array_equal(again.y_train, data.y_train)
-    np.testing.assert_array_equal(again.parts[0].scaler.mean, first.scaler.mean)
+    np.testing.assert_array_equal(again.parts[0].scaler.mean_, first.scaler.mean_)
     assert not np.array_equal(again.x_val, data.x_val)
 
 
 def test_too_short_prefix_names_the_series(nab_root):
-    config = config_for(nab_root, "data.window=80")
+    config = config_for(nab_root, "features.window=80")
     with pytest.raises(DataError, match=r"series synthetic/.*normal prefix has .* rows.*window=80"):
         TASK.prepare(config, TASK.load_source(config))
 
@@ -102,7 +146,7 @@ def _fit(config):
 
 @pytest.mark.parametrize("detector", ["prediction", "reconstruction"])
 def test_evaluation_reports_nab_baselines_tables_and_plots(nab_root, detector):
-    config = config_for(nab_root, f"data.detector={detector}", "data.prediction_steps=2", "data.cooldown=10")
+    config = config_for(nab_root, f"model.detector={detector}", "model.prediction_steps=2", "detection.cooldown=10")
     source, data, model = _fit(config)
     evaluation = TASK.evaluate(model, data, config)
     metrics = evaluation.metrics
@@ -128,7 +172,7 @@ def test_evaluation_reports_nab_baselines_tables_and_plots(nab_root, detector):
 
 def test_series_without_labels_count_only_in_the_alarm_rate(nab_root):
     """A series missing from the labels file: its alerts are neither right nor wrong."""
-    config = config_for(nab_root, "data.cooldown=10")
+    config = config_for(nab_root, "detection.cooldown=10")
     _, data, model = _fit(config)
     TASK.evaluate(model, data, config)
     outcomes = data.outcomes
@@ -151,7 +195,7 @@ def test_series_without_labels_count_only_in_the_alarm_rate(nab_root):
 
 
 def test_served_model_scores_a_series_like_the_evaluation(nab_root, tmp_path):
-    config = config_for(nab_root, "data.series=[spikes]", "data.cooldown=5")
+    config = config_for(nab_root, "data.series=[spikes]", "detection.cooldown=5")
     source, data, model = _fit(config)
     TASK.evaluate(model, data, config)
     bundle = TASK.serving_bundle(model, data, tmp_path)

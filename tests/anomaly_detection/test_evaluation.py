@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from pipelines.anomaly_detection.metrics import always_alerts, event_counts, eventwise, pointwise, random_alerts
+from pipelines.anomaly_detection.baselines import always_alerts, random_alerts
+from pipelines.anomaly_detection.evaluation import event_counts, eventwise, pointwise
 
 
 def test_pointwise_has_no_point_adjustment():

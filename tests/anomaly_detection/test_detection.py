@@ -1,4 +1,4 @@
-"""Error features, Gaussian scoring, calibration, cooldown and the online property of the scores."""
+"""Detection: error features, Gaussian scoring, calibration, cooldown and the online property of the scores."""
 
 import json
 import math
@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from lstm_models import build_model
-from pipelines.anomaly_detection.detectors import (
+from pipelines.anomaly_detection.detection import (
     Gaussian,
     Likelihood,
     SeriesDetector,
@@ -20,8 +20,8 @@ from pipelines.anomaly_detection.detectors import (
     spatial_anomalies,
     value_distances,
 )
-from pipelines.anomaly_detection.task import AnomalyDataConfig
-from pipelines.anomaly_detection.windows import Scaler
+from pipelines.anomaly_detection.features import fit_scaler, scaler_from_state
+from pipelines.anomaly_detection.task import DetectionConfig
 from pipelines.errors import ConfigError
 
 
@@ -81,7 +81,7 @@ def test_spatial_check_flags_values_beyond_the_range_seen_before_them():
 
 def test_spatial_check_alerts_where_the_likelihood_stays_quiet():
     rng = np.random.default_rng(8)
-    scaler = Scaler(np.zeros(1), np.ones(1))
+    scaler = scaler_from_state(np.zeros(1), np.ones(1))
     prefix = rng.uniform(10.0, 20.0, (200, 1))
     val = rng.standard_normal((100, 1))
     spatial = calibrate(
@@ -98,24 +98,26 @@ def test_spatial_check_alerts_where_the_likelihood_stays_quiet():
     assert not plain.detect_scores(scores, first_row=200, values=values).alert.any()
     assert not spatial.detect_scores(scores, first_row=251, values=values).alert[:251].any()
     for share in (-0.1, math.inf):
-        with pytest.raises(ConfigError, match="data.spatial_tolerance: expected a share >= 0 or null"):
-            AnomalyDataConfig(spatial_tolerance=share)
-    with pytest.raises(ConfigError, match="data.likelihood_threshold: expected a z-score > 0, got inf"):
-        AnomalyDataConfig(likelihood_threshold=math.inf)  # would never alert
-    with pytest.raises(ConfigError, match="data.likelihood_history: expected an integer >= 10, got 9"):
-        AnomalyDataConfig(likelihood_history=9)  # the rolling statistics need 10 scores: it failed after training
+        with pytest.raises(ConfigError, match="detection.spatial_tolerance: expected a share >= 0 or null"):
+            DetectionConfig(spatial_tolerance=share)
+    with pytest.raises(ConfigError, match="detection.likelihood_threshold: expected a z-score > 0, got inf"):
+        DetectionConfig(likelihood_threshold=math.inf)  # would never alert
+    with pytest.raises(ConfigError, match="detection.likelihood_history: expected an integer >= 10, got 9"):
+        DetectionConfig(likelihood_history=9)  # the rolling statistics need 10 scores: it failed after training
 
 
 def test_threshold_is_the_validation_quantile_and_maps_to_one_half():
     val = np.random.default_rng(3).standard_normal((1000, 1))
-    detector = calibrate("s", "prediction", 4, 1, 0, Scaler(np.zeros(1), np.ones(1)), val, 0.95)
+    detector = calibrate("s", "prediction", 4, 1, 0, scaler_from_state(np.zeros(1), np.ones(1)), val, 0.95)
     val_scores = detector.scores(val)
     assert detector.threshold == pytest.approx(np.quantile(val_scores, 0.95))
     detection = detector.detect_scores(val_scores)
     assert detection.alert.mean() == pytest.approx(0.05, abs=0.002)
     assert (detection.anomaly_score[detection.alert] >= 0.5).all()
     assert (detection.anomaly_score[~detection.alert] < 0.5).all()
-    constant = calibrate("c", "reconstruction", 4, 1, 3, Scaler(np.zeros(1), np.ones(1)), np.ones((50, 1)), 0.99)
+    constant = calibrate(
+        "c", "reconstruction", 4, 1, 3, scaler_from_state(np.zeros(1), np.ones(1)), np.ones((50, 1)), 0.99
+    )
     assert not constant.detect_scores(np.ones(50)).alert.any(), "a score equal to the threshold is not an alert"
 
 
@@ -123,7 +125,7 @@ def test_threshold_is_the_validation_quantile_and_maps_to_one_half():
 def test_detector_round_trips_through_json_state(scoring):
     val = np.random.default_rng(4).standard_normal((200, 2))
     detector = calibrate(
-        "s", "prediction", 4, 2, 5, Scaler(np.ones(1), 2 * np.ones(1)), val, 0.99, scoring=scoring,
+        "s", "prediction", 4, 2, 5, scaler_from_state(np.ones(1), 2 * np.ones(1)), val, 0.99, scoring=scoring,
         record_history=7, value_gaussian=True, seasonal_periods=(5,), spatial_tolerance=0.05,
         prefix_values=np.random.default_rng(6).standard_normal((40, 1)),
     )  # fmt: skip
@@ -174,7 +176,7 @@ def test_likelihood_follows_drifting_errors_where_a_fixed_threshold_floods():
     # Errors whose scale drifts up fivefold (a series that slowly changes), then one sudden burst.
     drift = rng.standard_normal((3000, 1)) * np.linspace(1.0, 5.0, 3000)[:, None]
     drift[2500:2505] += 60.0
-    scaler = Scaler(np.zeros(1), np.ones(1))
+    scaler = scaler_from_state(np.zeros(1), np.ones(1))
     raw = calibrate("s", "prediction", 4, 1, 50, scaler, val, 1.0, scoring="raw")
     likely = calibrate("s", "prediction", 4, 1, 50, scaler, val, 1.0, scoring="likelihood", likelihood_threshold=4)
     raw_alerts = raw.detect_scores(raw.scores(drift)).alert
@@ -195,7 +197,7 @@ def test_scores_are_online_later_values_never_change_earlier_scores(detector, st
     head = "regression" if detector == "prediction" else "reconstruction"
     model = build_model("lstm", (window, 2), head=head, output_dim=2 * steps if head == "regression" else 2, units=4)
     predict = lambda x: model.predict(x, verbose=0)  # noqa: E731
-    scaler = Scaler.fit(values[:60])
+    scaler = fit_scaler(values[:60])
     features = error_features(predict, scaler.transform(values), detector, window, steps)
     scorer = calibrate(
         "s", detector, window, steps, 5, scaler, features[30:60], 0.8, scoring=scoring, likelihood_threshold=1.0,
@@ -232,7 +234,7 @@ def test_record_rule_silences_a_burst_no_larger_than_a_recent_one():
     val = rng.standard_normal((200, 1))
     errors = rng.standard_normal((2000, 1))
     errors[[500, 900, 1700]] = 12.0  # three equal bursts; the third comes 800 rows after the second
-    scaler = Scaler(np.zeros(1), np.ones(1))
+    scaler = scaler_from_state(np.zeros(1), np.ones(1))
     settings = dict(scoring="likelihood", likelihood_average=1, likelihood_threshold=4.0)
     plain = calibrate("s", "prediction", 4, 1, 10, scaler, val, 1.0, **settings)
     recorded = calibrate("s", "prediction", 4, 1, 10, scaler, val, 1.0, record_history=500, **settings)
@@ -241,8 +243,8 @@ def test_record_rule_silences_a_burst_no_larger_than_a_recent_one():
     assert kept.alert[500] and kept.alert[1700], "the first, and one the 500 rows before have not seen"
     assert not kept.alert[900] and found.level[900] > 4.0, "as unlikely, but no larger than the one at 500"
     assert not kept.alert[~found.alert].any()
-    with pytest.raises(ConfigError, match="data.record_history: expected an integer >= 0"):
-        AnomalyDataConfig(record_history=-1)
+    with pytest.raises(ConfigError, match="detection.record_history: expected an integer >= 0"):
+        DetectionConfig(record_history=-1)
 
 
 def test_value_distances_are_the_windowed_gaussian_of_the_values_before():
@@ -265,7 +267,7 @@ def test_value_check_finds_a_level_shift_the_network_reconstructs_well():
     values = rng.normal(10.0, 1.0, (1300, 1))
     values[1000:] += 8.0  # a level shift, still inside the range the prefix has seen ...
     values[100] = 40.0  # ... which includes one spike
-    scaler = Scaler(np.zeros(1), np.ones(1))
+    scaler = scaler_from_state(np.zeros(1), np.ones(1))
     val = rng.standard_normal((100, 1))
     settings = dict(scoring="likelihood", likelihood_threshold=4.0, spatial_tolerance=0.05, prefix_values=values[:300])
     checked = calibrate("s", "reconstruction", 4, 1, 100, scaler, val, 1.0, value_gaussian=True, **settings)
@@ -299,7 +301,7 @@ def test_seasonal_check_finds_a_day_that_departs_from_the_days_before():
     hours = np.arange(24 * 60)
     values = (10 + 5 * np.sin(2 * np.pi * hours / 24) + 0.2 * rng.standard_normal(len(hours)))[:, None]
     values[24 * 50 + 4 : 24 * 50 + 9] = 10.0  # one morning's peak is missing: a value seen every day
-    scaler = Scaler(np.zeros(1), np.ones(1))
+    scaler = scaler_from_state(np.zeros(1), np.ones(1))
     val = rng.standard_normal((100, 1))
     settings = dict(scoring="likelihood", value_gaussian=True, spatial_tolerance=0.05, prefix_values=values[:300])
     plain = calibrate("s", "reconstruction", 4, 1, 24, scaler, val, 1.0, **settings)
@@ -315,7 +317,7 @@ def test_seasonal_check_finds_a_day_that_departs_from_the_days_before():
 
 def test_seasonal_periods_come_from_the_median_time_step():
     from pipelines.anomaly_detection.data import Series
-    from pipelines.anomaly_detection.task import seasonal_periods
+    from pipelines.anomaly_detection.detection import seasonal_periods
 
     def series(freq):
         stamps = pd.date_range("2024-01-01", periods=50, freq=freq)
@@ -325,5 +327,5 @@ def test_seasonal_periods_come_from_the_median_time_step():
     assert seasonal_periods(series("1h"), [7, 1, 1]) == (24, 168)
     assert seasonal_periods(series("1D"), [1, 7]) == (7,), "a one-row period is no season"
     for bad in ([0], ["1"], 7, [True]):
-        with pytest.raises(ConfigError, match="data.seasonal_days: expected a list of positive numbers of days"):
-            AnomalyDataConfig(seasonal_days=bad)
+        with pytest.raises(ConfigError, match="detection.seasonal_days: expected a list of positive numbers of days"):
+            DetectionConfig(seasonal_days=bad)

@@ -1,5 +1,9 @@
 """From a trained network to per-row anomaly scores and alerts, using only data up to each row.
 
+The settings are the config's ``detection`` group (``scoring``, ``likelihood_*``, ``record_history``,
+``value_gaussian``, ``seasonal_days``, ``threshold_quantile``, ``spatial_tolerance``, ``cooldown``);
+``detect_all`` calibrates and scores every series of a prepared task.
+
 Prediction detector (Malhotra et al. 2015, "Long Short Term Memory Networks for Anomaly Detection in
 Time Series"): row ``t`` is forecast ``steps`` times, from the windows ending at rows
 ``t - 1, ..., t - steps``. Its error vector ``e(t)`` (``steps * features`` values) is scored by its
@@ -47,14 +51,27 @@ alert is held just below 0.5 (and that of an alert at 0.5 or more), so NAB's own
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit
 from scipy.stats import multivariate_normal
+from sklearn.preprocessing import StandardScaler
 
-from pipelines.anomaly_detection.windows import Scaler, first_scored_row, sliding_windows
+from pipelines.anomaly_detection.data import Series
+from pipelines.anomaly_detection.features import first_scored_row, scale, scaler_from_state, sliding_windows
+from pipelines.anomaly_detection.nab_scoring import probationary_length
+
+if TYPE_CHECKING:
+    import keras
+
+    from pipelines.anomaly_detection.task import AnomalySplits, DetectionConfig
+
+Predict = Callable[[np.ndarray], np.ndarray]
 
 JUST_BELOW_HALF = float(np.nextafter(0.5, 0.0))
 SCORINGS = ("likelihood", "raw")
@@ -168,6 +185,14 @@ class Gaussian:
 
     @classmethod
     def fit(cls, errors: np.ndarray) -> Gaussian:
+        """Fit on error vectors.
+
+        Args:
+            errors: ``(rows, dims)`` error vectors (no NaN rows).
+
+        Returns:
+            A ``Gaussian``.
+        """
         errors = np.asarray(errors, dtype=np.float64)
         cov = np.atleast_2d(np.cov(errors, rowvar=False))
         # A small ridge keeps near-perfect forecasts (a flat line) from giving a singular covariance.
@@ -175,7 +200,14 @@ class Gaussian:
         return cls(mean=errors.mean(axis=0), cov=cov + ridge * np.eye(len(cov)))
 
     def nll(self, errors: np.ndarray) -> np.ndarray:
-        """Negative log-likelihood of each row of ``errors``."""
+        """Negative log-likelihood of each row of ``errors``.
+
+        Args:
+            errors: ``(rows, dims)`` error vectors.
+
+        Returns:
+            One value per row.
+        """
         return -np.atleast_1d(multivariate_normal(self.mean, self.cov).logpdf(errors))
 
 
@@ -194,7 +226,7 @@ class Detection:
     seasonal_level: np.ndarray  # the highest level of the seasonal checks whose record rule passes (NaN: none)
 
 
-def error_features(predict, scaled: np.ndarray, detector: str, window: int, steps: int) -> np.ndarray:
+def error_features(predict: Predict, scaled: np.ndarray, detector: str, window: int, steps: int) -> np.ndarray:
     """Per-row errors of the network; NaN rows before ``first_scored_row``.
 
     Args:
@@ -263,7 +295,15 @@ def spatial_anomalies(
 
 
 def alerts_with_cooldown(candidates: np.ndarray, cooldown: int) -> np.ndarray:
-    """Keep a candidate unless an alert was kept in the ``cooldown`` rows before it."""
+    """Keep a candidate unless an alert was kept in the ``cooldown`` rows before it.
+
+    Args:
+        candidates: bool per row: the rows whose level is above the threshold.
+        cooldown: rows after an alert in which no new alert is raised.
+
+    Returns:
+        The alerts, bool per row.
+    """
     alert = np.zeros(len(candidates), dtype=bool)
     last = -cooldown - 1
     for i in np.flatnonzero(candidates):
@@ -282,7 +322,7 @@ class SeriesDetector:
     window: int
     steps: int
     cooldown: int
-    scaler: Scaler
+    scaler: StandardScaler
     threshold: float
     spread: float
     gaussian: Gaussian | None = None
@@ -296,14 +336,30 @@ class SeriesDetector:
 
     @property
     def first_row(self) -> int:
+        """The first row with a score (``first_scored_row``)."""
         return first_scored_row(self.detector, self.window, self.steps)
 
-    def features(self, predict, values: np.ndarray) -> np.ndarray:
-        """Error features of raw ``values`` ``(rows, features)``."""
-        return error_features(predict, self.scaler.transform(values), self.detector, self.window, self.steps)
+    def features(self, predict: Predict, values: np.ndarray) -> np.ndarray:
+        """Error features of raw values.
+
+        Args:
+            predict: the network's ``predict``.
+            values: raw values ``(rows, features)``, oldest first.
+
+        Returns:
+            ``error_features`` of the scaled values.
+        """
+        return error_features(predict, scale(self.scaler, values), self.detector, self.window, self.steps)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
-        """Raw anomaly scores (Gaussian NLL or reconstruction MSE); NaN where undefined."""
+        """Raw anomaly scores (Gaussian NLL or reconstruction MSE).
+
+        Args:
+            features: ``error_features`` rows.
+
+        Returns:
+            One score per row; NaN where the features are undefined.
+        """
         score = np.full(len(features), np.nan)
         defined = ~np.isnan(features).any(axis=1)
         if defined.any():
@@ -312,7 +368,14 @@ class SeriesDetector:
         return score
 
     def levels(self, score: np.ndarray) -> np.ndarray:
-        """What the threshold applies to: the likelihood's z-scores, or the raw scores."""
+        """What the threshold applies to: the likelihood's z-scores, or the raw scores.
+
+        Args:
+            score: raw scores of consecutive rows, oldest first.
+
+        Returns:
+            One level per row.
+        """
         return self.likelihood.levels(score) if self.likelihood is not None else np.asarray(score, dtype=np.float64)
 
     def detect_scores(self, score: np.ndarray, first_row: int = 0, values: np.ndarray | None = None) -> Detection:
@@ -323,6 +386,9 @@ class SeriesDetector:
             first_row: rows before it (the training prefix) get no level and no alert.
             values: the raw values ``(rows, features)`` of the same rows, for the spatial, value and
                 seasonal checks; ``None`` skips them.
+
+        Returns:
+            A ``Detection``.
         """
         level = np.full(len(score), np.nan)
         level[first_row:] = self.levels(score[first_row:])
@@ -358,18 +424,31 @@ class SeriesDetector:
         anomaly_score = np.where(alert, np.maximum(anomaly_score, 0.5), np.minimum(anomaly_score, JUST_BELOW_HALF))
         return Detection(score, level, anomaly_score, alert, spatial, record, value_level, value_record, seasonal_level)
 
-    def detect(self, predict, values: np.ndarray) -> Detection:
-        """Score raw ``values`` ``(rows, features)`` of this series, oldest first."""
+    def detect(self, predict: Predict, values: np.ndarray) -> Detection:
+        """Score raw values of this series.
+
+        Args:
+            predict: the network's ``predict``.
+            values: raw values ``(rows, features)``, oldest first.
+
+        Returns:
+            A ``Detection``.
+        """
         return self.detect_scores(self.scores(self.features(predict, values)), values=values)
 
     def to_dict(self) -> dict:
+        """The detector as JSON-ready values (the served model's ``detectors.json``).
+
+        Returns:
+            A dict that ``from_dict`` reads back.
+        """
         state = {
             "name": self.name,
             "detector": self.detector,
             "window": self.window,
             "steps": self.steps,
             "cooldown": self.cooldown,
-            "scaler": {"mean": self.scaler.mean.tolist(), "scale": self.scaler.scale.tolist()},
+            "scaler": {"mean": self.scaler.mean_.tolist(), "scale": self.scaler.scale_.tolist()},
             "threshold": self.threshold,
             "spread": self.spread,
             "gaussian": None,
@@ -389,6 +468,14 @@ class SeriesDetector:
 
     @classmethod
     def from_dict(cls, state: dict) -> SeriesDetector:
+        """The detector ``to_dict`` wrote (also one logged before the record rule or the value checks).
+
+        Args:
+            state: what ``to_dict`` returned.
+
+        Returns:
+            A ``SeriesDetector``.
+        """
         gaussian = state["gaussian"]
 
         def likelihood(key):
@@ -402,7 +489,7 @@ class SeriesDetector:
             window=int(state["window"]),
             steps=int(state["steps"]),
             cooldown=int(state["cooldown"]),
-            scaler=Scaler(np.asarray(state["scaler"]["mean"]), np.asarray(state["scaler"]["scale"])),
+            scaler=scaler_from_state(state["scaler"]["mean"], state["scaler"]["scale"]),
             threshold=float(state["threshold"]),
             spread=float(state["spread"]),
             gaussian=None if gaussian is None else Gaussian(np.asarray(gaussian["mean"]), np.asarray(gaussian["cov"])),
@@ -417,7 +504,14 @@ class SeriesDetector:
 
 
 def likelihood_state(likelihood: Likelihood) -> dict:
-    """A likelihood as JSON-ready values."""
+    """A likelihood as JSON-ready values.
+
+    Args:
+        likelihood: the likelihood.
+
+    Returns:
+        A dict that ``likelihood_from_state`` reads back.
+    """
     return {
         "history": likelihood.history,
         "average": likelihood.average,
@@ -427,7 +521,14 @@ def likelihood_state(likelihood: Likelihood) -> dict:
 
 
 def likelihood_from_state(state: dict) -> Likelihood:
-    """The likelihood ``likelihood_state`` wrote (``record`` 0 when missing: models logged before it)."""
+    """The likelihood ``likelihood_state`` wrote (``record`` 0 when missing: models logged before it).
+
+    Args:
+        state: what ``likelihood_state`` returned.
+
+    Returns:
+        A ``Likelihood``.
+    """
     seed = np.asarray(state["seed"], dtype=np.float64)
     return Likelihood(int(state["history"]), int(state["average"]), seed, int(state.get("record", 0)))
 
@@ -438,7 +539,7 @@ def calibrate(
     window: int,
     steps: int,
     cooldown: int,
-    scaler: Scaler,
+    scaler: StandardScaler,
     val_features: np.ndarray,
     quantile: float,
     *,
@@ -455,6 +556,12 @@ def calibrate(
     """Fit the Gaussian (prediction detector) and the threshold on validation errors.
 
     Args:
+        name: the series.
+        detector: ``"prediction"`` or ``"reconstruction"``.
+        window: input window length.
+        steps: forecast steps (prediction detector).
+        cooldown: rows after an alert in which no new alert is raised.
+        scaler: the series' scaler (fitted on its training rows).
         val_features: error features of the validation rows (no NaN rows).
         quantile: quantile of the validation scores used as the threshold (``raw`` scoring).
         scoring: ``"likelihood"`` or ``"raw"`` (see the module docstring).
@@ -505,3 +612,131 @@ def calibrate(
     spread = series.threshold - float(np.median(val_scores))
     series.spread = spread if spread > 0 else 1e-9 * max(1.0, abs(series.threshold))
     return series
+
+
+@dataclass(eq=False)
+class SeriesOutcome:
+    """One series after detection: its calibrated detector, its detection and its split rows."""
+
+    series: Series
+    detector: SeriesDetector
+    detection: Detection
+    n_train: int
+    n_prefix: int
+
+    @property
+    def scored_from(self) -> int:
+        """First row the test metrics score: ``max(NAB probationary period, training prefix)``."""
+        return max(probationary_length(len(self.series)), self.n_prefix)
+
+
+def detect_all(model: keras.Model, data: AnomalySplits) -> tuple[list[SeriesOutcome], dict[str, float]]:
+    """Calibrate and score every series of prepared data with ``data.detection``'s settings.
+
+    Args:
+        model: the trained network.
+        data: the task's prepared splits.
+
+    Returns:
+        ``(outcomes, stats)``: one ``SeriesOutcome`` per series, and the validation rows' summed
+        ``error_sum``, ``error_count``, ``alarms`` and ``rows``.
+    """
+    predict = lambda x: model.predict(x, batch_size=1024, verbose=0)  # noqa: E731
+    settings, detector_kind, window, steps = data.detection, data.detector, data.window, data.steps
+    outcomes = []
+    stats = {"error_sum": 0.0, "error_count": 0, "alarms": 0, "rows": 0}
+    for part in data.parts:
+        features = error_features(predict, part.scaled, detector_kind, window, steps)
+        val_first = part.n_train if detector_kind == "prediction" else part.n_train + window - 1
+        val_features = features[val_first : part.n_prefix]
+        detector = calibrate(
+            part.series.name, detector_kind, window, steps, settings.cooldown,
+            part.scaler, val_features, settings.threshold_quantile, scoring=settings.scoring,
+            likelihood_history=settings.likelihood_history, likelihood_average=settings.likelihood_average,
+            likelihood_threshold=settings.likelihood_threshold, record_history=settings.record_history,
+            value_gaussian=settings.value_gaussian,
+            seasonal_periods=seasonal_periods(part.series, settings.seasonal_days),
+            spatial_tolerance=settings.spatial_tolerance,
+            prefix_values=part.series.values[: part.n_prefix],
+        )  # fmt: skip
+        scores = detector.scores(features)
+        detection = detector.detect_scores(scores, first_row=part.n_prefix, values=part.series.values)
+        outcomes.append(SeriesOutcome(part.series, detector, detection, part.n_train, part.n_prefix))
+        squared = val_features**2 if detector_kind == "prediction" else val_features
+        stats["error_sum"] += float(squared.sum())
+        stats["error_count"] += squared.size
+        stats["alarms"] += int(
+            (validation_levels(detector, scores[val_first : part.n_prefix]) > detector.threshold).sum()
+        )
+        stats["rows"] += len(val_features)
+    return outcomes, stats
+
+
+def seasonal_periods(series: Series, days: list[float]) -> tuple[int, ...]:
+    """Rows per period of each of ``days`` at the series' median time step.
+
+    Args:
+        series: the series.
+        days: the periods in days (``detection.seasonal_days``).
+
+    Returns:
+        The periods in rows, ascending, without repeats; a period under 2 rows is dropped.
+    """
+    if len(series.timestamps) < 2:
+        return ()
+    step = float(np.median((series.timestamps[1:] - series.timestamps[:-1]).total_seconds()))
+    periods = (int(round(d * 86400 / step)) for d in days)
+    return tuple(sorted({period for period in periods if period >= 2}))
+
+
+def validation_levels(detector: SeriesDetector, val_scores: np.ndarray) -> np.ndarray:
+    """Levels of the validation rows on their own.
+
+    The likelihood starts from an empty history there (its first rows have none), since the
+    validation scores are its seed for the test rows.
+
+    Args:
+        detector: the calibrated detector.
+        val_scores: raw scores of the validation rows.
+
+    Returns:
+        One level per row.
+    """
+    if detector.likelihood is None:
+        return val_scores
+    return dataclasses.replace(detector.likelihood, seed=np.empty(0)).levels(val_scores)
+
+
+def alarm_rule(settings: DetectionConfig) -> str:
+    """The alarm rule of a ``detection`` config group, in words.
+
+    Args:
+        settings: the ``detection`` group.
+
+    Returns:
+        One sentence, for the run's summary.
+    """
+    if settings.scoring == "likelihood":
+        rule = (
+            f"alert when the mean score of the last {settings.likelihood_average} rows is more than "
+            f"{settings.likelihood_threshold:g} standard deviations above the mean of the "
+            f"{settings.likelihood_history} before"
+        )
+        if settings.record_history:
+            rule += f" and higher than every such mean in the {settings.record_history} rows before"
+        if settings.value_gaussian:
+            rule += (
+                f"; the same for each value's distance from the mean of the {settings.likelihood_history} values "
+                "before it, in their standard deviations (a windowed Gaussian)"
+            )
+        if settings.seasonal_days:
+            days = ", ".join(f"{d:g}" for d in settings.seasonal_days)
+            rule += f"; the same for each value's change since the same time {days} day(s) before"
+    else:
+        rule = f"alert above the {settings.threshold_quantile} quantile of each series' validation scores"
+    if settings.spatial_tolerance is not None:
+        rule += (
+            f", or when a value leaves the range of the values before it by more than {settings.spatial_tolerance:g} "
+            "of its width (the spatial check of NAB's HTM detector)"
+        )
+    return f"{rule}, cooldown {settings.cooldown} rows"
