@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import random
-import re
 import shlex
 import statistics
 import subprocess
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report import write_section  # benchmarks/report.py
+from report import cpu_model, markdown_table, write_section  # benchmarks/report.py
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("rnn", "lstm", "bilstm", "stacked_lstm", "gru", "peephole_lstm", "attention_lstm")
@@ -41,7 +40,7 @@ CLOCKS = ("wall", "cpu")
 START, END = "<!-- train_throughput:start -->", "<!-- train_throughput:end -->"
 
 
-def run_worker(index, variants, settings):
+def run_worker(index: int, variants: list[str], settings: dict) -> None:
     """Time every variant in this process; print `{variant: {kind: {clock: samples/s}}}` as JSON."""
     import tensorflow as tf
 
@@ -90,7 +89,7 @@ def run_worker(index, variants, settings):
     print(json.dumps(rates))
 
 
-def run_workers(repeats, variants, quick):
+def run_workers(repeats: int, variants: list[str], quick: bool) -> list[dict]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
     results = []
     for index in range(repeats):
@@ -103,7 +102,7 @@ def run_workers(repeats, variants, quick):
     return results
 
 
-def summarize(results, variants):
+def summarize(results: list[dict], variants: list[str]) -> dict:
     """Per variant and kind: median samples/s, and the per-worker ratios to the baseline."""
     summary = {}
     for variant in variants:
@@ -114,37 +113,43 @@ def summarize(results, variants):
     return summary
 
 
-def machine():
-    cpuinfo = Path("/proc/cpuinfo")
-    match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text() if cpuinfo.exists() else "", re.M)
-    return f"{match.group(1) if match else platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-
-
-def versions():
+def versions() -> str:
+    """Python, TensorFlow, Keras and NumPy versions, as one line."""
     return f"Python {platform.python_version()}, " + ", ".join(
         f"{name} {importlib.metadata.version(package)}"
         for name, package in (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("NumPy", "numpy"))
     )
 
 
-def render(summary, variants, settings, repeats, load):
-    s = settings
-    rows = [
-        "| variant | train samples/s | train vs lstm (min–max) | train vs lstm, CPU time "
-        "| predict samples/s | predict vs lstm (min–max) | predict vs lstm, CPU time |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
+def throughput_table(summary: dict, variants: list[str]) -> str:
+    """Per variant: samples/s and the ratios to the baseline, for train and predict."""
+    rows = []
     for variant in variants:
-        cells = []
+        row = {"variant": f"`{variant}`"}
         for kind in ("train", "predict"):
             rate, ratios = summary[variant, kind]
             wall, cpu = ratios["wall"], ratios["cpu"]
-            cells += [
-                f"{rate:,.0f}",
-                f"{statistics.median(wall):.2f}x ({min(wall):.2f}–{max(wall):.2f})",
-                f"{statistics.median(cpu):.2f}x",
-            ]
-        rows.append(f"| `{variant}` | " + " | ".join(cells) + " |")
+            row[f"{kind} samples/s"] = f"{rate:,.0f}"
+            row[f"{kind} vs lstm (min–max)"] = f"{statistics.median(wall):.2f}x ({min(wall):.2f}–{max(wall):.2f})"
+            row[f"{kind} vs lstm, CPU time"] = f"{statistics.median(cpu):.2f}x"
+        rows.append(row)
+    return markdown_table(rows, "lrrrrrr")
+
+
+def render(summary: dict, variants: list[str], settings: dict, repeats: int, load: tuple[float, float]) -> str:
+    """The Markdown section, markers included.
+
+    Args:
+        summary: What `summarize` returns.
+        variants: Variants measured, in table order.
+        settings: `FULL` or `QUICK`.
+        repeats: Worker processes run.
+        load: 1-minute load average at the start and at the end.
+
+    Returns:
+        The section.
+    """
+    s = settings
     command = shlex.join([os.path.relpath(sys.executable), os.path.relpath(__file__), *sys.argv[1:]])
     return "\n".join(
         [
@@ -153,10 +158,10 @@ def render(summary, variants, settings, repeats, load):
             "",
             "Written by `benchmarks/train_throughput.py`; do not edit by hand between the markers.",
             "",
-            *rows,
+            throughput_table(summary, variants),
             "",
-            f"- Machine: {machine()}; TensorFlow on CPU (no XLA: Keras turns it off on CPU-only machines); "
-            f"intra-op and inter-op threads both set to {THREADS} in every worker.",
+            f"- Machine: {cpu_model()}, {os.cpu_count()} cores; TensorFlow on CPU (no XLA: Keras turns it off on "
+            f"CPU-only machines); intra-op and inter-op threads both set to {THREADS} in every worker.",
             f"- Load: 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at the end, other "
             "processes included. Other work slows the absolute samples/s down; the ratios are measured side "
             "by side in one process, and the ratios by CPU time (samples per CPU-second of the worker) are "
@@ -177,7 +182,7 @@ def render(summary, variants, settings, repeats, load):
     )
 
 
-def parse_args():
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="worker processes (default: 5)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (default: all)")
@@ -198,7 +203,7 @@ def parse_args():
     return args
 
 
-def main():
+def main() -> None:
     args = parse_args()
     settings = QUICK if args.quick else FULL
     if args.worker is not None:
