@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from report import cpu_model, write_section  # benchmarks/report.py
+from report import cpu_model, markdown_table, write_section  # benchmarks/report.py
 
 START, END = "<!-- anomaly_quality:start -->", "<!-- anomaly_quality:end -->"
 ANCHORS = "HTM 70.1, Random Cut Forest 51.7, windowed Gaussian 39.6 (NAB scoreboard, standard profile)"
@@ -44,16 +44,24 @@ GRID_COOLDOWNS = (0, 24, 100, 400)
 LEVELS = np.concatenate([np.linspace(-2.0, 10.0, 49), np.geomspace(12.0, 3000.0, 25)])
 
 
-def train_and_detect(config, source):
-    """Prepare, train, calibrate and score with the task's code; returns the outcomes.
+def train_and_detect(config, source) -> list:
+    """Prepare, train, calibrate and score with the task's code.
 
     With `train.ensemble_size` > 1, members train with seeds `seed`, `seed + 1`, ... and the
     detector scores their mean output, as `lstm-pipelines train` logs it.
+
+    Args:
+        config: The task's config.
+        source: What `TASK.load_source` returns.
+
+    Returns:
+        One `SeriesOutcome` per series.
     """
     import keras
 
     from pipelines import training
-    from pipelines.anomaly_detection.task import TASK, detect_all
+    from pipelines.anomaly_detection.detection import detect_all
+    from pipelines.anomaly_detection.task import TASK
 
     keras.backend.clear_session()
     members = []
@@ -67,7 +75,7 @@ def train_and_detect(config, source):
     return outcomes
 
 
-def networks_text(mode, config):
+def networks_text(mode: str, config) -> str:
     """ "one network" and the like: what each series is scored with."""
     size = config.train.ensemble_size
     if size == 1:
@@ -78,17 +86,38 @@ def networks_text(mode, config):
     return f"an ensemble of {size} networks ({seeds}), their outputs averaged"
 
 
-def steps_text(spec):
+def steps_text(model) -> str:
     """The forecast length, for the prediction detector only (the reconstruction detector has none)."""
-    return f"{spec.prediction_steps} prediction step(s), " if spec.detector == "prediction" else ""
+    return f"{model.prediction_steps} prediction step(s), " if model.detector == "prediction" else ""
 
 
-def alerts_at(outcome, cooldown, offset=0.0, *, network=True, values=True, seasonal=True, record=True, spatial=True):
-    """Alerts of one series for another cooldown, or a threshold ``offset`` spreads above the model's,
-    from any parts of the alarm rule: the network's level (``network``), the value check (``values``),
-    the seasonal checks (``seasonal``), the record rule of the first two (``record``; the seasonal
-    checks keep theirs), the spatial check (``spatial``)."""
-    from pipelines.anomaly_detection.detectors import alerts_with_cooldown
+def alerts_at(
+    outcome,
+    cooldown: int,
+    offset: float = 0.0,
+    *,
+    network: bool = True,
+    values: bool = True,
+    seasonal: bool = True,
+    record: bool = True,
+    spatial: bool = True,
+) -> np.ndarray:
+    """Alerts of one series for another cooldown, or a threshold `offset` spreads above the model's.
+
+    Args:
+        outcome: One series' `SeriesOutcome`.
+        cooldown: Rows after an alert in which no other is raised.
+        offset: Spreads added to the series' threshold.
+        network: Use the network's level.
+        values: Use the value check.
+        seasonal: Use the seasonal checks.
+        record: Apply the record rule to the first two (the seasonal checks keep theirs).
+        spatial: Use the spatial check.
+
+    Returns:
+        One boolean per row.
+    """
+    from pipelines.anomaly_detection.detection import alerts_with_cooldown
 
     detector, found = outcome.detector, outcome.detection
     threshold = detector.threshold + offset * detector.spread
@@ -103,7 +132,7 @@ def alerts_at(outcome, cooldown, offset=0.0, *, network=True, values=True, seaso
     return alerts_with_cooldown(candidates, cooldown)
 
 
-def nab_scores(outcomes, alerts):
+def nab_scores(outcomes: list, alerts: list[np.ndarray]) -> dict[str, float]:
     """Normalised NAB score of each profile for one set of alerts."""
     from pipelines.anomaly_detection.nab_scoring import PROFILES, normalized_score, score_series
 
@@ -118,7 +147,7 @@ def nab_scores(outcomes, alerts):
     }
 
 
-def optimised(outcomes, cooldown):
+def optimised(outcomes: list, cooldown: int) -> dict[str, tuple[float, float]]:
     """NAB's scoreboard procedure: per profile, the corpus-wide threshold level scoring best."""
     results = {}
     per_level = [nab_scores(outcomes, [alerts_at(o, cooldown, level) for o in outcomes]) for level in LEVELS]
@@ -128,7 +157,7 @@ def optimised(outcomes, cooldown):
     return results
 
 
-def category_table(per_series):
+def category_table(per_series: pd.DataFrame) -> pd.DataFrame:
     """Per NAB category: series, windows, windows detected, false positives, raw standard score."""
     frame = per_series.assign(category=per_series["series"].str.split("/").str[0])
     return frame.groupby("category", sort=True).agg(
@@ -141,17 +170,108 @@ def category_table(per_series):
     )
 
 
-def render(metrics, baselines, grid, best, categories, config, args, command, seconds, n_series):
+def detector_table(metrics: dict[str, float], baselines: dict[str, dict[str, float]]) -> str:
+    """NAB scores, point-wise and event-wise metrics and the alarm rate of the LSTM and every baseline."""
+    sources = (
+        ("LSTM (this pipeline)", metrics, "test_"),
+        *((name, values, "") for name, values in baselines.items()),
+        ("random (the LSTM's alert count)", metrics, "test_random_"),
+        ("always anomalous", metrics, "test_always_"),
+    )
+    rows = []
+    for name, source, prefix in sources:
+        m = {key[len(prefix) :]: value for key, value in source.items() if key.startswith(prefix)}
+        rows.append(
+            {
+                "detector": name,
+                "NAB standard": f"{m['nab_standard']:.1f}",
+                "NAB low FP": f"{m['nab_reward_low_fp_rate']:.1f}",
+                "NAB low FN": f"{m['nab_reward_low_fn_rate']:.1f}",
+                "point P": f"{m['precision']:.3f}",
+                "point R": f"{m['recall']:.3f}",
+                "point F1": f"{m['f1']:.3f}",
+                "event R": f"{m['event_recall']:.2f}",
+                "event P": f"{m['event_precision']:.2f}",
+                "alarm rate": f"{m['alarm_rate']:.4f}",
+            }
+        )
+    rows.append(dict(zip(rows[0], ("null (no alerts)", "0.0", "0.0", "0.0", *["0"] * 6), strict=True)))
+    return markdown_table(rows, "l" + "r" * 9)
+
+
+def grid_table(grid: dict[tuple[float, int], float], detection) -> str:
+    """NAB standard score by threshold (rows) and cooldown (columns)."""
+    rows = []
+    for offset in GRID_OFFSETS:
+        if detection.scoring == "likelihood":
+            label = f"z {detection.likelihood_threshold + offset:g}"
+        else:
+            label = f"{offset:+g} spread"
+        rows.append({"threshold": label, **{f"cooldown {c}": f"{grid[(offset, c)]:.1f}" for c in GRID_COOLDOWNS}})
+    return markdown_table(rows, "l" + "r" * len(GRID_COOLDOWNS))
+
+
+def optimised_table(best: dict[str, tuple[float, float]], detection) -> str:
+    """Per NAB profile: the score at the corpus-wide threshold that maximises it, and that threshold."""
+    likelihood = detection.scoring == "likelihood"
+    unit = "z" if likelihood else "threshold + level x spread"
+    rows = [
+        {
+            "profile": profile,
+            "optimised NAB score": f"{score:.1f}",
+            unit: f"{detection.likelihood_threshold + level if likelihood else level:.3g}",
+        }
+        for profile, (score, level) in best.items()
+    ]
+    return markdown_table(rows, "lrr")
+
+
+def category_markdown(categories: pd.DataFrame) -> str:
+    """Per NAB category: series, windows, detections, false positives, raw and normalised standard score."""
+    rows = []
+    for row in categories.itertuples():
+        normalised = f"{100 * (row.raw - row.null) / (row.windows - row.null):.1f}" if row.windows else "-"
+        rows.append(
+            {
+                "category": row.Index,
+                "series": str(row.series),
+                "windows": str(row.windows),
+                "detected": str(row.detected),
+                "false positives": str(row.false_positives),
+                "raw": f"{row.raw:.2f}",
+                "normalised": normalised,
+            }
+        )
+    return markdown_table(rows, "lrrrrrr")
+
+
+def render(metrics, baselines, grid, best, categories, config, args, command, seconds, n_series) -> str:
+    """The Markdown section, markers included.
+
+    Args:
+        metrics: The LSTM's metrics (`report(...).metrics`).
+        baselines: Metrics of each baseline row, by name.
+        grid: NAB standard score by `(threshold offset, cooldown)`.
+        best: What `optimised` returns.
+        categories: What `category_table` returns.
+        config: The task's config.
+        args: The parsed command line.
+        command: The command line, as written into the section.
+        seconds: Wall time of the whole run.
+        n_series: Series scored.
+
+    Returns:
+        The section.
+    """
     import keras
     import tensorflow as tf
 
-    from pipelines.anomaly_detection.task import alarm_rule
+    from pipelines.anomaly_detection.detection import alarm_rule
 
-    spec = config.data
-    model = config.model
+    detection, model = config.detection, config.model
     lines = [
         START,
-        f"## Anomaly detection: NAB corpus ({n_series} series)",
+        f"### NAB corpus ({n_series} series)",
         "",
         f"Command: `{command}`  ",
         f"Measured {datetime.date.today()} on {cpu_model()}, {os.cpu_count()} cores; "
@@ -159,92 +279,53 @@ def render(metrics, baselines, grid, best, categories, config, args, command, se
         f"{seconds / 60:.1f} min.",
         "",
         f"Setup: {args.mode} training ({networks_text(args.mode, config)}), "
-        f"`{model.variant}` {model.units} units x {model.num_layers}, {spec.detector} detector, window {spec.window}, "
-        f"{steps_text(spec)}at most {config.train.epochs} epochs (early stopping on the "
-        f"validation rows). Each series trains on its NAB probationary period only (first 15%, at most 750 rows; "
-        f"the last {spec.val_fraction:.0%} of it for early stopping, the Gaussian and the likelihood's first "
-        "history) and is scored online on the rest, as NAB scores it (results CSVs in NAB's format are logged by "
-        "`lstm-pipelines train`).",
+        f"`{model.variant}` {model.units} units x {model.num_layers}, {model.detector} detector, "
+        f"window {config.features.window}, {steps_text(model)}at most {config.train.epochs} epochs (early stopping "
+        "on the validation rows). Each series trains on its NAB probationary period only (first 15%, at most 750 "
+        f"rows; the last {config.data.val_fraction:.0%} of it for early stopping, the Gaussian and the likelihood's "
+        "first history) and is scored online on the rest, as NAB scores it (results CSVs in NAB's format are logged "
+        "by `lstm-pipelines train`).",
         "",
-        "### Label-free (the shipped defaults)",
+        "#### Label-free (the shipped defaults)",
         "",
-        f"Alarm rule ({spec.scoring} scoring): {alarm_rule(spec)}. No label is used by the detector. The shipped "
-        "defaults (anomaly likelihood with history 8640 as in NAB's HTM detector, average 5, z 4, cooldown 100, "
-        "the reconstruction detector, the record rule over 1000 rows, the value check, seasonal checks of 1 and 7 "
-        "days) were set after looking at pooled NAB runs at a few settings like the grid below and both detectors "
+        f"Alarm rule ({detection.scoring} scoring): {alarm_rule(detection)}. No label is used by the detector. The "
+        "shipped defaults (anomaly likelihood with history 8640 as in NAB's HTM detector, average 5, z 4, cooldown "
+        "100, the reconstruction detector, the record rule over 1000 rows, the value check, seasonal checks of 1 and "
+        "7 days) were set after looking at pooled NAB runs at a few settings like the grid below and both detectors "
         "(the record rule's rows: 1000, 2000 or 5000; the value check on or off; seasons of 1, 7 or both days; on "
-        "three seeds), so they carry a little of NAB's labels; the spatial "
-        "check's tolerance 0.05 is NAB's HTM detector's. "
-        "Nothing is tuned per series or per category.",
+        "three seeds), so they carry a little of NAB's labels; the spatial check's tolerance 0.05 is NAB's HTM "
+        "detector's. Nothing is tuned per series or per category.",
         "",
-        "| detector | NAB standard | NAB low FP | NAB low FN | point P | point R | point F1 | event R | event P |"
-        " alarm rate |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    rows = (
-        ("LSTM (this pipeline)", metrics, "test_"),
-        *((name, values, "") for name, values in baselines.items()),
-        ("random (the LSTM's alert count)", metrics, "test_random_"),
-        ("always anomalous", metrics, "test_always_"),
-    )
-    for name, source, prefix in rows:
-        m = {key[len(prefix) :]: value for key, value in source.items() if key.startswith(prefix)}
-        lines.append(
-            f"| {name} | {m['nab_standard']:.1f} | {m['nab_reward_low_fp_rate']:.1f} "
-            f"| {m['nab_reward_low_fn_rate']:.1f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} "
-            f"| {m['event_recall']:.2f} | {m['event_precision']:.2f} | {m['alarm_rate']:.4f} |"
-        )
-    lines += [
-        "| null (no alerts) | 0.0 | 0.0 | 0.0 | 0 | 0 | 0 | 0 | 0 | 0 |",
+        detector_table(metrics, baselines),
         "",
         "Point-wise metrics are row by row without point adjustment; event recall is the share of labelled "
         "windows with an alert, event precision the share of alert runs touching a window (the always-anomalous "
         "row shows how event metrics inflate). The random baseline raises as many alerts per series as the LSTM, "
         "on uniformly drawn rows. The value check is a windowed Gaussian: `|value - mean| / std` over the previous "
-        f"{spec.likelihood_history} values (NAB's windowed Gaussian detector uses 6400), through the same likelihood, "
-        "threshold and record rule as the network's scores; a seasonal check does the same for each value's change "
-        "since the same time 1 or 7 days before (skipped where the training prefix is too short to hold the "
-        "period). The rows with a part of the alarm rule left out show "
-        "what that part adds; the one without the network shows what the LSTM adds.",
+        f"{detection.likelihood_history} values (NAB's windowed Gaussian detector uses 6400), through the same "
+        "likelihood, threshold and record rule as the network's scores; a seasonal check does the same for each "
+        "value's change since the same time 1 or 7 days before (skipped where the training prefix is too short to "
+        "hold the period). The rows with a part of the alarm rule left out show what that part adds; the one "
+        "without the network shows what the LSTM adds.",
         "",
-        "### Sensitivity (label-free rules; reading the table uses the labels)",
+        "#### Sensitivity (label-free rules; reading the table uses the labels)",
         "",
         "NAB standard score by threshold (rows) and cooldown (columns):",
         "",
-        "| threshold | " + " | ".join(f"cooldown {c}" for c in GRID_COOLDOWNS) + " |",
-        "|---|" + "---:|" * len(GRID_COOLDOWNS),
-    ]
-    for offset in GRID_OFFSETS:
-        label = f"z {spec.likelihood_threshold + offset:g}" if spec.scoring == "likelihood" else f"{offset:+g} spread"
-        lines.append(f"| {label} | " + " | ".join(f"{grid[(offset, c)]:.1f}" for c in GRID_COOLDOWNS) + " |")
-    unit = "z" if spec.scoring == "likelihood" else "threshold + level x spread"
-    lines += [
+        grid_table(grid, detection),
         "",
-        "### NAB scoreboard procedure (threshold optimised on the labels)",
+        "#### NAB scoreboard procedure (threshold optimised on the labels)",
         "",
-        f"One corpus-wide threshold per profile, chosen to maximise that profile's score, cooldown {spec.cooldown}. "
-        f"This is how the anchors were obtained: {ANCHORS}.",
+        "One corpus-wide threshold per profile, chosen to maximise that profile's score, cooldown "
+        f"{detection.cooldown}. This is how the anchors were obtained: {ANCHORS}.",
         "",
-        f"| profile | optimised NAB score | {unit} |",
-        "|---|---:|---:|",
-    ]
-    for profile, (score, level) in best.items():
-        shown = spec.likelihood_threshold + level if spec.scoring == "likelihood" else level
-        lines.append(f"| {profile} | {score:.1f} | {shown:.3g} |")
-    lines += [
+        optimised_table(best, detection),
         "",
         "Per NAB category (label-free run, standard profile; the normalised score of a category is "
         "100 (raw - null) / (windows - null)):",
         "",
-        "| category | series | windows | detected | false positives | raw | normalised |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        category_markdown(categories),
     ]
-    for row in categories.itertuples():
-        normalised = f"{100 * (row.raw - row.null) / (row.windows - row.null):.1f}" if row.windows else "-"
-        lines.append(
-            f"| {row.Index} | {row.series} | {row.windows} | {row.detected} | {row.false_positives} | {row.raw:.2f} "
-            f"| {normalised} |"
-        )
     goal = metrics["test_nab_standard"] >= 70
     scores = {"LSTM (this pipeline)": metrics["test_nab_standard"]}
     scores.update({name: values["nab_standard"] for name, values in baselines.items()})
@@ -259,7 +340,7 @@ def render(metrics, baselines, grid, best, categories, config, args, command, se
     return "\n".join(lines)
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="../shared/data/nab", help="NAB root (data/, labels/)")
     parser.add_argument("--mode", choices=("pooled", "per-series"), default="pooled")
@@ -269,8 +350,9 @@ def main():
     args = parser.parse_args()
 
     from pipelines.anomaly_detection.data import AnomalySource
+    from pipelines.anomaly_detection.detection import alarm_rule
     from pipelines.anomaly_detection.evaluation import detector_metrics, report
-    from pipelines.anomaly_detection.task import TASK, alarm_rule
+    from pipelines.anomaly_detection.task import TASK
     from pipelines.workflows import load_task_config
 
     command = "python benchmarks/anomaly_quality.py " + " ".join(sys.argv[1:])
@@ -287,22 +369,23 @@ def main():
         for i, series in enumerate(source.series):
             outcomes += train_and_detect(config, AnomalySource([series], source.origin))
             print(f"[{i + 1}/{len(source.series)}] {series.name} ({time.monotonic() - start:.0f} s)", flush=True)
-    spec = config.data
-    result = report(outcomes, alarm_rule(spec), config.seed, f"lstm{spec.detector.capitalize()}")
-    checks_values = spec.scoring == "likelihood" and spec.value_gaussian
-    checks_seasons = spec.scoring == "likelihood" and bool(spec.seasonal_days)
-    has_spatial = spec.spatial_tolerance is not None
+    detection = config.detection
+    result = report(outcomes, alarm_rule(detection), config.seed, f"lstm{config.model.detector.capitalize()}")
+    likelihood = detection.scoring == "likelihood"
+    checks_values = likelihood and detection.value_gaussian
+    checks_seasons = likelihood and bool(detection.seasonal_days)
+    has_spatial = detection.spatial_tolerance is not None
     parts = (
         ("LSTM without the value check", {"values": False}, checks_values),
         ("LSTM without the seasonal checks", {"seasonal": False}, checks_seasons),
         ("LSTM without the value and seasonal checks", {"values": False, "seasonal": False}, checks_seasons),
         ("value, seasonal and spatial checks, no network", {"network": False}, checks_values or checks_seasons),
-        ("LSTM without the record rule", {"record": False}, spec.scoring == "likelihood" and spec.record_history > 0),
+        ("LSTM without the record rule", {"record": False}, likelihood and detection.record_history > 0),
         ("LSTM without the spatial check", {"spatial": False}, has_spatial),
         ("spatial check only", dict.fromkeys(("network", "values", "seasonal"), False), has_spatial),
     )
     baselines = {
-        name: detector_metrics(outcomes, [alerts_at(o, spec.cooldown, **left_out) for o in outcomes])
+        name: detector_metrics(outcomes, [alerts_at(o, detection.cooldown, **left_out) for o in outcomes])
         for name, left_out, applies in parts
         if applies
     }
@@ -311,7 +394,7 @@ def main():
         for offset in GRID_OFFSETS
         for c in GRID_COOLDOWNS
     }
-    best = optimised(outcomes, spec.cooldown)
+    best = optimised(outcomes, detection.cooldown)
     categories = category_table(result.tables["per_series"])
     seconds = time.monotonic() - start
     section = render(result.metrics, baselines, grid, best, categories, config, args, command, seconds, len(outcomes))
