@@ -3,15 +3,15 @@
 Usage:
     python benchmarks/speech_quality.py --data ../shared/data/fsdd
     python benchmarks/speech_quality.py --data ../shared/data/fsdd --speakers george,theo --no-official
+    python benchmarks/speech_quality.py --data ../shared/data/fsdd --config conf/experiments/fsdd_held_out_speaker.yaml
 
-Each run is one `workflows.train` of the attention RNN (`conf/speech_commands/attention.yaml`) with
-light augmentation (FSDD is clean studio audio, zero-padded to 1 s) and a random equalizer (each
-FSDD speaker recorded through another microphone), logged to MLflow. Unless `--synthetic-speakers 0`,
-every run also trains on SYNTHETIC eSpeak NG digits (`data.extra_train`, written once per invocation
-by `synthetic.write_synthetic_digits` at FSDD's 8 kHz; needs the speech extra); validation and test
-clips are always FSDD's own. The official
-split (index 0-4 test) model is then exported to TFLite, float and int8 dynamic range, and each
-flatbuffer is scored on the whole test split. The section goes into `docs/results.md` between
+Each run is one `workflows.train` of a recipe in `conf/experiments/` (by default the attention RNN,
+`speech_attention_rnn.yaml`) with light augmentation (FSDD is clean studio audio, zero-padded to
+1 s), logged to MLflow. Unless `--synthetic-speakers 0`, every run also trains on SYNTHETIC eSpeak
+NG digits (`data.extra_train`, written once per invocation by `synthetic.write_synthetic_digits` at
+FSDD's 8 kHz; needs the speech extra); validation and test clips are always FSDD's own. The
+official split (index 0-4 test) model is then exported to TFLite, float and int8 dynamic range, and
+each flatbuffer is scored on the whole test split. The section goes into `docs/results.md` between
 markers this script owns.
 """
 
@@ -25,20 +25,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report import cpu_model, write_section  # benchmarks/report.py
+from report import cpu_model, markdown_table, write_section  # benchmarks/report.py
 
 START, END = "<!-- speech_quality:start -->", "<!-- speech_quality:end -->"
-CONFIG = "conf/speech_commands/attention.yaml"
+CONFIG = "conf/experiments/speech_attention_rnn.yaml"
 SETTINGS = [
     "data.layout=fsdd",
-    "data.noise_probability=0.5",
-    "data.noise_max_gain=0.02",
-    "data.speed_change=0.15",
-    "data.freq_masks=1",
-    "data.freq_mask_width=5",
-    "data.time_masks=1",
-    "data.time_mask_width=5",
-    "data.equalizer_db=6",
+    "augment.noise_probability=0.5",
+    "augment.noise_max_gain=0.02",
+    "augment.speed_change=0.15",
+    "augment.freq_masks=1",
+    "augment.freq_mask_width=5",
+    "augment.time_masks=1",
+    "augment.time_mask_width=5",
     "train.epochs=40",
     "train.verbose=0",
 ]
@@ -46,103 +45,176 @@ SYNTHETIC_SPEAKERS = 200
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 
 
-def train(data, overrides):
-    """One tracked training run; returns `(RunResult, seconds)`."""
+def train(config_path: str, data: str, overrides: list[str]) -> tuple:
+    """One tracked training run.
+
+    Args:
+        config_path: The recipe.
+        data: The FSDD folder.
+        overrides: `KEY=VALUE` settings after `SETTINGS`.
+
+    Returns:
+        `(RunResult, seconds)`.
+    """
     from pipelines import workflows
 
     start = time.monotonic()
-    run = workflows.train("speech_commands", CONFIG, [f"data.path={data}", *SETTINGS, *overrides])
+    run = workflows.train("speech_commands", config_path, [f"data.path={data}", *SETTINGS, *overrides])
     return run, time.monotonic() - start
 
 
-def tflite_scores(run, data, folder):
-    """Size, latency, agreement and test accuracy of the float and int8 TFLite exports."""
-    import tensorflow as tf
-
-    from pipelines import workflows
+def load(config_path: str, data: str, overrides: list[str]):
+    """The speech config the runs train with (official split)."""
     from pipelines.config import load_config
     from pipelines.speech_commands.task import TASK
 
-    config = load_config(TASK.config_class, CONFIG, [f"data.path={data}", *SETTINGS])
+    return load_config(TASK.config_class, config_path, [f"data.path={data}", *SETTINGS, *overrides])
+
+
+def tflite_scores(run, config) -> list[dict]:
+    """Size, latency, agreement and test accuracy of the float and int8 TFLite exports.
+
+    Args:
+        run: The official split's `RunResult`.
+        config: The config it trained with.
+
+    Returns:
+        One dict per format.
+    """
+    import tensorflow as tf
+
+    from pipelines import workflows
+    from pipelines.speech_commands.task import TASK
+
     test = TASK.load_source(config).splits["test"]
     rows = []
-    for int8 in (False, True):
-        result = workflows.export(run.model_uri, "tflite", folder, int8=int8)
-        interpreter = tf.lite.Interpreter(model_path=str(result.path))
-        interpreter.allocate_tensors()
-        inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
-        predicted = []
-        for clip in test.x:
-            interpreter.set_tensor(inp, clip[None])
-            interpreter.invoke()
-            predicted.append(int(np.argmax(interpreter.get_tensor(out)[0])))
-        rows.append(
-            {
-                "format": "int8 dynamic range" if int8 else "float32",
-                "size_kb": result.size_bytes / 1024,
-                "latency_ms": result.latency_ms_per_example,
-                "max_abs_diff": result.max_abs_diff,
-                "accuracy": float(np.mean(np.asarray(predicted) == test.y)),
-                "select_tf_ops": b"Flex" in result.path.read_bytes(),
-            }
-        )
+    with tempfile.TemporaryDirectory() as folder:
+        for int8 in (False, True):
+            result = workflows.export(run.model_uri, "tflite", folder, int8=int8)
+            interpreter = tf.lite.Interpreter(model_path=str(result.path))
+            interpreter.allocate_tensors()
+            inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+            predicted = []
+            for clip in test.x:
+                interpreter.set_tensor(inp, clip[None])
+                interpreter.invoke()
+                predicted.append(int(np.argmax(interpreter.get_tensor(out)[0])))
+            rows.append(
+                {
+                    "format": "int8 dynamic range" if int8 else "float32",
+                    "size_kb": result.size_bytes / 1024,
+                    "latency_ms": result.latency_ms_per_example,
+                    "max_abs_diff": result.max_abs_diff,
+                    "accuracy": float(np.mean(np.asarray(predicted) == test.y)),
+                    "select_tf_ops": b"Flex" in result.path.read_bytes(),
+                }
+            )
     return rows
 
 
-def last_override(overrides, key, default):
-    """The value of the last `key=value` in `overrides`, or `default`."""
-    values = [item.split("=", 1)[1] for item in overrides if item.startswith(f"{key}=")]
-    return values[-1] if values else default
-
-
-def front_end_text(overrides):
-    """The convolutions in front of the recurrent layers, from `data.architecture` (the last override wins)."""
-    if last_override(overrides, "data.architecture", "attention_rnn") == "crnn":
-        return (
+def model_text(config) -> str:
+    """The network in words: architecture, front end, recurrent layers, from the loaded config."""
+    m, f = config.model, config.features
+    top_hz = f.mel_max_hz or config.data.sample_rate / 2
+    front = f"log-mel {f.num_mel_bins} bins ({f.mel_min_hz:g} Hz-{top_hz / 1000:g} kHz), 25 ms / 10 ms"
+    if m.architecture == "zoo":
+        return f"the zoo's `{m.variant}`, {m.units} units x {m.num_layers}, over {front}"
+    if m.architecture == "crnn":
+        convolutions = (
             "two 3 x 3 convolution blocks of 16 and 32 filters, each max-pooling 2 along frequency "
-            "(`data.architecture=crnn`)"
+            "(`model.architecture: crnn`)"
         )
-    return "two (5, 1) convolutions"
-
-
-def mel_band_text(overrides):
-    """The log-mel band, from `data.mel_min_hz` / `data.mel_max_hz` (the last override wins)."""
-    low = float(last_override(overrides, "data.mel_min_hz", "20"))
-    high = last_override(overrides, "data.mel_max_hz", "null")
-    if high in ("null", "None"):  # the config's default: half the pipeline's sample rate
-        high = float(last_override(overrides, "data.sample_rate", "16000")) / 2
-    return f"{low:g} Hz-{float(high) / 1000:g} kHz"
-
-
-def seeds_line(overrides):
-    """How many networks each run trains: one, or `train.ensemble_size` averaged (the last override wins)."""
-    size = int(last_override(overrides, "train.ensemble_size", "1"))
-    if size == 1:
-        return "One seed (42) per run."
+    else:
+        convolutions = "two (5, 1) convolutions"
     return (
-        f"Each run is an ensemble of {size} networks (`train.ensemble_size={size}`: seeds 42 to {41 + size}, "
-        "trained one after another) whose class probabilities are averaged; the epochs column sums theirs."
+        f"de Andrade et al. 2018 attention RNN: {front}, {convolutions}, two bidirectional LSTMs of {m.units} "
+        "units, attention, dense 64, 32"
     )
 
 
-def render(rows, exports, command, seconds, synthetic_speakers, overrides=()):
+def seeds_line(config) -> str:
+    """How many networks each run trains: one, or `train.ensemble_size` averaged."""
+    size, seed = config.train.ensemble_size, config.seed
+    if size == 1:
+        return f"One seed ({seed}) per run."
+    return (
+        f"Each run is an ensemble of {size} networks (`train.ensemble_size={size}`: seeds {seed} to "
+        f"{seed + size - 1}, trained one after another) whose class probabilities are averaged; the epochs column "
+        "sums theirs."
+    )
+
+
+def split_table(rows: list[dict]) -> str:
+    """Per split: test clips, accuracy, macro-F1, the majority class's accuracy, epochs and minutes."""
+    return markdown_table(
+        [
+            {
+                "split": row["split"],
+                "test clips": str(row["clips"]),
+                "test accuracy": f"{row['accuracy']:.4f}",
+                "test macro-F1": f"{row['macro_f1']:.4f}",
+                "majority class": f"{row['majority']:.4f}",
+                "epochs": str(row["epochs"]),
+                "minutes": f"{row['seconds'] / 60:.1f}",
+            }
+            for row in rows
+        ],
+        "lrrrrrr",
+    )
+
+
+def export_table(exports: list[dict]) -> str:
+    """Per TFLite format: size, latency, agreement with Keras, accuracy and whether it needs Select TF ops."""
+    return markdown_table(
+        [
+            {
+                "format": row["format"],
+                "size": f"{row['size_kb']:.0f} KiB",
+                "latency per clip": f"{row['latency_ms']:.2f} ms",
+                "max abs diff vs Keras": f"{row['max_abs_diff']:.2e}",
+                "test accuracy": f"{row['accuracy']:.4f}",
+                "Select TF ops": "yes" if row["select_tf_ops"] else "no",
+            }
+            for row in exports
+        ],
+        "lrrrrl",
+    )
+
+
+def render(
+    rows: list[dict],
+    exports: list[dict],
+    command: str,
+    seconds: float,
+    synthetic_speakers: int,
+    config_path: str,
+    config,
+) -> str:
+    """The Markdown section, markers included.
+
+    Args:
+        rows: One dict per split run (`row_of`).
+        exports: What `tflite_scores` returns (empty without the official split).
+        command: The command line, as written into the section.
+        seconds: Wall time of the whole run.
+        synthetic_speakers: eSpeak NG voices added to training.
+        config_path: The recipe.
+        config: The config the runs trained with.
+
+    Returns:
+        The section.
+    """
     import keras
     import tensorflow as tf
 
     lines = [
         START,
-        "## Speech commands: Free Spoken Digit Dataset (3,000 clips, 6 speakers, 8 kHz resampled to 16 kHz)",
+        "### Free Spoken Digit Dataset (3,000 clips, 6 speakers, 8 kHz resampled to 16 kHz)",
         "",
         "Written by `benchmarks/speech_quality.py`; do not edit by hand between the markers.",
         "",
-        "| split | test clips | test accuracy | test macro-F1 | majority class | epochs | minutes |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        split_table(rows),
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['split']} | {row['clips']} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} | "
-            f"{row['majority']:.4f} | {row['epochs']} | {row['seconds'] / 60:.1f} |"
-        )
     official = [row for row in rows if row["split"].startswith("official")]
     held_out = [row for row in rows if row["split"].startswith("held-out")]
     lines.append("")
@@ -166,21 +238,14 @@ def render(rows, exports, command, seconds, synthetic_speakers, overrides=()):
             "TFLite exports of the official-split model (batch 1; latency is the interpreter's mean per clip "
             "over the 8 sample clips, 1 s of audio each; accuracy over the whole test split):",
             "",
-            "| format | size | latency per clip | max abs diff vs Keras | test accuracy | Select TF ops |",
-            "|---|---:|---:|---:|---:|---|",
+            export_table(exports),
         ]
-        for row in exports:
-            lines.append(
-                f"| {row['format']} | {row['size_kb']:.0f} KiB | {row['latency_ms']:.2f} ms | "
-                f"{row['max_abs_diff']:.2e} | {row['accuracy']:.4f} | {'yes' if row['select_tf_ops'] else 'no'} |"
-            )
+    t = config.train
     lines += [
         "",
-        "- Model: `conf/speech_commands/attention.yaml` (de Andrade et al. 2018 attention RNN: log-mel 40 bins "
-        f"({mel_band_text(overrides)}), 25 ms / 10 ms, {front_end_text(overrides)}, two bidirectional LSTMs of 64 "
-        "units, attention, dense 64, 32), "
-        f"with `{' '.join(SETTINGS)}`; Adam 1e-3, batch 64, early stopping on val_loss (patience 6, best "
-        f"weights restored). {seeds_line(overrides)}",
+        f"- Model: `{config_path}` ({model_text(config)}), with `{' '.join(SETTINGS)}`; Adam {t.learning_rate:g}, "
+        f"batch {t.batch_size}, early stopping on val_loss (patience {t.early_stopping_patience}, best weights "
+        f"restored). {seeds_line(config)}",
         (
             f"- Training data: the split's FSDD clips plus {synthetic_speakers * 10:,} SYNTHETIC clips "
             f"({synthetic_speakers} eSpeak NG voices x the digits zero to nine, written at 8 kHz by "
@@ -198,7 +263,8 @@ def render(rows, exports, command, seconds, synthetic_speakers, overrides=()):
     return "\n".join(lines)
 
 
-def row_of(split, run, seconds):
+def row_of(split: str, run, seconds: float) -> dict:
+    """One table row from a run's test metrics."""
     metrics = run.evaluation.metrics
     return {
         "split": split,
@@ -210,9 +276,10 @@ def row_of(split, run, seconds):
     }
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/fsdd")
+    parser.add_argument("--config", default=CONFIG, help=f"recipe (default: {CONFIG})")
     parser.add_argument("--speakers", default=",".join(SPEAKERS), help="held-out speakers, comma-separated")
     parser.add_argument("--no-official", action="store_true", help="skip the official split (and the export)")
     parser.add_argument("--output", default="docs/results.md")
@@ -232,23 +299,26 @@ def main():
         run_all(args)
 
 
-def run_all(args):
+def run_all(args: argparse.Namespace) -> None:
     """Train, score and export every requested split; writes the section."""
     command = "python benchmarks/speech_quality.py " + " ".join(sys.argv[1:])
     start = time.monotonic()
+    official = ["data.split=official", *args.overrides]
+    config = load(args.config, args.data, official)  # fails on a bad key before any training
     rows, exports = [], []
     if not args.no_official:
-        run, seconds = train(args.data, args.overrides)
+        run, seconds = train(args.config, args.data, official)
         rows.append({**row_of("official", run, seconds), "clips": 300})
         print(rows[-1], flush=True)
-        with tempfile.TemporaryDirectory() as folder:
-            exports = tflite_scores(run, args.data, folder)
+        exports = tflite_scores(run, config)
         print(exports, flush=True)
     for speaker in filter(None, args.speakers.split(",")):
-        run, seconds = train(args.data, ["data.split=speaker", f"data.test_speaker={speaker}", *args.overrides])
+        run, seconds = train(
+            args.config, args.data, ["data.split=speaker", f"data.test_speaker={speaker}", *args.overrides]
+        )
         rows.append({**row_of(f"held-out speaker: {speaker}", run, seconds), "clips": 500})
         print(rows[-1], flush=True)
-    text = render(rows, exports, command, time.monotonic() - start, args.synthetic_speakers, args.overrides)
+    text = render(rows, exports, command, time.monotonic() - start, args.synthetic_speakers, args.config, config)
     write_section(args.output, text, START, END)
     print(f"wrote {args.output}")
 
