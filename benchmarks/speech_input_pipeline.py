@@ -24,16 +24,16 @@ import sys
 import time
 from pathlib import Path
 
-from report import cpu_model, write_section  # benchmarks/report.py
+from report import cpu_model, markdown_table, write_section  # benchmarks/report.py
 
 START, END = "<!-- speech_input:start -->", "<!-- speech_input:end -->"
 MODELS = {
     "zoo attention_lstm 64 (conf/speech_commands.yaml)": ("conf/speech_commands.yaml", []),
-    "attention RNN (conf/speech_commands/attention.yaml)": ("conf/speech_commands/attention.yaml", []),
+    "attention RNN (conf/experiments/speech_attention_rnn.yaml)": ("conf/experiments/speech_attention_rnn.yaml", []),
 }
 
 
-def median_rate(function, clips, repeats):
+def median_rate(function, clips: int, repeats: int) -> float:
     """Clips per second of `function()` (one warm-up call, then the median of `repeats`)."""
     function()
     times = []
@@ -44,7 +44,7 @@ def median_rate(function, clips, repeats):
     return clips / statistics.median(times)
 
 
-def fit_rates(model, arms, clips, repeats, seed=0):
+def fit_rates(model, arms: dict, clips: int, repeats: int, seed: int = 0) -> dict[str, tuple[float, float, float]]:
     """Per arm: median clips/s of one fit epoch, the median over rounds of its speed relative to the
     first arm, and the median process CPU milliseconds per clip; arms interleaved in a shuffled order."""
     for dataset in arms.values():
@@ -71,7 +71,16 @@ def fit_rates(model, arms, clips, repeats, seed=0):
     }
 
 
-def measure(data_path, repeats):
+def measure(data_path: str, repeats: int) -> tuple[dict, object, int]:
+    """Loading, the input pipeline alone, and fit on each arm for every model of `MODELS`.
+
+    Args:
+        data_path: The FSDD folder.
+        repeats: Timed rounds.
+
+    Returns:
+        `(result, source, training clips)`.
+    """
     import tensorflow as tf
 
     from pipelines.config import load_config
@@ -105,7 +114,8 @@ def measure(data_path, repeats):
     return {"loading": loading, "pipeline": pipeline, "models": models}, source, train_clips
 
 
-def render(result, source, train_clips, command, repeats):
+def render(result: dict, source, train_clips: int, command: str, repeats: int) -> str:
+    """The Markdown section, markers included."""
     import keras
     import tensorflow as tf
 
@@ -120,13 +130,22 @@ def render(result, source, train_clips, command, repeats):
         f"{result['loading']:,.0f} clips/s.",
         f"- Input pipeline alone (shuffle, batch 64, noise mixing; nothing consuming it): {pipeline:,.0f} clips/s.",
         "",
-        "| model | fed by | fit clips/s | vs constant batches | CPU ms per clip |",
-        "|---|---|---:|---:|---:|",
+        markdown_table(
+            [
+                {
+                    "model": model,
+                    "fed by": arm,
+                    "fit clips/s": f"{rate:,.0f}",
+                    "vs constant batches": f"{ratio:.2f}x",
+                    "CPU ms per clip": f"{cpu_ms:.2f}",
+                }
+                for model, arms in result["models"].items()
+                for arm, (rate, ratio, cpu_ms) in arms.items()
+            ],
+            "llrrr",
+        ),
+        "",
     ]
-    for model, arms in result["models"].items():
-        for arm, (rate, ratio, cpu_ms) in arms.items():
-            lines.append(f"| {model} | {arm} | {rate:,.0f} | {ratio:.2f}x | {cpu_ms:.2f} |")
-    lines.append("")
     for model, arms in result["models"].items():
         (step, _, step_cpu), *_, (_, _, fed_cpu) = arms.values()
         lines.append(
@@ -154,7 +173,7 @@ def render(result, source, train_clips, command, repeats):
     return "\n".join(lines)
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/fsdd")
     parser.add_argument("--repeats", type=int, default=5)
