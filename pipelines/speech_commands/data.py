@@ -1,34 +1,419 @@
-"""Clips loaded into arrays once per run or tune: the task's `load_source`.
+"""Read, check and split the clips: the task's `load_source`, once per run or tune.
 
-The class setup:
+Layouts (which file holds which word, in which split):
+    speech_commands: Google Speech Commands. One folder per word of ~1 s 16 kHz clips named
+        `{speaker}_nohash_{n}.wav`, `validation_list.txt` and `testing_list.txt` naming the
+        validation and test clips (`word/file.wav`), `_background_noise_/` with long noise
+        recordings. Without the lists, the dataset's own hash rule splits by speaker.
+    fsdd: Free Spoken Digit Dataset, `recordings/{digit}_{speaker}_{index}.wav` at 8 kHz. Split
+        `official`: index 0-4 test, 5-9 validation, 10-49 train. Split `speaker`: every clip of
+        `test_speaker` is test; the other speakers' index 0-4 are validation, 5-49 train.
+    folders: any tree with one folder per label; split by the Speech Commands hash rule (10 %
+        validation, 10 % test, by file name with any `_nohash_...` suffix removed).
+Folders whose name starts with `_` or `.` are not labels; `_background_noise_/` is the noise bank.
+
+Every clip is read with `soundfile` and checked (each case is counted and logged by `load_clips`):
+    unreadable (empty, truncated, not a WAV, no samples, a sample rate outside 1 to 768 kHz, NaN or
+        infinite samples): `AudioError` naming the file; while loading a dataset the file is skipped.
+    silent (peak below `SILENCE_PEAK`, -80 dBFS): kept by `load_clip`; a dataset loader skips it,
+        since a silent clip in a word's folder carries no word.
+    several channels: averaged to mono. Another sample rate: resampled (`scipy.signal.resample_poly`).
+    longer than the clip: cropped to the loudest window; shorter: zero-padded on both sides.
+
+Class setups (`data.classes`):
     `12` (Speech Commands' standard task): the ten commands, `_unknown_` (other words, sampled to
         `unknown_fraction` of each split's command clips) and `_silence_` (1 s cuts of the
         background noise at a random level, `silence_fraction` of each split's command clips).
-    `all`: one class per word folder (or per FSDD digit).
-    `auto`: `12` for the Speech Commands layout, `all` otherwise.
+    `all`: one class per word folder (or per FSDD digit). `auto`: `12` for the Speech Commands
+        layout, `all` otherwise.
 """
 
 import collections
 import dataclasses
+import hashlib
+import io
 import logging
 import math
+import re
+import struct
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile
+from scipy.signal import resample_poly
 
 from pipelines.errors import ConfigError, DataError
-from pipelines.speech_commands import layouts, synthetic
-from pipelines.speech_commands.audio import AudioError, load_clips, read_wav, resample
 
-SILENCE, UNKNOWN = "_silence_", "_unknown_"
+LAYOUTS = ("auto", "speech_commands", "fsdd", "folders")
 CLASS_SETUPS = ("auto", "12", "all")
-# The config keys `load_source` reads; they cannot change between trials of one tune.
-LOADING_KEYS = (
-    "path", "layout", "classes", "split", "test_speaker", "sample_rate", "clip_seconds",
-    "unknown_fraction", "silence_fraction", "extra_train", "extra_train_labels",
-)  # fmt: skip
+SPLITS = ("train", "val", "test")
+NOISE_FOLDER = "_background_noise_"
+COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")  # the 12-class task's words
+SILENCE, UNKNOWN = "_silence_", "_unknown_"
+FSDD_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z0-9]+)_(?P<index>\d+)\.(?i:wav)$")
+SILENCE_PEAK = 1e-4
+MIN_RATE, MAX_RATE = 1_000, 768_000  # sample rates read_wav accepts
+WAV_FORMATS = ("WAV", "WAVEX", "RF64")  # libsndfile's names of the RIFF, RIFX and RF64 WAVE containers
+_MAX_CLIPS_PER_CLASS = 2**27 - 1  # the constant of the Speech Commands hash split
+_PLACEHOLDER = 0xFFFFFFFF  # the size an encoder that cannot seek back leaves in a WAV header
 logger = logging.getLogger(__name__)
+
+
+class AudioError(DataError):
+    """A file that cannot be used as audio; the message names the file."""
+
+
+# WAV reading ------------------------------------------------------------------------------------------------
+
+
+DataLayout = collections.namedtuple("DataLayout", ["start", "promised_bytes", "sample_rate"])
+DataLayout.__doc__ = """Where a WAV file's samples start (byte offset), how many bytes its header promises
+(None for the streaming placeholder) and the `fmt ` chunk's sample rate (None without one before the data)."""
+
+
+def _data_layout(content: bytes) -> DataLayout | None:
+    """Walk a WAV file's chunks up to its `data` chunk; `None` when there is none (or no RIFF/RIFX/RF64 WAVE)."""
+    form = content[:4]
+    if form not in (b"RIFF", b"RIFX", b"RF64") or content[8:12] != b"WAVE":
+        return None
+    size_format = ">I" if form == b"RIFX" else "<I"
+    position, sample_rate, rf64_data_bytes = 12, None, None
+    while position + 8 <= len(content):
+        chunk_id = content[position : position + 4]
+        (size,) = struct.unpack(size_format, content[position + 4 : position + 8])
+        body = position + 8
+        if chunk_id == b"ds64" and len(content) >= body + 16:
+            (rf64_data_bytes,) = struct.unpack("<Q", content[body + 8 : body + 16])
+        elif chunk_id == b"fmt " and len(content) >= body + 8:
+            (sample_rate,) = struct.unpack(size_format, content[body + 4 : body + 8])
+        elif chunk_id == b"data":
+            if size != _PLACEHOLDER:
+                promised = size
+            else:  # RF64 keeps the real size in ds64; RIFF and RIFX mean "to the end of the file"
+                promised = rf64_data_bytes if form == b"RF64" else None
+            return DataLayout(body, promised, sample_rate)
+        position = body + size + (size & 1)
+    return None
+
+
+def _check_rate(path, rate) -> None:
+    if not MIN_RATE <= rate <= MAX_RATE:  # an absurd rate would make resampling allocate gigabytes
+        raise AudioError(
+            f"{path}: WAV header gives a sample rate of {rate} Hz (expected {MIN_RATE:,} to {MAX_RATE:,} Hz)"
+        )
+
+
+def read_wav(path: str | Path) -> tuple[int, np.ndarray]:
+    """Read a WAV file as float32 in [-1, 1].
+
+    libsndfile decodes it (PCM 8 to 32 bits, float, and the compressed WAV codecs it knows; RIFF,
+    RIFX or RF64) and skips metadata chunks; a streamed file (placeholder sizes) that ends inside a
+    frame loses that frame. libsndfile reads a truncated file quietly, so the `data` chunk's size is
+    checked here against the bytes there are (a wrong RIFF size alone is ignored).
+
+    Args:
+        path: A `.wav` file.
+
+    Returns:
+        `(sample_rate, samples)`; samples are `(n,)` or `(n, channels)` float32.
+
+    Raises:
+        AudioError: The file is empty, truncated, not a WAV file, has no samples, gives a sample
+            rate outside `MIN_RATE` to `MAX_RATE` or holds NaN or infinite samples.
+    """
+    try:
+        content = Path(path).read_bytes()
+    except OSError as error:
+        raise AudioError(f"{path}: not a readable WAV file ({error.strerror or error})") from None
+    layout = _data_layout(content)
+    if layout is not None and layout.sample_rate is not None:
+        _check_rate(path, layout.sample_rate)  # libsndfile's own message for a rate of 0 says nothing of it
+    try:
+        with soundfile.SoundFile(io.BytesIO(content)) as file:
+            if file.format not in WAV_FORMATS:
+                raise AudioError(f"{path}: not a WAV file (it holds {file.format_info})")
+            rate, samples = file.samplerate, file.read(dtype="float32")
+    except soundfile.LibsndfileError as error:
+        raise AudioError(f"{path}: not a readable WAV file ({error.error_string})") from None
+    if layout is not None and layout.promised_bytes is not None:
+        available = len(content) - layout.start
+        if available < layout.promised_bytes:
+            raise AudioError(
+                f"{path}: truncated WAV file (the data chunk holds {available:,} of {layout.promised_bytes:,} bytes)"
+            )
+    if samples.size == 0:
+        raise AudioError(f"{path}: WAV file has no samples")
+    _check_rate(path, rate)
+    if not np.isfinite(samples).all():
+        raise AudioError(f"{path}: WAV file holds NaN or infinite samples")
+    return int(rate), samples
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = 16000) -> None:
+    """Write float samples in [-1, 1] as 16-bit PCM (rounded, clipped at full scale).
+
+    Args:
+        path: The `.wav` file to write.
+        samples: `(n,)` or `(n, channels)` floats.
+        sample_rate: In Hz. Default: `16000`.
+    """
+    pcm = np.clip(np.asarray(samples, dtype="float32"), -1.0, 1.0 - 1.0 / 32768)
+    soundfile.write(path, np.round(pcm * 32768).astype("int16"), sample_rate, subtype="PCM_16", format="WAV")
+
+
+def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    """Resample a mono signal from `rate` to `target_rate` Hz (polyphase filter); float32."""
+    if rate == target_rate:
+        return samples
+    divisor = math.gcd(rate, target_rate)
+    return resample_poly(samples, target_rate // divisor, rate // divisor).astype("float32")
+
+
+def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
+    """Crop to the loudest `length`-sample window, or zero-pad on both sides to `length`."""
+    if len(samples) > length:
+        energy = np.concatenate([[0.0], np.cumsum(np.square(samples, dtype="float64"))])
+        start = int(np.argmax(energy[length:] - energy[:-length]))
+        return samples[start : start + length]
+    missing = length - len(samples)
+    return np.pad(samples, (missing // 2, missing - missing // 2))
+
+
+def is_silent(samples: np.ndarray) -> bool:
+    """True when the peak amplitude is below `SILENCE_PEAK` (-80 dBFS)."""
+    return float(np.max(np.abs(samples))) < SILENCE_PEAK
+
+
+def load_clip(path: str | Path, sample_rate: int = 16000, clip_samples: int = 16000, notes=None) -> np.ndarray:
+    """One clip as the model takes it: mono float32 `(clip_samples,)` at `sample_rate`.
+
+    Args:
+        path: WAV file.
+        sample_rate: Target rate in Hz. Default: `16000`.
+        clip_samples: Target length in samples. Default: `16000`.
+        notes: Optional `collections.Counter`; gets `downmixed`, `resampled`, `cropped`, `padded`.
+
+    Returns:
+        float32 array `(clip_samples,)`.
+    """
+    notes = notes if notes is not None else collections.Counter()
+    rate, samples = read_wav(path)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+        notes["downmixed"] += 1
+    if rate != sample_rate:
+        samples = resample(samples, rate, sample_rate)
+        notes["resampled"] += 1
+    if len(samples) != clip_samples:
+        notes["cropped" if len(samples) > clip_samples else "padded"] += 1
+    return np.asarray(fit_length(samples, clip_samples), dtype="float32")
+
+
+def load_clips(
+    paths: list, sample_rate: int = 16000, clip_samples: int = 16000, what: str = "clips", keep_silent: bool = False
+) -> tuple[np.ndarray, np.ndarray, collections.Counter]:
+    """Load many clips, skipping unreadable and silent files; logs what was done and skipped.
+
+    Args:
+        paths: WAV files.
+        sample_rate: Target rate in Hz. Default: `16000`.
+        clip_samples: Target length in samples. Default: `16000`.
+        what: Name used in the log line. Default: `"clips"`.
+        keep_silent: Keep silent clips (counted as `silent`) instead of skipping them. Default: `False`.
+
+    Returns:
+        `(waveforms, kept, notes)`: float32 `(n_kept, clip_samples)`, the indices into `paths` that
+        were kept, and a `Counter` of what happened (`skipped_unreadable`, `skipped_silent`, ...).
+    """
+    notes = collections.Counter()
+    waveforms, kept, problems = [], [], []
+    for index, path in enumerate(paths):
+        try:
+            clip = load_clip(path, sample_rate, clip_samples, notes)
+        except AudioError as error:
+            notes["skipped_unreadable"] += 1
+            problems.append(str(error))
+            continue
+        if is_silent(clip) and keep_silent:
+            notes["silent"] += 1
+        elif is_silent(clip):
+            notes["skipped_silent"] += 1
+            problems.append(f"{path}: silent (peak below {SILENCE_PEAK})")
+            continue
+        waveforms.append(clip)
+        kept.append(index)
+    summary = ", ".join(f"{key} {count}" for key, count in sorted(notes.items())) or "nothing to fix"
+    logger.info("loaded %d of %d %s (%s)", len(kept), len(paths), what, summary)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        logger.warning("skipped %d bad %s: %s", len(problems), what, shown)
+    array = np.stack(waveforms) if waveforms else np.zeros((0, clip_samples), dtype="float32")
+    return array, np.asarray(kept, dtype="int64"), notes
+
+
+# Layouts ----------------------------------------------------------------------------------------------------
+
+
+def wav_files(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """The `.wav` files of a folder (of its whole tree with `recursive`), any case of the extension, sorted."""
+    paths = Path(folder).rglob("*") if recursive else Path(folder).glob("*")
+    return sorted(path for path in paths if path.suffix.lower() == ".wav" and path.is_file())
+
+
+def detect_layout(root: str | Path) -> str:
+    """`speech_commands` (split lists, or a noise bank beside the ten command folders), `fsdd` or
+    `folders` for a dataset folder."""
+    root = Path(root)
+    if (root / "validation_list.txt").is_file() or (root / "testing_list.txt").is_file():
+        return "speech_commands"
+    if (root / NOISE_FOLDER).is_dir() and all((root / word).is_dir() for word in COMMANDS):
+        return "speech_commands"
+    return "fsdd" if _fsdd_folder(root) is not None else "folders"
+
+
+def _fsdd_folder(root):
+    for folder in (root / "recordings", root):
+        if folder.is_dir() and any(FSDD_NAME.match(path.name) for path in wav_files(folder)):
+            return folder
+    return None
+
+
+def hash_split(file_name: str, val_percent: float = 10.0, test_percent: float = 10.0) -> str:
+    """The Speech Commands split of a clip: every clip of one speaker lands in the same split."""
+    stem = re.sub(r"_nohash_.*$", "", Path(file_name).name)
+    value = int(hashlib.sha1(stem.encode()).hexdigest(), 16) % (_MAX_CLIPS_PER_CLASS + 1)
+    percent = value * (100.0 / _MAX_CLIPS_PER_CLASS)
+    if percent < val_percent:
+        return "val"
+    return "test" if percent < val_percent + test_percent else "train"
+
+
+def _speaker(path):
+    name = Path(path).name
+    return name.split("_nohash_")[0] if "_nohash_" in name else ""
+
+
+def label_folders(root: str | Path) -> list[Path]:
+    """The label folders of a tree: every folder whose name does not start with `_` or `.`."""
+    folders = sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    if not folders:
+        raise DataError(f"{root}: no label folders found (expected one folder of WAV files per word)")
+    return folders
+
+
+def _read_list(path):
+    if not path.is_file():
+        return set()
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Notepad's "UTF-8") is not a path
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (expected one clip path per line): {error}") from None
+    return {line.strip().replace("\\", "/") for line in text.splitlines() if line.strip()}
+
+
+def list_speech_commands(root: str | Path) -> pd.DataFrame:
+    """Records of a Speech Commands tree: `file, word, split, speaker`."""
+    root = Path(root)
+    val_list, test_list = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")
+    rows, seen = [], set()
+    for folder in label_folders(root):
+        for path in wav_files(folder):
+            relative = f"{folder.name}/{path.name}"
+            seen.add(relative)
+            if val_list or test_list:
+                split = "val" if relative in val_list else "test" if relative in test_list else "train"
+            else:
+                split = hash_split(path.name)
+            rows.append((str(path), folder.name, split, _speaker(path)))
+    for name, listed in (("validation_list.txt", val_list), ("testing_list.txt", test_list)):
+        _check_list(root / name, listed, seen)
+    return pd.DataFrame(rows, columns=["file", "word", "split", "speaker"])
+
+
+def _check_list(path, listed, seen):
+    """A split list must name clips of the tree: none found is an error, some missing a warning."""
+    missing = sorted(listed - seen)
+    if listed and len(missing) == len(listed):
+        raise DataError(
+            f"{path}: none of its {len(listed)} entries names a clip of the tree (first: {missing[0]!r}; "
+            "expected paths relative to the dataset folder, such as 'yes/0a7c2a8d_nohash_0.wav')"
+        )
+    if missing:
+        logger.warning("%s: %d of its %d entries name no clip (first: %s)", path, len(missing), len(listed), missing[0])
+
+
+def list_folders(root: str | Path) -> pd.DataFrame:
+    """Records of a one-folder-per-label tree, split by the Speech Commands hash rule."""
+    rows = [
+        (str(path), folder.name, hash_split(path.name), _speaker(path))
+        for folder in label_folders(root)
+        for path in wav_files(folder, recursive=True)
+    ]
+    return pd.DataFrame(rows, columns=["file", "word", "split", "speaker"])
+
+
+def list_fsdd(root: str | Path, split: str = "official", test_speaker: str | None = None) -> pd.DataFrame:
+    """Records of a Free Spoken Digit Dataset folder for the `official` or `speaker` split."""
+    folder = _fsdd_folder(Path(root))
+    if folder is None:
+        raise DataError(f"{root}: no FSDD recordings found (expected recordings/{{digit}}_{{speaker}}_{{index}}.wav)")
+    rows = []
+    for path in wav_files(folder):
+        if match := FSDD_NAME.match(path.name):
+            rows.append((str(path), match["digit"], match["speaker"], int(match["index"])))
+    frame = pd.DataFrame(rows, columns=["file", "word", "speaker", "index"])
+    if split == "official":
+        frame["split"] = ["test" if i < 5 else "val" if i < 10 else "train" for i in frame["index"]]
+    else:
+        speakers = sorted(frame["speaker"].unique())
+        test_speaker = test_speaker or speakers[0]
+        if test_speaker not in speakers:
+            raise ConfigError(
+                f"data.test_speaker: {test_speaker!r} is not in {folder}; speakers: {', '.join(speakers)}"
+            )
+        frame["split"] = [
+            "test" if s == test_speaker else "val" if i < 5 else "train"
+            for s, i in zip(frame["speaker"], frame["index"], strict=True)
+        ]
+    return frame[["file", "word", "split", "speaker"]]
+
+
+def noise_files(root: str | Path) -> list[str]:
+    """WAV files in `_background_noise_/` (empty when the folder is missing)."""
+    return [str(path) for path in wav_files(Path(root) / NOISE_FOLDER)]
+
+
+def list_records(
+    root: str | Path, layout: str = "auto", split: str = "official", test_speaker: str | None = None
+) -> tuple[str, pd.DataFrame]:
+    """Records of any supported layout.
+
+    Args:
+        root: Dataset folder.
+        layout: One of `LAYOUTS`. Default: `"auto"`.
+        split: FSDD split, `official` or `speaker`. Default: `"official"`.
+        test_speaker: FSDD held-out speaker; `None` is the first in alphabetical order.
+
+    Returns:
+        `(layout, records)`: the resolved layout and a DataFrame `file, word, split, speaker`.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data.path: {root} is not a folder")
+    layout = detect_layout(root) if layout == "auto" else layout
+    if layout == "fsdd":
+        records = list_fsdd(root, split, test_speaker)
+    elif layout == "speech_commands":
+        records = list_speech_commands(root)
+    else:
+        records = list_folders(root)
+    if records.empty:
+        raise DataError(f"{root}: no WAV files found for layout {layout!r}")
+    return layout, records
+
+
+# Loading ----------------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -42,7 +427,7 @@ class Split:
 
 @dataclasses.dataclass
 class SpeechSource:
-    """Everything read from disk, for every trial of a run or tune."""
+    """Everything read from disk, for every trial of a run or tune; `loaded_with` is the `data` group read."""
 
     root: Path
     layout: str
@@ -56,35 +441,41 @@ class SpeechSource:
     cache: dict = dataclasses.field(default_factory=dict)
 
 
-def loading_settings(data_config):
-    """The `data.*` values `load_source` depends on."""
-    return {key: getattr(data_config, key) for key in LOADING_KEYS}
-
-
 def _labelled(records, classes, unknown_fraction, rng):
     """Records with a `label` column for the class setup; `_unknown_` clips sampled per split."""
     if classes == "all":
         return records.assign(label=records["word"]), sorted(records["word"].unique())
-    missing = [word for word in synthetic.COMMANDS if word not in set(records["word"])]
+    missing = [word for word in COMMANDS if word not in set(records["word"])]
     if missing:
         raise DataError(
-            f"data.classes=12 needs a folder for each of {', '.join(synthetic.COMMANDS)}; missing: "
+            f"data.classes=12 needs a folder for each of {', '.join(COMMANDS)}; missing: "
             f"{', '.join(missing)}. Use data.classes=all for another vocabulary."
         )
-    is_command = records["word"].isin(synthetic.COMMANDS)
+    is_command = records["word"].isin(COMMANDS)
     parts = [records[is_command].assign(label=records["word"])]
-    for split in layouts.SPLITS:
+    for split in SPLITS:
         others = records[~is_command & (records["split"] == split)]
         wanted = math.ceil(int((is_command & (records["split"] == split)).sum()) * unknown_fraction)
         chosen = rng.choice(len(others), size=min(wanted, len(others)), replace=False)
         parts.append(others.iloc[np.sort(chosen)].assign(label=UNKNOWN))
-    return pd.concat(parts, ignore_index=True), [SILENCE, UNKNOWN, *synthetic.COMMANDS]
+    return pd.concat(parts, ignore_index=True), [SILENCE, UNKNOWN, *COMMANDS]
 
 
-def load_noise(root, sample_rate, rng):
-    """The noise bank: `_background_noise_/` resampled and joined, or generated colored noise."""
+def load_noise(root: str | Path, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """The noise bank: `_background_noise_/` resampled and joined, or generated colored noise.
+
+    Args:
+        root: Dataset folder.
+        sample_rate: Target rate in Hz.
+        rng: Draws the generated noise when the dataset has none.
+
+    Returns:
+        1-D float32 noise.
+    """
+    from pipelines.speech_commands import synthetic  # it writes its trees with this module's WAV functions
+
     pieces = []
-    for path in layouts.noise_files(root):
+    for path in noise_files(root):
         try:
             rate, samples = read_wav(path)
         except AudioError as error:
@@ -93,23 +484,27 @@ def load_noise(root, sample_rate, rng):
         samples = samples.mean(axis=1) if samples.ndim == 2 else samples
         pieces.append(resample(samples, rate, sample_rate))
     if not pieces:
-        logger.info("no %s folder in %s: using generated white, pink, brown and hum noise", layouts.NOISE_FOLDER, root)
+        logger.info("no %s folder in %s: using generated white, pink, brown and hum noise", NOISE_FOLDER, root)
         generated = synthetic.noise_bank(rng, seconds=10.0)
         pieces = [resample(0.5 * samples, synthetic.SAMPLE_RATE, sample_rate) for samples in generated.values()]
     return np.concatenate(pieces).astype("float32")
 
 
-def silence_clips(noise, count, clip_samples, rng):
-    """`count` clips cut from the noise bank at random offsets and levels (gain 0-1)."""
+def silence_clips(
+    noise: np.ndarray, count: int, clip_samples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[str]]:
+    """`count` clips cut from the noise bank at random offsets and levels (gain 0-1), and their names."""
     if len(noise) <= clip_samples:
         noise = np.tile(noise, clip_samples // max(len(noise), 1) + 2)
     starts = rng.integers(0, len(noise) - clip_samples, size=count)
     gains = rng.uniform(0.0, 1.0, size=(count, 1)).astype("float32")
     clips = noise[starts[:, None] + np.arange(clip_samples)] * gains
-    return clips.astype("float32"), [f"{layouts.NOISE_FOLDER}@{start}" for start in starts]
+    return clips.astype("float32"), [f"{NOISE_FOLDER}@{start}" for start in starts]
 
 
-def extra_training_clips(root, class_names, sample_rate, clip_samples, folder_labels=None):
+def extra_training_clips(
+    root: str | Path, class_names: list[str], sample_rate: int, clip_samples: int, folder_labels: dict | None = None
+) -> tuple[np.ndarray, list[str], list[str], collections.Counter]:
     """The clips of a one-folder-per-label tree that `data.extra_train` adds to the training split.
 
     Args:
@@ -134,7 +529,7 @@ def extra_training_clips(root, class_names, sample_rate, clip_samples, folder_la
                 f"({', '.join(class_names)})"
             )
     files, labels, skipped = [], [], []
-    for folder in layouts.label_folders(root):
+    for folder in label_folders(root):
         if folder_labels is not None and folder.name not in folder_labels:
             skipped.append(folder.name)
             continue
@@ -143,7 +538,7 @@ def extra_training_clips(root, class_names, sample_rate, clip_samples, folder_la
             raise DataError(
                 f"data.extra_train: {folder} is not named after a class of the dataset ({', '.join(class_names)})"
             )
-        paths = [str(path) for path in layouts.wav_files(folder, recursive=True)]
+        paths = [str(path) for path in wav_files(folder, recursive=True)]
         files += paths
         labels += [label] * len(paths)
     if skipped:
@@ -161,21 +556,23 @@ def extra_training_clips(root, class_names, sample_rate, clip_samples, folder_la
     return x, [labels[i] for i in kept], [files[i] for i in kept], notes
 
 
-def load_source(data_config, seed=0):
+def load_source(data_config, seed: int = 0) -> SpeechSource:
     """Read, check and label every clip of the dataset the config names.
 
     Args:
-        data_config: The `data` section (`SpeechDataConfig`).
+        data_config: The `data` group (`task.SpeechDataConfig`); all of it is read here, once.
         seed: Seed of the `_unknown_` sampling and the `_silence_` cuts. Default: `0`.
 
     Returns:
         A `SpeechSource`.
     """
+    from pipelines.speech_commands import synthetic  # it writes its trees with this module's WAV functions
+
     d = data_config
     rng = np.random.default_rng(seed)
     is_synthetic = d.path is None
     root = synthetic.ensure_default_data() if is_synthetic else Path(d.path).expanduser()
-    layout, records = layouts.list_records(root, d.layout, d.split, d.test_speaker)
+    layout, records = list_records(root, d.layout, d.split, d.test_speaker)
     if d.split == "speaker" and layout != "fsdd":
         raise ConfigError(f"data.split=speaker is for the FSDD layout; {root} is {layout} (already split by speaker)")
     classes = ("12" if layout == "speech_commands" else "all") if d.classes == "auto" else d.classes
@@ -184,7 +581,7 @@ def load_source(data_config, seed=0):
     noise = load_noise(root, d.sample_rate, rng)
     index = {name: i for i, name in enumerate(class_names)}
     notes, splits, kept_records = collections.Counter(), {}, []
-    for split in layouts.SPLITS:
+    for split in SPLITS:
         part = records[records["split"] == split].reset_index(drop=True)
         x, kept, split_notes = load_clips(part["file"].tolist(), d.sample_rate, clip_samples, what=f"{split} clips")
         notes.update(split_notes)
@@ -212,14 +609,8 @@ def load_source(data_config, seed=0):
         splits[split] = Split(x, y, files)
         kept_records.append(part)
     counts = {split: len(part.y) for split, part in splits.items()}
-    logger.info(
-        "%s data in %s (%s layout, %d classes): %s",
-        "SYNTHETIC" if is_synthetic else "speech",
-        root,
-        layout,
-        len(class_names),
-        counts,
-    )
+    kind = "SYNTHETIC" if is_synthetic else "speech"
+    logger.info("%s data in %s (%s layout, %d classes): %s", kind, root, layout, len(class_names), counts)
     return SpeechSource(
         root=root,
         layout=layout,
@@ -229,5 +620,5 @@ def load_source(data_config, seed=0):
         noise=noise,
         records=pd.concat(kept_records, ignore_index=True).fillna({"speaker": ""}),
         notes=notes,
-        loaded_with=loading_settings(d),
+        loaded_with=dataclasses.asdict(d),
     )

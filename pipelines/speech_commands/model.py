@@ -1,57 +1,31 @@
 """The speech model: raw waveform in, class probabilities out, features inside.
 
-    waveform (batch, samples) -> RandomTrim (training only) -> RandomSpeedShift (training only)
-    -> LogMelSpectrogram -> RandomEqualizer (training only) -> [clip CMVN] -> Normalization (training-split statistics)
-    -> SpecAugment (training only) -> classifier -> probabilities (batch, classes)
+    waveform (batch, samples) -> RandomSpeedShift (training only) -> LogMelSpectrogram
+    -> Normalization (training-split statistics) -> SpecAugment (training only) -> classifier
+    -> probabilities (batch, classes)
 
-The classifier is the zoo model of `model.variant` (`architecture: zoo`, any variant), or the
-attention RNN of de Andrade et al. 2018 (`architecture: attention_rnn`): a convolutional front
+The classifier is the zoo model of `model.variant` (`model.architecture: zoo`, any variant), or the
+attention RNN of de Andrade et al. 2018 (`model.architecture: attention_rnn`): a convolutional front
 end along time, `model.num_layers` bidirectional LSTMs, attention over time
 (`lstm_models.TemporalAttention`, additive scoring where the paper uses a dot product with the
 middle step as query; layer instead of batch normalisation after each convolution, since batch
 statistics gathered over a few dozen steps of noisy training clips misjudge clean validation
-clips), then dense 64 -> 32 -> softmax. `architecture: crnn` puts two 3 x 3 convolution blocks
+clips), then dense 64 -> 32 -> softmax. `model.architecture: crnn` puts two 3 x 3 convolution blocks
 that pool over frequency only (a formant a few bins higher gives nearly the same features) in
 front of the same recurrent and attention layers.
 """
 
 import keras
+import numpy as np
 
 import lstm_models
 from lstm_models import TemporalAttention, recurrent_layer
 from pipelines import training
-from pipelines.errors import ConfigError
-from pipelines.speech_commands.layers import (
-    LogMelSpectrogram,
-    RandomEqualizer,
-    RandomSpeedShift,
-    RandomTrim,
-    SpecAugment,
-)
+from pipelines.speech_commands.augment import RandomSpeedShift, SpecAugment
+from pipelines.speech_commands.features import front_end
 
 ARCHITECTURES = ("zoo", "attention_rnn", "crnn")
 CRNN_FILTERS = (16, 32)  # two 3 x 3 convolution blocks, each halving the mel bins
-
-
-def front_end(data_config):
-    """The log-mel layer for the config (also used to compute the normalisation statistics)."""
-    return LogMelSpectrogram(
-        sample_rate=data_config.sample_rate,
-        num_mel_bins=data_config.num_mel_bins,
-        min_freq=data_config.mel_min_hz,
-        max_freq=data_config.mel_max_hz,
-        top_db=data_config.top_db,
-        name="log_mel",
-    )
-
-
-def clip_normalization(data_config):
-    """With `data.clip_normalization`, a layer taking each clip's mean and variance over time out of
-    every mel bin (cepstral mean and variance normalisation: a fixed microphone colouring is a
-    constant per bin, so it goes); else `None`."""
-    if not data_config.clip_normalization:
-        return None
-    return keras.layers.LayerNormalization(axis=1, center=False, scale=False, name="clip_normalization")
 
 
 def _recurrent_attention_head(x, config, num_classes):
@@ -89,11 +63,13 @@ def _crnn(features, config, num_classes):
     return _recurrent_attention_head(x, config, num_classes)
 
 
-def build_speech_model(config, clip_samples, num_classes, feature_mean, feature_variance):
+def build_speech_model(
+    config, clip_samples: int, num_classes: int, feature_mean: np.ndarray, feature_variance: np.ndarray
+) -> keras.Model:
     """A compiled waveform classifier.
 
     Args:
-        config: Task config (`data.*` features and augmentation, `model.*`, `train.*`).
+        config: Task config (`data.sample_rate`, `features.*`, `augment.*`, `model.*`, `train.*`, `seed`).
         clip_samples: Waveform length the model takes.
         num_classes: Output classes.
         feature_mean: Per-mel-bin mean of the training split's log-mel features.
@@ -102,33 +78,21 @@ def build_speech_model(config, clip_samples, num_classes, feature_mean, feature_
     Returns:
         A `keras.Model` compiled with Adam, sparse categorical cross-entropy and accuracy.
     """
-    d, m = config.data, config.model
-    if d.architecture != "zoo" and m.variant != "attention_lstm":
-        raise ConfigError(
-            f"data.architecture={d.architecture} is an attention model; "
-            f"set model.variant=attention_lstm (got {m.variant!r})"
-        )
+    a, m, rate = config.augment, config.model, config.data.sample_rate
     waveform = keras.Input((clip_samples,), name="waveform")
-    trimmed = RandomTrim(
-        d.trim_probability, *d.trim_db, frame_samples=d.sample_rate // 100, seed=config.seed, name="trim"
-    )(waveform)
     shifted = RandomSpeedShift(
-        d.speed_change, int(round(d.time_shift_seconds * d.sample_rate)), seed=config.seed, name="speed_shift"
-    )(trimmed)
-    log_mel = front_end(d)
-    features = log_mel(shifted)
-    features = RandomEqualizer(d.equalizer_db, top_db=log_mel.top_db, seed=config.seed, name="equalizer")(features)
-    if (normalizer := clip_normalization(d)) is not None:
-        features = normalizer(features)
+        a.speed_change, int(round(a.time_shift_seconds * rate)), seed=config.seed, name="speed_shift"
+    )(waveform)
+    features = front_end(config.features, rate)(shifted)
     features = keras.layers.Normalization(axis=-1, mean=feature_mean, variance=feature_variance, name="normalize")(
         features
     )
     features = SpecAugment(
-        d.freq_masks, d.freq_mask_width, d.time_masks, d.time_mask_width, seed=config.seed, name="spec_augment"
+        a.freq_masks, a.freq_mask_width, a.time_masks, a.time_mask_width, seed=config.seed, name="spec_augment"
     )(features)
-    if d.architecture == "attention_rnn":
+    if m.architecture == "attention_rnn":
         probabilities = _attention_rnn(features, config, num_classes)
-    elif d.architecture == "crnn":
+    elif m.architecture == "crnn":
         probabilities = _crnn(features, config, num_classes)
     else:
         classifier = lstm_models.build_model(
@@ -142,11 +106,18 @@ def build_speech_model(config, clip_samples, num_classes, feature_mean, feature_
             recurrent_dropout=m.recurrent_dropout,
         )
         probabilities = classifier(features)
-    model = keras.Model(waveform, probabilities, name=f"speech_{d.architecture}_{m.variant}")
+    model = keras.Model(waveform, probabilities, name=f"speech_{m.architecture}_{m.variant}")
     model.compile(optimizer=training.optimizer(config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def feature_model(model):
-    """`waveform -> normalised log-mel features` of a speech model (SpecAugment is off at inference)."""
+def feature_model(model: keras.Model) -> keras.Model:
+    """`waveform -> normalised log-mel features` of a speech model (SpecAugment is off at inference).
+
+    Args:
+        model: A model from `build_speech_model`.
+
+    Returns:
+        A `keras.Model` sharing its layers.
+    """
     return keras.Model(model.inputs, model.get_layer("spec_augment").output)

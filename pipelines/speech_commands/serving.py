@@ -24,7 +24,8 @@ from mlflow.types import ColSpec, Schema
 
 from pipelines.errors import DataError
 from pipelines.serving import KerasServingModel
-from pipelines.speech_commands.layers import LogMelSpectrogram
+from pipelines.speech_commands import augment  # noqa: F401  (registers the training-only layers every model holds)
+from pipelines.speech_commands.features import LogMelSpectrogram
 
 DEFAULT_RATE = 16000
 

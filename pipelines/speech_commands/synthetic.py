@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.errors import DataError
-from pipelines.speech_commands.audio import resample, write_wav
-from pipelines.speech_commands.layouts import COMMANDS, NOISE_FOLDER
+from pipelines.speech_commands.data import COMMANDS, NOISE_FOLDER, resample, write_wav
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 OTHER_WORDS = ("bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow", "zero", "one")

@@ -1,4 +1,8 @@
-"""Speech commands on the shared engine: raw 16 kHz waveforms in, a word label out."""
+"""Speech commands on the shared engine: raw 16 kHz waveforms in, a word label out.
+
+The config classes and the `Task`; the work is done in `data` (read, check, split), `features`
+(log-mel inside the model), `augment`, `model`, `baselines`, `evaluation`, `serving` and `adaptation`.
+"""
 
 import dataclasses
 import math
@@ -8,27 +12,36 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.config import make_config_class
+from pipelines.config import ModelConfig, make_config_class
 from pipelines.errors import ConfigError, DataError
 from pipelines.serving import save_keras_artifacts
-from pipelines.speech_commands import augment, evaluation
+from pipelines.speech_commands import augment, baselines, evaluation
 from pipelines.speech_commands.adaptation import confident_pseudo_labels, self_train
-from pipelines.speech_commands.audio import AudioError, load_clip, load_clips
-from pipelines.speech_commands.data import CLASS_SETUPS, LOADING_KEYS, load_source, loading_settings
-from pipelines.speech_commands.layouts import LAYOUTS, wav_files
-from pipelines.speech_commands.model import ARCHITECTURES, build_speech_model, clip_normalization, front_end
+from pipelines.speech_commands.data import (
+    CLASS_SETUPS,
+    LAYOUTS,
+    AudioError,
+    load_clip,
+    load_clips,
+    load_source,
+    wav_files,
+)
+from pipelines.speech_commands.features import feature_statistics
+from pipelines.speech_commands.model import ARCHITECTURES, build_speech_model
 from pipelines.speech_commands.serving import SpeechServingModel, save_class_names, serving_signature
 from pipelines.tasks import Evaluation, ServingBundle, Task
 from pipelines.tracking import local_dataset
 from pipelines.training import ensemble_members
 
+REMOVED = "removed: measured no gain (docs/experiments/speech_fsdd.md)"
+
 
 @dataclasses.dataclass
 class SpeechDataConfig:
-    """`data` section: where the clips are, how they are labelled and split, features, augmentation.
+    """`data` group: where the clips are, how they are labelled and split.
 
-    The loading keys (`LOADING_KEYS`: path to extra_train) are read once per run or tune; the
-    others may go in the search space.
+    All of it is read once per run or tune, when the clips are loaded (`data.load_source`), so none
+    of it may go in the search space.
     """
 
     path: str | None = None  # None: the SYNTHETIC eSpeak NG default data, generated once into a cache folder
@@ -42,24 +55,6 @@ class SpeechDataConfig:
     silence_fraction: float = 0.1  # _silence_ clips per command clip, per split (classes 12)
     extra_train: list | None = None  # one-folder-per-label trees whose clips join the training split only
     extra_train_labels: dict[str, Any] | None = None  # their folder -> class (zero: 0); only those folders read
-    num_mel_bins: int = 40
-    mel_min_hz: float = 20.0  # the mel filters' lowest edge
-    mel_max_hz: float | None = None  # ... and highest; None: half the sample rate (FSDD's 8 kHz recordings: 4000)
-    top_db: float = 80.0  # log-mel floor, in dB below each clip's loudest value: quieter detail (noise) is flat
-    clip_normalization: bool = False  # each clip's mean and variance over time taken out of every mel bin (CMVN)
-    architecture: str = "zoo"  # zoo (model.variant over log-mel), attention_rnn (de Andrade et al. 2018) or crnn
-    speed_change: float = 0.15  # training only: speed (tempo and pitch) changed by up to this fraction
-    time_shift_seconds: float = 0.1  # training only: random shift either way
-    noise_probability: float = 0.5  # training only: chance of mixing in background noise
-    noise_max_gain: float = 0.05  # training only: noise gain drawn from [0, noise_max_gain]
-    noise_snr_db: list | None = None  # training only: [low, high] dB; noise at an SNR drawn from it, not a gain
-    freq_masks: int = 1  # training only: SpecAugment masks of up to freq_mask_width mel bins
-    freq_mask_width: int = 5
-    time_masks: int = 1  # ... and of up to time_mask_width frames (10 ms each)
-    time_mask_width: int = 5
-    equalizer_db: float = 0.0  # training only: random smooth gain across the mel bins of up to this many dB
-    trim_probability: float = 0.0  # training only: chance of cutting a clip tightly around its loud part
-    trim_db: list = dataclasses.field(default_factory=lambda: [15.0, 30.0])  # the cut, in dB below the loudest 10 ms
 
     def __post_init__(self):
         if isinstance(self.extra_train, str):
@@ -70,49 +65,16 @@ class SpeechDataConfig:
             self.extra_train_labels = _folder_labels(self.extra_train_labels)
             if not self.extra_train:
                 raise ConfigError("data.extra_train_labels: set, but data.extra_train names no folder to read")
-        for key, allowed in (
-            ("layout", LAYOUTS),
-            ("classes", CLASS_SETUPS),
-            ("split", ("official", "speaker")),
-            ("architecture", ARCHITECTURES),
-        ):
+        for key, allowed in (("layout", LAYOUTS), ("classes", CLASS_SETUPS), ("split", ("official", "speaker"))):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"data.{key}: expected one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-        for key in ("sample_rate", "num_mel_bins"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"data.{key}: expected a positive integer, got {getattr(self, key)!r}")
-        for key in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"data.{key}: expected a non-negative integer, got {getattr(self, key)!r}")
-        for key in (
-            "unknown_fraction", "silence_fraction", "noise_probability", "time_shift_seconds", "trim_probability"
-        ):  # fmt: skip
+        if self.sample_rate < 1:
+            raise ConfigError(f"data.sample_rate: expected a positive integer, got {self.sample_rate!r}")
+        for key in ("unknown_fraction", "silence_fraction"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ConfigError(f"data.{key}: expected a value in [0, 1], got {getattr(self, key)!r}")
         if not 0.1 <= self.clip_seconds <= 10.0:
             raise ConfigError(f"data.clip_seconds: expected 0.1 to 10 seconds, got {self.clip_seconds!r}")
-        if not 0.0 <= self.speed_change < 0.5:
-            raise ConfigError(f"data.speed_change: expected a fraction in [0, 0.5), got {self.speed_change!r}")
-        if self.noise_snr_db is not None:
-            _check_db_range("noise_snr_db", self.noise_snr_db, low_above_zero=False)
-        _check_db_range("trim_db", self.trim_db, low_above_zero=True)
-        top_hz = self.sample_rate / 2
-        if self.mel_max_hz is not None and not 0 < self.mel_max_hz <= top_hz:
-            raise ConfigError(
-                f"data.mel_max_hz: expected a frequency above 0 and at most half the sample rate ({top_hz:g} Hz), "
-                f"got {self.mel_max_hz!r}"
-            )
-        band_top = self.mel_max_hz or top_hz
-        if not 0 <= self.mel_min_hz < band_top:
-            raise ConfigError(
-                f"data.mel_min_hz: expected a frequency >= 0 and below data.mel_max_hz ({band_top:g} Hz), "
-                f"got {self.mel_min_hz!r}"
-            )
-        if isinstance(self.top_db, bool) or not (isinstance(self.top_db, int | float) and 0 < self.top_db < math.inf):
-            raise ConfigError(f"data.top_db: expected a positive number of dB, got {self.top_db!r}")
-        for key in ("noise_max_gain", "equalizer_db"):
-            if not 0 <= getattr(self, key) < math.inf:
-                raise ConfigError(f"data.{key}: expected a finite number >= 0, got {getattr(self, key)!r}")
 
 
 def _folder_labels(mapping):
@@ -126,18 +88,108 @@ def _folder_labels(mapping):
     return {str(name): str(label) for name, label in mapping.items()}
 
 
-def _check_db_range(key, bounds, low_above_zero):
-    """Raise `ConfigError` naming `data.<key>` unless `bounds` is `[low, high]` in dB with `low <= high`."""
-    numbers = isinstance(bounds, list | tuple) and len(bounds) == 2
-    numbers = numbers and all(
-        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in bounds
+@dataclasses.dataclass
+class SpeechFeaturesConfig:
+    """`features` group: the log-mel front end inside the model (25 ms Hann window, 10 ms hop).
+
+    The band is checked against `data.sample_rate` by `SpeechConfig`.
+    """
+
+    num_mel_bins: int = 40
+    mel_min_hz: float = 20.0  # the mel filters' lowest edge
+    mel_max_hz: float | None = None  # ... and highest; None: half the sample rate (FSDD's 8 kHz recordings: 4000)
+    top_db: float = 80.0  # log-mel floor, in dB below each clip's loudest value: quieter detail (noise) is flat
+
+    def __post_init__(self):
+        if self.num_mel_bins < 1:
+            raise ConfigError(f"features.num_mel_bins: expected a positive integer, got {self.num_mel_bins!r}")
+        if not 0 < self.top_db < math.inf:
+            raise ConfigError(f"features.top_db: expected a positive number of dB, got {self.top_db!r}")
+
+
+@dataclasses.dataclass
+class SpeechAugmentConfig:
+    """`augment` group: training-only augmentation (the served model never applies it)."""
+
+    speed_change: float = 0.15  # speed (tempo and pitch) changed by up to this fraction
+    time_shift_seconds: float = 0.1  # random shift either way
+    noise_probability: float = 0.5  # chance of mixing in background noise
+    noise_max_gain: float = 0.05  # noise gain drawn from [0, noise_max_gain]
+    freq_masks: int = 1  # SpecAugment masks of up to freq_mask_width mel bins
+    freq_mask_width: int = 5
+    time_masks: int = 1  # ... and of up to time_mask_width frames (10 ms each)
+    time_mask_width: int = 5
+
+    def __post_init__(self):
+        for key in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"augment.{key}: expected a non-negative integer, got {getattr(self, key)!r}")
+        for key in ("noise_probability", "time_shift_seconds"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"augment.{key}: expected a value in [0, 1], got {getattr(self, key)!r}")
+        if not 0.0 <= self.speed_change < 0.5:
+            raise ConfigError(f"augment.speed_change: expected a fraction in [0, 0.5), got {self.speed_change!r}")
+        if not 0 <= self.noise_max_gain < math.inf:
+            raise ConfigError(f"augment.noise_max_gain: expected a finite number >= 0, got {self.noise_max_gain!r}")
+
+
+@dataclasses.dataclass
+class SpeechModelConfig(ModelConfig):
+    """`model` group: the zoo's keys, and the architecture the recurrent layers sit in."""
+
+    architecture: str = "zoo"  # zoo (model.variant over log-mel), attention_rnn (de Andrade et al. 2018) or crnn
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(
+                f"model.architecture: expected one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}"
+            )
+        if self.architecture != "zoo" and self.variant != "attention_lstm":
+            raise ConfigError(
+                f"model.architecture: {self.architecture} is an attention model; "
+                f"set model.variant=attention_lstm (got {self.variant!r})"
+            )
+
+
+# Every key of the old flat `data` group that moved or went.
+MOVED_KEYS = {
+    **{f"data.{key}": f"features.{key}" for key in ("num_mel_bins", "mel_min_hz", "mel_max_hz", "top_db")},
+    **{f"data.{field.name}": f"augment.{field.name}" for field in dataclasses.fields(SpeechAugmentConfig)},
+    "data.architecture": "model.architecture",
+    **{
+        f"data.{key}": REMOVED
+        for key in ("clip_normalization", "noise_snr_db", "equalizer_db", "trim_probability", "trim_db")
+    },
+}
+
+
+class SpeechConfig(
+    make_config_class(
+        "SpeechConfig",
+        data=SpeechDataConfig,
+        features=SpeechFeaturesConfig,
+        augment=SpeechAugmentConfig,
+        model=SpeechModelConfig,
+        moved=MOVED_KEYS,
     )
-    if not numbers or not bounds[0] <= bounds[1] or (low_above_zero and not bounds[0] > 0):
-        rule = "0 < low <= high" if low_above_zero else "low <= high"
-        raise ConfigError(f"data.{key}: expected [low, high] in dB with {rule}, got {bounds!r}")
+):
+    """The speech task's config; checks the mel band against the sample rate, which lie in two groups."""
 
-
-SpeechConfig = make_config_class(SpeechDataConfig)
+    def __post_init__(self):
+        super().__post_init__()
+        top_hz, band = self.data.sample_rate / 2, self.features
+        if band.mel_max_hz is not None and not 0 < band.mel_max_hz <= top_hz:
+            raise ConfigError(
+                f"features.mel_max_hz: expected a frequency above 0 and at most half of data.sample_rate "
+                f"({top_hz:g} Hz), got {band.mel_max_hz!r}"
+            )
+        band_top = band.mel_max_hz or top_hz
+        if not 0 <= band.mel_min_hz < band_top:
+            raise ConfigError(
+                f"features.mel_min_hz: expected a frequency >= 0 and below features.mel_max_hz ({band_top:g} Hz), "
+                f"got {band.mel_min_hz!r}"
+            )
 
 
 @dataclasses.dataclass
@@ -166,34 +218,6 @@ class SpeechSplits:
         return len(self.class_names)
 
 
-def feature_statistics(data_config, waveforms, limit=2000, batch_size=250, seed=0):
-    """Per-mel-bin mean and variance of the log-mel features of the training clips.
-
-    Args:
-        data_config: The `data` section (the front end's settings).
-        waveforms: Training clips `(n, samples)`, in any order (datasets list them word by word).
-        limit: At most this many clips, drawn at random without replacement. Default: `2000`.
-        batch_size: Clips per front-end call. Default: `250`.
-        seed: Seed of the draw. Default: `0`.
-
-    Returns:
-        `(mean, variance)`, float32 `(num_mel_bins,)` each.
-    """
-    layer, normalizer = front_end(data_config), clip_normalization(data_config)
-    if len(waveforms) > limit:
-        chosen = np.random.default_rng(seed).choice(len(waveforms), size=limit, replace=False)
-        waveforms = waveforms[np.sort(chosen)]
-    total, squares, count = 0.0, 0.0, 0
-    for start in range(0, len(waveforms), batch_size):
-        features = layer(waveforms[start : start + batch_size])
-        features = np.asarray(features if normalizer is None else normalizer(features), dtype="float64")
-        total = total + features.sum(axis=(0, 1))
-        squares = squares + np.square(features).sum(axis=(0, 1))
-        count += features.shape[0] * features.shape[1]
-    mean = total / count
-    return mean.astype("float32"), np.maximum(squares / count - mean**2, 1e-6).astype("float32")
-
-
 def _waveforms(inputs):
     """The float32 `(clips, samples)` array of `read_inputs`'s `waveform` column."""
     return np.stack(inputs["waveform"].to_numpy()).astype("float32")
@@ -213,24 +237,23 @@ class SpeechCommands(Task):
         return load_source(config.data, seed=config.seed)
 
     def prepare(self, config, source):
-        changed = [key for key in LOADING_KEYS if loading_settings(config.data)[key] != source.loaded_with[key]]
+        loaded = dataclasses.asdict(config.data)
+        changed = [key for key, value in loaded.items() if value != source.loaded_with[key]]
         if changed:
             raise ConfigError(
                 f"data.{changed[0]} is read once per run or tune when the clips are loaded; it cannot change "
                 "between trials (remove it from search.space)"
             )
-        d = config.data
         train, val, test = (source.splits[name] for name in ("train", "val", "test"))
-        key = ("features", d.sample_rate, d.num_mel_bins, d.top_db, d.clip_normalization)
+        rate, a = config.data.sample_rate, config.augment
+        key = ("features", *dataclasses.astuple(config.features))
         if key not in source.cache:
-            source.cache[key] = feature_statistics(d, train.x, seed=config.seed)
+            source.cache[key] = feature_statistics(config.features, rate, train.x, seed=config.seed)
         mean, variance = source.cache[key]
-        batch_size = config.train.batch_size
-        mixer = None
-        if d.noise_probability > 0 and (d.noise_snr_db is not None or d.noise_max_gain > 0):
-            mixer = augment.noise_mixer(
-                source.noise, train.x.shape[1], batch_size, d.noise_probability, d.noise_max_gain, d.noise_snr_db
-            )
+        batch_size, mixer = config.train.batch_size, None
+        if a.noise_probability > 0 and a.noise_max_gain > 0:
+            clip_samples = train.x.shape[1]
+            mixer = augment.noise_mixer(source.noise, clip_samples, batch_size, a.noise_probability, a.noise_max_gain)
         return SpeechSplits(
             x_train=train.x,
             y_train=train.y,
@@ -267,8 +290,8 @@ class SpeechCommands(Task):
             if "_recall_" not in key
         }
         metrics.update(evaluation.classification_metrics(data.y_test, test_pred, names, "test"))
-        majority = int(np.bincount(data.y_train, minlength=len(names)).argmax())
-        metrics["test_majority_accuracy"] = float(np.mean(data.y_test == majority))
+        majority = baselines.majority_class(data.y_train, len(names))
+        metrics["test_majority_accuracy"] = baselines.majority_accuracy(data.y_train, data.y_test, len(names))
         figures = {"confusion_matrix": evaluation.confusion_figure(data.y_test, test_pred, names)}
         # An ensemble's figure shows its first member's attention.
         first = ensemble_members(model)[0]

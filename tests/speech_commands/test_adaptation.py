@@ -23,7 +23,7 @@ SAMPLES = 16000
 
 
 def _ensemble(classes=3):
-    config = load_config(SpeechConfig, None, ["model.units=4", "model.variant=gru", "data.num_mel_bins=16"])
+    config = load_config(SpeechConfig, None, ["model.units=4", "model.variant=gru", "features.num_mel_bins=16"])
     members = [
         build_speech_model(config, SAMPLES, classes, np.zeros(16, "float32"), np.ones(16, "float32")) for _ in range(2)
     ]
@@ -134,7 +134,7 @@ def test_a_bad_setting_is_refused_before_the_model_is_loaded(capsys):
 @pytest.mark.slow
 def test_adapt_logs_and_registers_a_model_self_trained_on_a_new_speakers_folder(tmp_path, capsys):
     root = fsdd_tree(tmp_path / "fsdd", speakers=("alice", "bob"), indices=range(12))
-    data = [f"data.path={root}", "data.noise_probability=0", "data.num_mel_bins=16", "data.time_masks=0"]
+    data = [f"data.path={root}", "augment.noise_probability=0", "features.num_mel_bins=16", "augment.time_masks=0"]
     tiny = ["train.epochs=6", "train.verbose=0", "train.batch_size=16", "model.units=16", "model.variant=gru",
             "train.learning_rate=0.01"]  # fmt: skip
     run = workflows.train("speech_commands", overrides=[*tiny, *data])
@@ -150,7 +150,7 @@ def test_adapt_logs_and_registers_a_model_self_trained_on_a_new_speakers_folder(
     # A config whose data has other classes than the model is refused before a run starts.
     other = speech_commands_tree(tmp_path / "commands", speakers=3)
     args = ["adapt", "speech_commands", "--model", run.model_uri, "--input", str(new), "--threshold", threshold]
-    assert cli_main([*args, "--set", f"data.path={other}", "--set", "data.num_mel_bins=16"]) == 2
+    assert cli_main([*args, "--set", f"data.path={other}", "--set", "features.num_mel_bins=16"]) == 2
     assert "the model's classes (0, 1, 2" in capsys.readouterr().err
     assert len(MlflowClient().search_runs([experiment])) == runs_before
 

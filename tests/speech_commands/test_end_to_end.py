@@ -11,7 +11,7 @@ from pipelines.cli import main as cli_main
 from tests.helpers import serve_logged_example
 from tests.speech_commands.audio_trees import fsdd_tree, pitch, speech_commands_tree, tone, write_wav
 
-TINY = ["train.epochs=2", "train.verbose=0", "train.batch_size=16", "model.units=8", "data.num_mel_bins=16"]
+TINY = ["train.epochs=2", "train.verbose=0", "train.batch_size=16", "model.units=8", "features.num_mel_bins=16"]
 
 
 @pytest.mark.slow
@@ -73,7 +73,7 @@ def test_tune_register_serve_and_predict(tmp_path):
 def test_fsdd_train_learns_and_exports_to_tflite(tmp_path):
     root = fsdd_tree(tmp_path / "fsdd", speakers=("alice", "bob"), indices=range(20))
     overrides = [*TINY, "train.epochs=10", "model.units=16", "model.variant=gru", "train.learning_rate=0.01",
-                 "data.noise_probability=0", "data.time_masks=0", "data.freq_masks=0",
+                 "augment.noise_probability=0", "augment.time_masks=0", "augment.freq_masks=0",
                  f"data.path={root}"]  # fmt: skip
     run = workflows.train("speech_commands", overrides=overrides)
     assert run.evaluation.metrics["test_accuracy"] > 0.5 > run.evaluation.metrics["test_majority_accuracy"]
@@ -86,7 +86,7 @@ def test_fsdd_train_learns_and_exports_to_tflite(tmp_path):
 @pytest.mark.slow
 def test_attention_ensemble_logs_the_first_members_attention(tmp_path):
     root = fsdd_tree(tmp_path / "fsdd", speakers=("alice", "bob"), indices=range(12))
-    overrides = [*TINY, "train.epochs=1", "train.ensemble_size=2", "data.architecture=attention_rnn",
+    overrides = [*TINY, "train.epochs=1", "train.ensemble_size=2", "model.architecture=attention_rnn",
                  "model.variant=attention_lstm", f"data.path={root}"]  # fmt: skip
     run = workflows.train("speech_commands", overrides=overrides)
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.run_id, "plots")}

@@ -10,7 +10,7 @@ from mlflow.pyfunc import scoring_server
 
 from pipelines.config import load_config
 from pipelines.errors import DataError
-from pipelines.speech_commands.audio import AudioError
+from pipelines.speech_commands.data import AudioError
 from pipelines.speech_commands.model import build_speech_model
 from pipelines.speech_commands.serving import SpeechServingModel, serving_signature
 from pipelines.speech_commands.task import TASK, SpeechConfig

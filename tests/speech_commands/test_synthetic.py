@@ -9,9 +9,7 @@ import pytest
 
 from pipelines.errors import DataError
 from pipelines.speech_commands import synthetic
-from pipelines.speech_commands.audio import read_wav
-from pipelines.speech_commands.data import load_source
-from pipelines.speech_commands.layouts import detect_layout, list_speech_commands
+from pipelines.speech_commands.data import detect_layout, list_speech_commands, load_source, read_wav
 from pipelines.speech_commands.task import SpeechDataConfig
 from tests.speech_commands.audio_trees import fsdd_tree
 

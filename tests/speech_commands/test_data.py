@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.config import load_config
 from pipelines.errors import ConfigError, DataError
-from pipelines.speech_commands import layouts
+from pipelines.speech_commands import data
 from pipelines.speech_commands.data import SILENCE, UNKNOWN, load_source
 from pipelines.speech_commands.task import SpeechConfig, SpeechDataConfig
 from tests.speech_commands.audio_trees import (
@@ -21,35 +21,35 @@ from tests.speech_commands.audio_trees import (
 
 
 def test_detects_each_layout(tmp_path):
-    assert layouts.detect_layout(speech_commands_tree(tmp_path / "sc", words=("yes",), speakers=2)) == "speech_commands"
-    assert layouts.detect_layout(fsdd_tree(tmp_path / "fsdd", speakers=("a",), indices=[0])) == "fsdd"
-    assert layouts.detect_layout(folders_tree(tmp_path / "f", per_label=1)) == "folders"
+    assert data.detect_layout(speech_commands_tree(tmp_path / "sc", words=("yes",), speakers=2)) == "speech_commands"
+    assert data.detect_layout(fsdd_tree(tmp_path / "fsdd", speakers=("a",), indices=[0])) == "fsdd"
+    assert data.detect_layout(folders_tree(tmp_path / "f", per_label=1)) == "folders"
     unlisted = speech_commands_tree(tmp_path / "sc2", words=COMMANDS, speakers=1, lists=False)
-    assert layouts.detect_layout(unlisted) == "speech_commands"  # the noise bank beside the ten commands
+    assert data.detect_layout(unlisted) == "speech_commands"  # the noise bank beside the ten commands
     noisy_folders = folders_tree(tmp_path / "f2", per_label=1)
     write_wav(noisy_folders / "_background_noise_" / "hum.wav", tone(50.0, seconds=2.0))
-    assert layouts.detect_layout(noisy_folders) == "folders"
+    assert data.detect_layout(noisy_folders) == "folders"
 
 
 def test_split_lists_that_name_no_clip_are_an_error_and_stray_entries_a_warning(tmp_path, caplog):
     root = speech_commands_tree(tmp_path, words=("yes", "no"), speakers=4)
     listed = (root / "testing_list.txt").read_text()
     (root / "testing_list.txt").write_text(listed + "yes/deleted_nohash_0.wav\n")
-    with caplog.at_level(logging.WARNING, logger="pipelines.speech_commands.layouts"):
-        records = layouts.list_speech_commands(root)
+    with caplog.at_level(logging.WARNING, logger="pipelines.speech_commands.data"):
+        records = data.list_speech_commands(root)
     assert (records["split"] == "test").sum() == 2
     assert "testing_list.txt: 1 of its 3 entries name no clip (first: yes/deleted_nohash_0.wav)" in caplog.text
     (root / "validation_list.txt").write_text("".join(f"./{line}\n" for line in listed.split()))
     with pytest.raises(DataError, match=r"validation_list.txt: none of its 2 entries names a clip of the tree"):
-        layouts.list_speech_commands(root)
+        data.list_speech_commands(root)
     (root / "validation_list.txt").write_bytes(b"yes/\xff.wav\n")
     with pytest.raises(DataError, match=r"validation_list.txt: not UTF-8 text \(expected one clip path per line\)"):
-        layouts.list_speech_commands(root)
+        data.list_speech_commands(root)
 
 
 def test_speech_commands_lists_name_the_validation_and_test_clips(tmp_path):
     root = speech_commands_tree(tmp_path, words=("yes", "no"), speakers=4)
-    records = layouts.list_speech_commands(root)
+    records = data.list_speech_commands(root)
     assert len(records) == 8
     assert set(records.loc[records["split"] == "val", "speaker"]) == {"spk0000"}
     assert set(records.loc[records["split"] == "test", "speaker"]) == {"spk0001"}
@@ -60,15 +60,15 @@ def test_split_lists_written_with_a_byte_order_mark_name_their_first_clip(tmp_pa
     root = speech_commands_tree(tmp_path, words=("yes", "no"), speakers=4)
     for name in ("validation_list.txt", "testing_list.txt"):
         (root / name).write_text("\ufeff" + (root / name).read_text(), encoding="utf-8")  # as Notepad saves UTF-8
-    records = layouts.list_speech_commands(root)
+    records = data.list_speech_commands(root)
     assert set(records.loc[records["split"] == "test", "word"]) == {"yes", "no"}
     assert (records["split"] == "val").sum() == 2 and (records["split"] == "train").sum() == 4
 
 
 def test_hash_split_keeps_a_speaker_in_one_split():
-    splits = {layouts.hash_split(f"speaker{n}_nohash_{k}.wav") for n in range(1) for k in range(5)}
+    splits = {data.hash_split(f"speaker{n}_nohash_{k}.wav") for n in range(1) for k in range(5)}
     assert len(splits) == 1
-    shares = [layouts.hash_split(f"s{n}_nohash_0.wav") for n in range(2000)]
+    shares = [data.hash_split(f"s{n}_nohash_0.wav") for n in range(2000)]
     assert 0.05 < shares.count("val") / 2000 < 0.15 and 0.05 < shares.count("test") / 2000 < 0.15
 
 
@@ -208,13 +208,3 @@ def test_bad_paths_and_values(tmp_path):
     root = speech_commands_tree(tmp_path / "sc", words=("yes",), speakers=3)
     with pytest.raises(ConfigError, match="data.split=speaker is for the FSDD layout"):
         load_source(SpeechDataConfig(path=str(root), split="speaker"))
-
-
-@pytest.mark.parametrize("name", ["speech_commands.yaml", "speech_commands/attention.yaml"])
-def test_shipped_configs_build(name):
-    from pipelines.config import CONF_DIR, load_config
-    from pipelines.speech_commands.task import TASK
-
-    config = load_config(TASK.config_class, CONF_DIR / name)
-    assert config.search.space and config.search.direction == "minimize"
-    assert TASK.objective == "val_error_rate"

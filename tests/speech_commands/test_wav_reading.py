@@ -1,4 +1,4 @@
-"""WAV reading and checks: resampling, pad/crop, and every kind of bad audio."""
+"""WAV reading and checks (`data.read_wav`, `data.load_clip`): resampling, pad/crop, every kind of bad audio."""
 
 import collections
 import logging
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from pipelines.speech_commands.audio import AudioError, fit_length, load_clip, load_clips, read_wav, resample
+from pipelines.speech_commands.data import AudioError, fit_length, load_clip, load_clips, read_wav, resample
 from tests.speech_commands.audio_trees import tone, write_wav
 
 
@@ -166,7 +166,7 @@ def test_load_clips_skips_bad_and_silent_files_and_logs_the_count(tmp_path, capl
     empty.write_bytes(b"")
     silent = write_wav(tmp_path / "silent.wav", np.zeros(16000, "float32"))
     paths = [good[0], empty, good[1], silent, good[2]]
-    with caplog.at_level(logging.INFO, logger="pipelines.speech_commands.audio"):
+    with caplog.at_level(logging.INFO, logger="pipelines.speech_commands.data"):
         waveforms, kept, notes = load_clips(paths, what="train clips")
     assert waveforms.shape == (3, 16000)
     np.testing.assert_array_equal(kept, [0, 2, 4])
