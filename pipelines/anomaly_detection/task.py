@@ -209,6 +209,11 @@ class AnomalyDetection(Task):
     objective = "val_mse"
 
     def load_source(self, config: AnomalyConfig) -> series_data.AnomalySource:
+        """Read the series (NAB layout, sensor CSV, or the synthetic default) after checking the search space.
+
+        Returns:
+            An `AnomalySource`.
+        """
         _check_search_space(config)
         spec = config.data
         if not spec.path:
@@ -225,6 +230,11 @@ class AnomalyDetection(Task):
         return series_data.AnomalySource(series, origin)
 
     def prepare(self, config: AnomalyConfig, source: series_data.AnomalySource) -> AnomalySplits:
+        """Split each series in time, scale it on its training rows and cut it into the detector's samples.
+
+        Returns:
+            The pooled samples of every series, and the per-series parts that `evaluate` scores.
+        """
         spec, window = config.data, config.features.window
         detector, steps = config.model.detector, config.model.prediction_steps
         parts, splits = [], {"train": [], "val": [], "test": []}
@@ -256,10 +266,20 @@ class AnomalyDetection(Task):
         )
 
     def build_model(self, config: AnomalyConfig, data: AnomalySplits) -> keras.Model:
+        """The zoo model with a forecast (prediction) or sequence (reconstruction) head.
+
+        Returns:
+            A compiled `keras.Model`.
+        """
         head = "regression" if config.model.detector == "prediction" else "reconstruction"
         return build_and_compile(config, data.input_shape, head, data.output_dim, self.loss, self.keras_metrics)
 
     def dataset_for_logging(self, config: AnomalyConfig, source: series_data.AnomalySource) -> PandasDataset:
+        """Every series as one table (`series`, `timestamp`, the value columns, `label`).
+
+        Returns:
+            An `mlflow.data` dataset.
+        """
         frames = []
         for item in source.series:
             frame = pd.DataFrame(item.values, columns=list(item.value_columns))
@@ -270,6 +290,11 @@ class AnomalyDetection(Task):
         return local_dataset(pd.concat(frames, ignore_index=True), source.origin, f"series ({len(source.series)})")
 
     def evaluate(self, model: keras.Model, data: AnomalySplits, config: AnomalyConfig) -> Evaluation:
+        """Calibrate and score every series; `val_mse` (the objective), NAB and baseline test metrics.
+
+        Returns:
+            An `Evaluation` whose headline is `test_nab_standard`.
+        """
         outcomes, val_stats = detect_all(model, data)
         data.outcomes, data.scored_model = outcomes, model
         detector_name = f"lstm{config.model.detector.capitalize()}"
@@ -294,6 +319,11 @@ class AnomalyDetection(Task):
         )
 
     def serving_bundle(self, model: keras.Model, data: AnomalySplits, workdir: str | Path) -> ServingBundle:
+        """The network with each series' calibrated detector (`detectors.json`).
+
+        Returns:
+            A `ServingBundle` whose request is the last rows of the first series.
+        """
         if data.scored_model is not model:
             data.outcomes, _ = detect_all(model, data)
             data.scored_model = model
@@ -309,7 +339,11 @@ class AnomalyDetection(Task):
         return ServingBundle(AnomalyServingModel(), artifacts, signature, request)
 
     def read_inputs(self, path: str | Path, served: AnomalyServingModel) -> pd.DataFrame:
-        """A CSV of one series for `predict` (`serving.read_request`), with the served model's columns."""
+        """A CSV of one series for `predict`, checked as training data is (`serving.read_request`).
+
+        Returns:
+            The request, with the served model's timestamp and value columns.
+        """
         return read_request(Path(path), served.timestamp_column, tuple(served.value_columns))
 
 

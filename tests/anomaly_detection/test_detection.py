@@ -20,7 +20,7 @@ from pipelines.anomaly_detection.detection import (
     spatial_anomalies,
     value_distances,
 )
-from pipelines.anomaly_detection.features import fit_scaler, scaler_from_state
+from pipelines.anomaly_detection.features import fit_scaler, scale, scaler_from_state
 from pipelines.anomaly_detection.task import DetectionConfig
 from pipelines.errors import ConfigError
 
@@ -329,3 +329,18 @@ def test_seasonal_periods_come_from_the_median_time_step():
     for bad in ([0], ["1"], 7, [True]):
         with pytest.raises(ConfigError, match="detection.seasonal_days: expected a list of positive numbers of days"):
             DetectionConfig(seasonal_days=bad)
+
+
+def test_a_detector_saved_before_the_standard_scaler_loads_and_scales_as_before():
+    """`detectors.json` keeps its format: the scaler as its mean and scale lists."""
+    state = {
+        "name": "s", "detector": "reconstruction", "window": 4, "steps": 1, "cooldown": 5,
+        "scaler": {"mean": [10.0, -2.0], "scale": [2.0, 0.5]}, "threshold": 1.5, "spread": 0.5,
+        "gaussian": None, "likelihood": None,
+    }  # fmt: skip
+    detector = SeriesDetector.from_dict(state)
+    values = np.array([[12.0, -2.5], [10.0, -2.0], [100.0, -2.0]])
+    expected = np.array([[1.0, -1.0], [0.0, 0.0], [10.0, 0.0]], dtype=np.float32)  # the last one clipped
+    np.testing.assert_array_equal(detector.features(lambda x: x, np.vstack([values] * 2))[3:, 0], 0.0)
+    np.testing.assert_array_equal(scale(detector.scaler, values), expected)
+    assert detector.to_dict()["scaler"] == state["scaler"]
