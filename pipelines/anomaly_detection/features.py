@@ -1,9 +1,9 @@
 """What the network sees: each series scaled with statistics of its training rows, cut into windows.
 
 Each series is standardised per column with scikit-learn's ``StandardScaler`` fitted on its training
-rows only (``data.py`` splits it), then clipped to ``+-CLIP`` training standard deviations: real
-sensors jump by many thousands of them, which would swamp a pooled squared loss, while a clipped
-value still lies far outside anything normal and scores as an anomaly. A column constant over the
+rows only (``data.py`` splits it), then clipped to ``+-CLIP`` training standard deviations: a real
+sensor can jump by a thousand of them and more, which would swamp a pooled squared loss, while a
+clipped value still lies far outside anything normal and scores as an anomaly. A column constant over the
 training rows is centred, not scaled (a repair, logged).
 
 Prediction detector: the window of origin ``o`` is rows ``o - window + 1 .. o``, its target rows
