@@ -12,8 +12,9 @@ ENCODING = "utf-8-sig"  # a byte-order mark (Excel's and Notepad's UTF-8) is not
 
 
 def _records(file: Path, separator: str) -> tuple[np.ndarray, np.ndarray]:
-    """The 1-based line on which each CSV record starts, and its number of fields up to the last
-    non-blank one (0: a blank line).
+    """The 1-based line on which each CSV record starts, and its number of fields.
+
+    A record's fields are counted up to its last non-blank one (0: a blank line).
 
     The `csv` module follows quoted fields across lines, so a record after a quoted line break
     still gets its own line.
@@ -33,14 +34,14 @@ def read_csv_strings(file: Path, separator: str = ",") -> tuple[pd.DataFrame, np
     """Read a CSV as strings: the header is its first non-blank line, and blank lines are dropped.
 
     Args:
-        file: the CSV file (UTF-8, with or without a byte-order mark).
-        separator: the one-character field separator.
+        file: The CSV file (UTF-8, with or without a byte-order mark).
+        separator: The one-character field separator. Default: `","`.
 
     Returns:
         `(table, lines)`: every cell a string or NA, and the file line (1-based) of each row.
 
     Raises:
-        DataError: naming the file, and the line where there is one, when it is empty, blank, has
+        DataError: Naming the file, and the line where there is one, when it is empty, blank, has
             a row with more fields than the header or cannot be read as CSV.
     """
     try:

@@ -17,8 +17,12 @@ DEMO_SETTINGS = {
 }
 
 
-def available_tasks():
-    """Tasks whose module exists (later issues add the others)."""
+def available_tasks() -> list[str]:
+    """The tasks that can be loaded.
+
+    Returns:
+        The names in `TASK_MODULES` whose module imports.
+    """
     names = []
     for name in TASK_MODULES:
         try:
@@ -29,11 +33,11 @@ def available_tasks():
     return names
 
 
-def main(trials=None):
+def main(trials: int | None = None) -> None:
     """Tune, register and summarise each available task.
 
     Args:
-        trials: Trials per task; default from `DEMO_SETTINGS`.
+        trials: Trials per task. Default: `None`, which means each task's `DEMO_SETTINGS`.
     """
     rows = []
     for name in available_tasks():

@@ -15,6 +15,7 @@ Example:
 """
 
 import logging
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ class ExportResult:
 
 
 def export_model(
-    model: keras.Model, fmt: str, output_dir, sample_inputs: np.ndarray, int8: bool = False
+    model: keras.Model, fmt: str, output_dir: str | os.PathLike, sample_inputs: np.ndarray, int8: bool = False
 ) -> ExportResult:
     """Export `model` to `output_dir` in format `fmt`, reload it and compare it with Keras.
 
@@ -73,7 +74,10 @@ def export_model(
 
     Raises:
         ValueError: For an unknown format, int8 outside tflite, or no sample inputs.
-        PipelineError: When `output_dir` is a file or cannot be created.
+        PipelineError: When `output_dir` is a file or cannot be created, or the export cannot be
+            written.
+        RuntimeError: The reloaded export returns another shape than Keras, or the ONNX export
+            misses its extra.
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"Unknown export format. Received: fmt={fmt!r}. Allowed: {', '.join(EXPORT_FORMATS)}")
@@ -111,7 +115,7 @@ def export_model(
     )
 
 
-def _make_output_dir(output_dir):
+def _make_output_dir(output_dir: str | os.PathLike) -> Path:
     """Create `output_dir`; a PipelineError (the CLI prints it) when it is a file or not writable."""
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
@@ -123,13 +127,13 @@ def _make_output_dir(output_dir):
     return output_dir
 
 
-def _size_bytes(path):
+def _size_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
 
 
-def _export_keras(model, output_dir, x):
+def _export_keras(model: keras.Model, output_dir: Path, x: np.ndarray) -> tuple[Path, np.ndarray]:
     """Native `.keras` archive. Returns `(path, outputs of the reloaded model on x)`."""
     path = output_dir / "model.keras"
     model.save(path)
@@ -137,7 +141,7 @@ def _export_keras(model, output_dir, x):
     return path, np.asarray(reloaded.predict(x, verbose=0))
 
 
-def _export_savedmodel(model, output_dir, x):
+def _export_savedmodel(model: keras.Model, output_dir: Path, x: np.ndarray) -> tuple[Path, np.ndarray]:
     """TensorFlow SavedModel with a `serve` endpoint. Returns `(path, outputs on x)`."""
     path = output_dir / "saved_model"
     model.export(path, format="tf_saved_model", verbose=False)
@@ -145,7 +149,7 @@ def _export_savedmodel(model, output_dir, x):
     return path, reloaded.serve(tf.constant(x)).numpy()
 
 
-def _export_tflite(model, output_dir, x, int8):
+def _export_tflite(model: keras.Model, output_dir: Path, x: np.ndarray, int8: bool) -> tuple[Path, np.ndarray, float]:
     """TFLite flatbuffer for batch 1. Returns `(path, outputs on x, ms per example)`."""
     path = output_dir / ("model_int8.tflite" if int8 else "model.tflite")
     path.write_bytes(_convert_tflite(model, (1, *x.shape[1:]), int8))
@@ -171,7 +175,7 @@ def _export_tflite(model, output_dir, x, int8):
     return path, np.stack(outputs), latency_ms
 
 
-def _convert_tflite(model, input_shape, int8):
+def _convert_tflite(model: keras.Model, input_shape: tuple[int, ...], int8: bool) -> bytes:
     """Flatbuffer bytes: builtin ops only, falling back to Select TF ops if those are not enough.
 
     The converter needs a fixed batch size to lower the recurrent loop (`TensorListReserve`), so
@@ -183,7 +187,7 @@ def _convert_tflite(model, input_shape, int8):
         spec = tf.TensorSpec(input_shape, tf.float32, name="inputs")
         model.export(saved_model_dir, format="tf_saved_model", input_signature=[spec], verbose=False)
 
-        def convert(supported_ops):
+        def convert(supported_ops: list[tf.lite.OpsSet]) -> bytes:
             converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
             converter.target_spec.supported_ops = supported_ops
             if int8:
@@ -196,7 +200,7 @@ def _convert_tflite(model, input_shape, int8):
             return convert([tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS])
 
 
-def _export_onnx(model, output_dir, x):
+def _export_onnx(model: keras.Model, output_dir: Path, x: np.ndarray) -> tuple[Path, np.ndarray]:
     """ONNX graph through tf2onnx, run with onnxruntime. Returns `(path, outputs on x)`."""
     try:
         import onnxruntime

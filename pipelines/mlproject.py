@@ -11,8 +11,15 @@ import sys
 from pipelines.cli import main
 
 
-def to_cli_arguments(argv):
-    """Translate the MLproject parameters into `lstm-pipelines` arguments."""
+def to_cli_arguments(argv: list[str]) -> list[str]:
+    """Translate the MLproject parameters into `lstm-pipelines` arguments.
+
+    Args:
+        argv: The arguments MLflow passes (`command --task ... --overrides ...`), empty meaning unset.
+
+    Returns:
+        The `lstm-pipelines` command line, without the program name.
+    """
     parser = argparse.ArgumentParser(prog="python -m pipelines.mlproject")
     parser.add_argument("command", choices=["train", "tune", "register", "adapt", "demo"])
     parser.add_argument("--task", default="")
@@ -47,9 +54,11 @@ def to_cli_arguments(argv):
     return cli
 
 
-def _number(parser, name, text, whole):
-    """The parameter as a float (0 when empty), or a usage error naming it: MLflow passes a
-    `float` parameter on as the text it was given, unchecked."""
+def _number(parser: argparse.ArgumentParser, name: str, text: str, whole: bool) -> float:
+    """The parameter as a float (0 when empty), or a usage error naming it.
+
+    MLflow passes a `float` parameter on as the text it was given, unchecked.
+    """
     what = "a whole number" if whole else "a number of seconds"
     try:
         value = float(text or 0)
@@ -60,7 +69,7 @@ def _number(parser, name, text, whole):
     return value
 
 
-def detach_from_project_run():
+def detach_from_project_run() -> None:
     """Let the commands manage their own runs and experiments.
 
     `mlflow run` starts a run in its own experiment and passes it in `MLFLOW_RUN_ID`; the pipelines

@@ -1,14 +1,19 @@
-"""One training run of any task, logged to the active MLflow run: the unit `train` and every
-tuning trial share."""
+"""One training run of any task, logged to the active MLflow run.
+
+The unit that `train` and every tuning trial share.
+"""
 
 import dataclasses
 import logging
 import tempfile
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import mlflow
 
 from pipelines import tracking, training
+from pipelines.tasks import Evaluation, Task
 
 logger = logging.getLogger(__name__)
 
@@ -19,18 +24,20 @@ class RunResult:
 
     run_id: str
     model_uri: str
-    evaluation: object
+    evaluation: Evaluation
     epochs: int  # summed over the members of an ensemble (`train.ensemble_size`)
 
 
 @dataclasses.dataclass
 class _Member:
     model: keras.Model
-    data: object
+    data: Any
     epochs: int
 
 
-def _train_member(task, config, source, index, callbacks):
+def _train_member(
+    task: Task, config: Any, source: Any, index: int, callbacks: Sequence[keras.callbacks.Callback]
+) -> _Member:
     """Train member `index` of the run's ensemble (the only one by default) with seed `seed + index`.
 
     The first member logs its epoch curves under the plain metric names, which pruning and the
@@ -48,7 +55,9 @@ def _train_member(task, config, source, index, callbacks):
     return _Member(model, data, len(history.epoch))
 
 
-def train_and_log(task, config, source, callbacks=()):
+def train_and_log(
+    task: Task, config: Any, source: Any, callbacks: Sequence[keras.callbacks.Callback] = ()
+) -> RunResult:
     """Prepare data, train, evaluate and log metrics, plots and the serving model.
 
     With `train.ensemble_size` > 1 the members train one after another and the evaluated, logged
@@ -58,7 +67,7 @@ def train_and_log(task, config, source, callbacks=()):
         task: A `Task`.
         config: The resolved config of this run.
         source: Raw data from `task.load_source`.
-        callbacks: Extra Keras callbacks (e.g. Optuna pruning).
+        callbacks: Extra Keras callbacks (e.g. Optuna pruning). Default: `()`.
 
     Returns:
         A `RunResult`.
@@ -75,7 +84,9 @@ def train_and_log(task, config, source, callbacks=()):
     return RunResult(mlflow.active_run().info.run_id, model_uri, evaluation, sum(epochs))
 
 
-def evaluate_and_log_model(task, model, data, config, step=0):
+def evaluate_and_log_model(
+    task: Task, model: keras.Model, data: Any, config: Any, step: int = 0
+) -> tuple[Evaluation, str]:
     """Evaluate a trained model and log its metrics, plots, tables and serving model to the active run.
 
     Args:
@@ -83,7 +94,7 @@ def evaluate_and_log_model(task, model, data, config, step=0):
         model: The trained (or adapted) Keras model.
         data: The prepared splits it is evaluated on.
         config: The run's config.
-        step: The MLflow step of the evaluation metrics.
+        step: The MLflow step of the evaluation metrics. Default: `0`.
 
     Returns:
         `(Evaluation, model URI)`.

@@ -1,10 +1,12 @@
 """The base of every served model: a Keras model plus the task's preprocessing, as an MLflow pyfunc.
 
-Tasks subclass `KerasServingModel` and implement `predict`; the saved `.keras` file and a few real
+Tasks subclass `KerasServingModel` and implement `serve`; the saved `.keras` file and a few real
 sample inputs travel as artifacts, so `export` can check every format against the Keras model.
 """
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
@@ -14,6 +16,9 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from pipelines.errors import DataError
 
+if TYPE_CHECKING:  # Keras is imported when a model is loaded, not with this module
+    import keras
+
 
 class RequestError(DataError, MlflowException):
     """A request a served model cannot answer, the message naming the row or field.
@@ -21,9 +26,12 @@ class RequestError(DataError, MlflowException):
     A `DataError` to Python callers and the CLI, and an `MlflowException` with HTTP status 400 to
     MLflow's scoring server, which would otherwise answer any other exception with a generic message
     and leave this one in the stack trace.
+
+    Args:
+        message: What is wrong with the request, naming the row or field.
     """
 
-    def __init__(self, message):
+    def __init__(self, message: str) -> None:
         MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
 
 
@@ -38,7 +46,12 @@ class KerasServingModel(mlflow.pyfunc.PythonModel):
     # type hints; this is its switch for classes that validate their own input.
     _skip_type_hint_validation = True
 
-    def load_context(self, context):
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        """Load the Keras model, the sample inputs and the task's preprocessing.
+
+        Args:
+            context: MLflow's context; `context.artifacts` maps artifact names to local paths.
+        """
         import keras
 
         import lstm_models  # noqa: F401  (registers the custom layers for safe-mode loading)
@@ -47,11 +60,29 @@ class KerasServingModel(mlflow.pyfunc.PythonModel):
         self.sample_inputs = np.load(context.artifacts["sample_inputs"])
         self.load_preprocessing(context)
 
-    def load_preprocessing(self, context):
-        """Load the task's preprocessing state from `context.artifacts`."""
+    def load_preprocessing(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        """Load the task's preprocessing state from `context.artifacts`.
 
-    def predict(self, context, model_input, params=None):
-        """Answer a request; a bad one raises `RequestError` naming the row or field."""
+        Args:
+            context: MLflow's context; `context.artifacts` maps artifact names to local paths.
+        """
+
+    # `model_input` and the return value stay without type hints: MLflow reads them as the request
+    # and response schema.
+    def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input, params: dict[str, Any] | None = None):
+        """Answer a request.
+
+        Args:
+            context: MLflow's context (unused: everything was loaded in `load_context`).
+            model_input: The request, as MLflow parsed it.
+            params: MLflow inference parameters (unused). Default: `None`.
+
+        Returns:
+            The task's answer (`serve`).
+
+        Raises:
+            RequestError: A request the model cannot answer, naming the row or field.
+        """
         try:
             return self.serve(model_input)
         except RequestError:
@@ -59,12 +90,22 @@ class KerasServingModel(mlflow.pyfunc.PythonModel):
         except DataError as error:
             raise RequestError(str(error)) from None
 
-    def serve(self, model_input):
-        """The task's answer to a request (a DataFrame or what MLflow parsed from the body)."""
+    def serve(self, model_input: Any) -> Any:
+        """The task's answer to a request.
+
+        Args:
+            model_input: A DataFrame, or what MLflow parsed from the body.
+
+        Returns:
+            The task's answer.
+
+        Raises:
+            DataError: A request the model cannot answer, naming the row or field.
+        """
         raise NotImplementedError
 
 
-def check_time_order(frame, column):
+def check_time_order(frame: pd.DataFrame, column: str) -> None:
     """Refuse a request whose time column (when sent) does not parse or is not strictly ascending.
 
     Args:
@@ -93,8 +134,8 @@ def check_time_order(frame, column):
         )
 
 
-def save_keras_artifacts(model, sample_inputs, workdir):
-    """Write the `.keras` model and sample inputs; returns the artifacts mapping for pyfunc.
+def save_keras_artifacts(model: "keras.Model", sample_inputs: Any, workdir: str | os.PathLike) -> dict[str, str]:
+    """Write the `.keras` model and sample inputs for a pyfunc model.
 
     Args:
         model: The trained Keras model.

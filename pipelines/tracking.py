@@ -11,20 +11,26 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import keras
 import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import yaml  # noqa: E402
+from mlflow.data.pandas_dataset import PandasDataset  # noqa: E402
 from mlflow.data.sources import LocalArtifactDatasetSource  # noqa: E402
+from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from pipelines.config import flatten, to_dict  # noqa: E402
 from pipelines.errors import PipelineError  # noqa: E402
+from pipelines.tasks import ServingBundle  # noqa: E402
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 logger = logging.getLogger(__name__)
@@ -34,12 +40,16 @@ class TrackingUnavailable(PipelineError):
     """The MLflow tracking server cannot be reached."""
 
 
-def tracking_uri():
-    """The tracking URI in force: `MLFLOW_TRACKING_URI` or the local SQLite default."""
+def tracking_uri() -> str:
+    """The tracking URI in force.
+
+    Returns:
+        `MLFLOW_TRACKING_URI`, or the local SQLite default `sqlite:///mlflow.db`.
+    """
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
-def _check_server(uri, timeout=5.0):
+def _check_server(uri: str, timeout: float = 5.0) -> None:
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
             if response.status == 200:
@@ -53,7 +63,7 @@ def _check_server(uri, timeout=5.0):
     )
 
 
-def _check_database(uri, timeout=5):
+def _check_database(uri: str, timeout: int = 5) -> None:
     import sqlalchemy
 
     try:
@@ -67,13 +77,24 @@ def _check_database(uri, timeout=5):
         ) from None
 
 
-def redact(uri):
-    """The URI without its password, for messages."""
+def redact(uri: str) -> str:
+    """The URI without its password, for messages.
+
+    Args:
+        uri: A URI, e.g. `postgresql://user:secret@host/db`.
+
+    Returns:
+        The URI with the password replaced by `***`.
+    """
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", uri)
 
 
-def setup_uri_only():
-    """Point MLflow at the tracking store (for loading models; no experiment needed)."""
+def setup_uri_only() -> None:
+    """Point MLflow at the tracking store (for loading models; no experiment needed).
+
+    Raises:
+        TrackingUnavailable: A tracking server or database that does not answer.
+    """
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
@@ -83,9 +104,15 @@ def setup_uri_only():
     mlflow.set_registry_uri(uri)
 
 
-def check_store_exists():
-    """`TrackingUnavailable` when the tracking URI is a SQLite file that does not exist: loading a
-    model from it would create an empty store and report only that the model is not there."""
+def check_store_exists() -> None:
+    """Check that a SQLite tracking store exists before a model is loaded from it.
+
+    Loading a model from a missing SQLite file would create an empty store and report only that
+    the model is not there.
+
+    Raises:
+        TrackingUnavailable: The tracking URI is a SQLite file that does not exist.
+    """
     uri = tracking_uri()
     path = uri.removeprefix("sqlite:///")
     if uri.startswith("sqlite:///") and path != ":memory:" and not Path(path).is_file():
@@ -95,7 +122,7 @@ def check_store_exists():
         )
 
 
-def setup(experiment_name):
+def setup(experiment_name: str) -> str:
     """Point MLflow at the tracking store, check it answers, and select the task's experiment.
 
     Args:
@@ -103,6 +130,9 @@ def setup(experiment_name):
 
     Returns:
         The experiment id.
+
+    Raises:
+        TrackingUnavailable: The tracking store cannot be reached or opened.
     """
     setup_uri_only()
     uri = tracking_uri()
@@ -119,8 +149,15 @@ def setup(experiment_name):
             raise TrackingUnavailable(f"cannot open MLflow tracking store {uri}: {error}") from None
 
 
-def metric_name(keras_name):
-    """Keras log key -> split-prefixed metric name (`loss` -> `train_loss`, `val_mae` stays)."""
+def metric_name(keras_name: str) -> str:
+    """The split-prefixed metric name of a Keras log key.
+
+    Args:
+        keras_name: A key of Keras's epoch logs, e.g. `loss` or `val_mae`.
+
+    Returns:
+        The name with its split: `loss` -> `train_loss`; `val_mae` stays.
+    """
     return keras_name if keras_name.startswith(("val_", "test_", "train_")) else f"train_{keras_name}"
 
 
@@ -129,41 +166,51 @@ class EpochMetricsLogger(keras.callbacks.Callback):
 
     Args:
         prefix: Put before every metric name (`member_1/` for an ensemble's second member).
+            Default: `""`.
     """
 
-    def __init__(self, prefix=""):
+    def __init__(self, prefix: str = "") -> None:
         super().__init__()
         self.prefix = prefix
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         metrics = {self.prefix + metric_name(k): float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
         mlflow.log_metrics(metrics, step=epoch)
 
 
-def log_config(config):
-    """Log the full resolved config: flat params and `config.yaml` (with the search space)."""
+def log_config(config: Any) -> None:
+    """Log the full resolved config: flat params and `config.yaml` (with the search space).
+
+    Args:
+        config: A task config.
+    """
     raw = to_dict(config)
     mlflow.log_params({key: "" if value is None else value for key, value in flatten(raw).items()})
     mlflow.log_text(yaml.safe_dump(raw, sort_keys=False), "config.yaml")
 
 
-def log_figures(figures, folder="plots"):
-    """Log matplotlib figures as PNG artifacts and close them."""
+def log_figures(figures: dict[str, Figure], folder: str = "plots") -> None:
+    """Log matplotlib figures as PNG artifacts and close them.
+
+    Args:
+        figures: `{name: figure}`; each is logged as `<folder>/<name>.png`.
+        folder: Artifact folder. Default: `"plots"`.
+    """
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"{folder}/{name}.png")
         plt.close(figure)
 
 
-def local_dataset(frame, path, name):
+def local_dataset(frame: pd.DataFrame, path: str | os.PathLike, name: str) -> PandasDataset:
     """An `mlflow.data` pandas dataset whose source is a local file or folder.
 
     Naming the source type avoids MLflow's warning that a plain path "can be interpreted in multiple ways"
     (mlflow/mlflow#9702), printed on every run otherwise.
 
     Args:
-        frame: the rows to describe (MLflow logs their schema, profile and digest).
-        path: where they were read from, or a description of how they were made.
-        name: the dataset's name in the MLflow UI.
+        frame: The rows to describe (MLflow logs their schema, profile and digest).
+        path: Where they were read from, or a description of how they were made.
+        name: The dataset's name in the MLflow UI.
 
     Returns:
         A `PandasDataset` for `mlflow.log_input`.
@@ -171,28 +218,40 @@ def local_dataset(frame, path, name):
     return mlflow.data.from_pandas(frame, source=LocalArtifactDatasetSource(str(path)), name=name)
 
 
-def log_table(frame, artifact_file):
-    """Log a pandas DataFrame as a CSV artifact."""
+def log_table(frame: pd.DataFrame, artifact_file: str) -> None:
+    """Log a pandas DataFrame as a CSV artifact.
+
+    Args:
+        frame: The table.
+        artifact_file: Artifact path, e.g. `tables/errors.csv`.
+    """
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / Path(artifact_file).name
         frame.to_csv(path, index=False)
         mlflow.log_artifact(str(path), str(Path(artifact_file).parent) if "/" in artifact_file else None)
 
 
-def pip_requirements():
-    """Pinned requirements written next to logged models (what this environment runs)."""
+def pip_requirements() -> list[str]:
+    """Pinned requirements written next to logged models.
+
+    Returns:
+        `name==version` of each package a served model needs, as installed here.
+    """
     from importlib.metadata import version
 
     packages = ("tensorflow", "keras", "mlflow", "pandas", "numpy", "scikit-learn")
     return [f"{name}=={version(name)}" for name in packages]
 
 
-def project_code_paths():
+def project_code_paths() -> list[str]:
     """The folders of this project's packages, which every logged model carries (MLflow `code_paths`).
 
     A served model unpickles classes from `pipelines` and its `.keras` file names layers from
     `lstm_models` and `pipelines`; with the code inside the model it loads wherever its pip
     requirements are installed, not only where lstm-pipelines is.
+
+    Returns:
+        The folders of `pipelines` and `lstm_models`.
     """
     import lstm_models
     import pipelines
@@ -200,7 +259,7 @@ def project_code_paths():
     return [str(Path(package.__file__).parent) for package in (pipelines, lstm_models)]
 
 
-def log_serving_model(bundle, task_name):
+def log_serving_model(bundle: ServingBundle, task_name: str) -> str:
     """Log a pyfunc model (Keras model + preprocessing) to the active run.
 
     The model is logged from code (`served_model.py` names the bundle's serving class), not as a
@@ -212,6 +271,9 @@ def log_serving_model(bundle, task_name):
 
     Returns:
         The logged model's URI (`models:/m-...`).
+
+    Raises:
+        TypeError: The serving class is defined outside `pipelines` and `lstm_models`.
     """
     serving_class = type(bundle.python_model)
     if serving_class.__module__.split(".")[0] not in ("pipelines", "lstm_models"):
@@ -233,7 +295,7 @@ def log_serving_model(bundle, task_name):
     return info.model_uri
 
 
-def register(model_uri, name, alias, tags):
+def register(model_uri: str, name: str, alias: str, tags: dict[str, Any]) -> ModelVersion:
     """Register a logged model, point `alias` at the new version and tag it.
 
     Args:
@@ -251,8 +313,15 @@ def register(model_uri, name, alias, tags):
     return version
 
 
-def run_is_live(run_id):
-    """Whether the tracking store holds the run `run_id` and it is not deleted."""
+def run_is_live(run_id: str) -> bool:
+    """Whether the tracking store holds a run that is not deleted.
+
+    Args:
+        run_id: The MLflow run id.
+
+    Returns:
+        True when the run exists and is not deleted.
+    """
     try:
         run = MlflowClient().get_run(run_id)
     except mlflow.exceptions.MlflowException as error:
@@ -262,8 +331,15 @@ def run_is_live(run_id):
     return run.info.lifecycle_stage != "deleted"
 
 
-def model_exists(model_uri):
-    """Whether the tracking store holds the logged model `model_uri` (a study may outlive its store)."""
+def model_exists(model_uri: str) -> bool:
+    """Whether the tracking store holds a logged model (a study may outlive its store).
+
+    Args:
+        model_uri: The logged model's URI.
+
+    Returns:
+        True when the model is in the store.
+    """
     try:
         mlflow.models.get_model_info(model_uri)
     except mlflow.exceptions.MlflowException as error:
@@ -273,13 +349,25 @@ def model_exists(model_uri):
     return True
 
 
-def run_status(run_id):
-    """`RUNNING`, `FINISHED`, `FAILED` or `KILLED`."""
+def run_status(run_id: str) -> str:
+    """The status of a run.
+
+    Args:
+        run_id: The MLflow run id.
+
+    Returns:
+        `RUNNING`, `FINISHED`, `FAILED` or `KILLED`.
+    """
     return MlflowClient().get_run(run_id).info.status
 
 
-def mark_lost(run_id, reason):
-    """Close the run of a trial whose worker died: FAILED, with the reason as a tag."""
+def mark_lost(run_id: str, reason: str) -> None:
+    """Close the run of a trial whose worker died: FAILED, with the reason as a tag.
+
+    Args:
+        run_id: The trial's MLflow run id.
+        reason: Logged as the run's `error` tag.
+    """
     client = MlflowClient()
     client.set_tag(run_id, "optuna.state", "FAIL")
     client.set_tag(run_id, "error", reason)

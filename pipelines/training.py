@@ -3,6 +3,8 @@
 import contextlib
 import logging
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -13,9 +15,14 @@ from pipelines.errors import PipelineError
 logger = logging.getLogger(__name__)
 
 
-def distribution_scope(config):
-    """The scope to build and compile the model in: `train.strategy: mirrored` replicates it over
-    every GPU (or, with none, every logical CPU device) with `tf.distribute.MirroredStrategy`.
+def distribution_scope(config: Any) -> contextlib.AbstractContextManager:
+    """The scope to build and compile the model in.
+
+    `train.strategy: mirrored` replicates the model over every GPU (or, with none, every logical CPU
+    device) with `tf.distribute.MirroredStrategy`; `default` builds it as usual.
+
+    Args:
+        config: Task config (uses `train.strategy`).
 
     Returns:
         A context manager.
@@ -35,14 +42,17 @@ class TrainingDiverged(PipelineError):
 class StopOnDivergence(keras.callbacks.Callback):
     """Raise `TrainingDiverged` as soon as a batch loss is not finite."""
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise TrainingDiverged(f"training loss became {float(loss)} at batch {batch}; the run diverged")
 
 
-def optimizer(config):
+def optimizer(config: Any) -> keras.optimizers.Adam:
     """Adam with `train.learning_rate` and `train.clipnorm`.
+
+    Args:
+        config: Task config (uses `train.*`).
 
     Returns:
         A `keras.optimizers.Adam`.
@@ -50,7 +60,14 @@ def optimizer(config):
     return keras.optimizers.Adam(learning_rate=config.train.learning_rate, clipnorm=config.train.clipnorm)
 
 
-def build_and_compile(config, input_shape, head, output_dim, loss, metrics=()):
+def build_and_compile(
+    config: Any,
+    input_shape: Sequence[int | None],
+    head: str,
+    output_dim: int,
+    loss: str,
+    metrics: Sequence[str] = (),
+) -> keras.Model:
     """An uncompiled zoo model, compiled with `optimizer(config)`.
 
     Args:
@@ -59,7 +76,7 @@ def build_and_compile(config, input_shape, head, output_dim, loss, metrics=()):
         head: Model head, see `lstm_models.build_model`.
         output_dim: Classes, forecast steps or reconstructed features.
         loss: Keras loss name.
-        metrics: Keras metric names.
+        metrics: Keras metric names. Default: `()`.
 
     Returns:
         A compiled `keras.Model`.
@@ -78,7 +95,7 @@ def build_and_compile(config, input_shape, head, output_dim, loss, metrics=()):
     return model
 
 
-def average_ensemble(members):
+def average_ensemble(members: Sequence[keras.Model]) -> keras.Model:
     """One model that averages the outputs of models taking the same input.
 
     Args:
@@ -104,17 +121,27 @@ def average_ensemble(members):
     return ensemble
 
 
-def ensemble_members(model):
-    """The members of a model from `average_ensemble`, or `[model]` for a single model."""
+def ensemble_members(model: keras.Model) -> list[keras.Model]:
+    """The members of a model from `average_ensemble`.
+
+    Args:
+        model: A model from `average_ensemble`, or a single model.
+
+    Returns:
+        The members, or `[model]` for a single model.
+    """
     members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     return members if model.name == "ensemble" and members else [model]
 
 
-def learning_rate_schedule(config):
+def learning_rate_schedule(config: Any) -> keras.callbacks.LearningRateScheduler | None:
     """The learning-rate callback of `train.lr_schedule`, or None for a constant rate.
 
     `cosine` decays the rate per epoch from `train.learning_rate` at the first epoch towards 0 at
     `train.epochs` (Keras's `CosineDecay`, counted in epochs).
+
+    Args:
+        config: Task config (uses `train.*`).
 
     Returns:
         A `keras.callbacks.LearningRateScheduler`, or None.
@@ -125,16 +152,19 @@ def learning_rate_schedule(config):
     return keras.callbacks.LearningRateScheduler(lambda epoch: float(decay(epoch)))
 
 
-def fit(model, data, config, callbacks=()):
-    """Fit on the training split with early stopping on the validation loss and the configured
-    learning-rate schedule; the weights of the best epoch are restored.
+def fit(
+    model: keras.Model, data: Any, config: Any, callbacks: Sequence[keras.callbacks.Callback] = ()
+) -> keras.callbacks.History:
+    """Fit on the training split, stopping early on the validation loss.
+
+    The learning rate follows `train.lr_schedule`, and the weights of the best epoch are restored.
 
     Args:
         model: A compiled model.
         data: Anything with `x_train, y_train, x_val, y_val`; or with `train_dataset` and
             `val_dataset` (batched `tf.data.Dataset`s), which are used instead when present.
         config: Task config (uses `train.*`).
-        callbacks: Extra Keras callbacks (metric logging, pruning).
+        callbacks: Extra Keras callbacks (metric logging, pruning). Default: `()`.
 
     Returns:
         The Keras `History`.

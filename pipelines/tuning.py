@@ -14,18 +14,24 @@ import secrets
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import mlflow
 import optuna
 from mlflow import MlflowClient
+from mlflow.entities import Run
+from mlflow.entities.model_registry import ModelVersion
 from optuna.distributions import CategoricalDistribution, IntDistribution, check_distribution_compatibility
+from optuna.storages import BaseStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from optuna_integration import KerasPruningCallback
 
 from pipelines import runner, tracking
-from pipelines.config import flatten, search_distribution, to_dict, with_values
+from pipelines.config import SearchParam, flatten, search_distribution, to_dict, with_values
 from pipelines.errors import ConfigError, PipelineError
+from pipelines.tasks import Task
 from pipelines.tracking import redact
 from pipelines.training import TrainingDiverged
 
@@ -40,9 +46,12 @@ class StorageUnavailable(PipelineError):
 
 
 @contextlib.contextmanager
-def optuna_experimental():
-    """Silence Optuna's `ExperimentalWarning` for features used on purpose: heartbeats and their
-    retry (experimental since 2.8) and the matplotlib plots (since 2.2) would warn on every tune."""
+def optuna_experimental() -> Iterator[None]:
+    """Silence Optuna's `ExperimentalWarning` for the experimental features used on purpose.
+
+    Heartbeats and their retry (experimental since Optuna 2.8) and the matplotlib plots (since 2.2)
+    would warn on every tune.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
@@ -54,9 +63,9 @@ class TuneResult:
 
     study_name: str
     parent_run_id: str
-    best_trial: optuna.trial.FrozenTrial | None
+    best_trial: FrozenTrial | None
     counts: dict[str, int]
-    model_version: object = None
+    model_version: ModelVersion | None = None
 
 
 class FailLostTrial:
@@ -64,13 +73,16 @@ class FailLostTrial:
 
     Marks the trial's MLflow run FAILED (it would stay RUNNING forever) and enqueues a retry with
     the same parameters (`RetryHeartbeatStaleTrialCallback`).
+
+    Args:
+        max_retry: Retries of a lost trial.
     """
 
-    def __init__(self, max_retry):
+    def __init__(self, max_retry: int) -> None:
         with optuna_experimental():
             self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
-    def __call__(self, study, trial):
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         run_id = trial.user_attrs.get("mlflow_run_id")
         if run_id:
             try:
@@ -81,21 +93,26 @@ class FailLostTrial:
         self.retry(study, trial)
 
 
-def open_storage(storage=None, heartbeat_interval=10, grace_period=30, max_retry=2):
-    """An Optuna storage from a URL or a journal file path (default: `sqlite:///optuna.db`).
+def open_storage(
+    storage: str | None = None, heartbeat_interval: int = 10, grace_period: int = 30, max_retry: int = 2
+) -> BaseStorage:
+    """An Optuna storage from a URL or a journal file path.
 
     RDB storages (SQLite, PostgreSQL, MySQL) get heartbeats: a trial whose worker dies is marked
     failed after `grace_period` seconds and retried. Journal files have no heartbeat.
 
     Args:
-        storage: `None`, a journal file path (its folder must exist), or any Optuna RDB URL
-            (`sqlite:///...`, `postgresql://...`).
-        heartbeat_interval: Seconds between a running trial's heartbeats.
-        grace_period: Seconds without heartbeat after which a trial counts as lost.
-        max_retry: Retries of a lost trial.
+        storage: A journal file path (its folder must exist), or any Optuna RDB URL
+            (`sqlite:///...`, `postgresql://...`). Default: `None`, which means `sqlite:///optuna.db`.
+        heartbeat_interval: Seconds between a running trial's heartbeats. Default: `10`.
+        grace_period: Seconds without heartbeat after which a trial counts as lost. Default: `30`.
+        max_retry: Retries of a lost trial. Default: `2`.
 
     Returns:
         An Optuna storage.
+
+    Raises:
+        StorageUnavailable: The journal file or the database cannot be opened.
     """
     storage = storage or DEFAULT_STORAGE
     if "://" not in storage:
@@ -124,7 +141,7 @@ def open_storage(storage=None, heartbeat_interval=10, grace_period=30, max_retry
             raise StorageUnavailable(f"cannot open Optuna storage {redact(storage)}: {error}") from None
 
 
-def _engine_kwargs(url):
+def _engine_kwargs(url: str) -> dict[str, Any]:
     if url.startswith("postgresql"):
         return {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}
     if url.startswith("sqlite"):  # several local workers: wait for the lock instead of failing
@@ -132,7 +149,7 @@ def _engine_kwargs(url):
     return {}
 
 
-def suggest(trial, space):
+def suggest(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict[str, Any]:
     """Ask the trial for every parameter of the search space.
 
     Args:
@@ -154,7 +171,7 @@ def suggest(trial, space):
     return values
 
 
-def load_or_create_study(name, storage, direction, seed):
+def load_or_create_study(name: str, storage: BaseStorage | str, direction: str, seed: int) -> tuple[optuna.Study, bool]:
     """Create the study, or load it to resume or to join other workers.
 
     The process that creates the study seeds TPE from `seed`, so a tune in one process is
@@ -163,8 +180,17 @@ def load_or_create_study(name, storage, direction, seed):
     they would propose the same parameters. Constant liar keeps TPE away from the parameters of
     trials still running in other workers.
 
+    Args:
+        name: The study name.
+        storage: An opened storage or a storage URL.
+        direction: `"minimize"` or `"maximize"`.
+        seed: TPE's seed in the process that creates the study.
+
     Returns:
         `(study, created)`: `created` is true only in the one process that created the study.
+
+    Raises:
+        PipelineError: The study exists with another direction.
     """
     try:
         study = optuna.create_study(study_name=name, storage=storage, direction=direction)
@@ -181,11 +207,18 @@ def load_or_create_study(name, storage, direction, seed):
     return study, created
 
 
-def check_space_matches(study, space):
-    """`ConfigError` when a resumed study's trials were drawn from a search space this one contradicts.
+def check_space_matches(study: optuna.Study, space: dict[str, SearchParam]) -> None:
+    """Refuse a search space that contradicts the one a resumed study's trials were drawn from.
 
     Optuna refuses such a parameter in every new trial, so each would fail; bounds may change,
     the kind, `log` and categorical choices may not (`check_distribution_compatibility`).
+
+    Args:
+        study: The loaded study.
+        space: `{dotted_key: SearchParam}` from the config.
+
+    Raises:
+        ConfigError: Naming `search.space.<key>` and both distributions.
     """
     recorded = {}
     for trial in study.get_trials(deepcopy=False):
@@ -209,21 +242,38 @@ _NOT_COMPARED = ("search.", "tracking.", "train.verbose", "train.strategy")
 BUDGET_KEYS = ("train.epochs", "train.early_stopping_patience")  # may change on resume, with a warning
 
 
-def comparable_settings(config):
-    """The settings every trial of a study must share, as dotted keys: the config less `search.*`,
-    `tracking.*`, how training reports and where it runs (`train.verbose`, `train.strategy`) and
-    the keys the search space sets."""
+def comparable_settings(config: Any) -> dict[str, Any]:
+    """The settings every trial of a study must share, as dotted keys.
+
+    That is the config less `search.*`, `tracking.*`, how training reports and where it runs
+    (`train.verbose`, `train.strategy`) and the keys the search space sets.
+
+    Args:
+        config: A task config.
+
+    Returns:
+        `{dotted_key: value}`, JSON-compatible.
+    """
     flat = flatten(to_dict(config))
     kept = {key: value for key, value in flat.items() if not key.startswith(_NOT_COMPARED)}
     return json.loads(json.dumps({key: value for key, value in kept.items() if key not in config.search.space}))
 
 
-def check_settings_match(study, config):
-    """Record the study's settings when it has none; else `ConfigError` naming every setting this
-    config changes (trials trained on other data or with another model are not comparable, and the
-    best of them would be registered). A changed training budget (`BUDGET_KEYS`, e.g. fewer epochs
-    to finish a study) is only warned about. Keys only one side has are search-space changes, which
-    `check_space_matches` judges."""
+def check_settings_match(study: optuna.Study, config: Any) -> None:
+    """Record the study's settings when it has none, else refuse a config that changes them.
+
+    Trials trained on other data or with another model are not comparable, and the best of them
+    would be registered. A changed training budget (`BUDGET_KEYS`, e.g. fewer epochs to finish a
+    study) is only warned about. Keys only one side has are search-space changes, which
+    `check_space_matches` judges.
+
+    Args:
+        study: The created or loaded study.
+        config: The config of the trials to come.
+
+    Raises:
+        ConfigError: Naming every setting this config changes.
+    """
     settings = comparable_settings(config)
     recorded = study.user_attrs.get(SETTINGS_ATTR)
     if recorded is None:
@@ -247,7 +297,7 @@ def check_settings_match(study, config):
         )
 
 
-def _check_parent_experiment(study, parent_id, experiment):
+def _check_parent_experiment(study: optuna.Study, parent_id: str, experiment: str) -> None:
     """`ConfigError` when the study's parent run is in another experiment than `experiment` (a
     changed `tracking.experiment`, or another task's study): MLflow cannot reopen it there."""
     logged_to = MlflowClient().get_experiment(MlflowClient().get_run(parent_id).info.experiment_id).name
@@ -259,7 +309,15 @@ def _check_parent_experiment(study, parent_id, experiment):
         )
 
 
-def _parent_run(study, created, task_name, experiment, on_new_parent=None, wait_seconds=60.0, settle_seconds=2.0):
+def _parent_run(
+    study: optuna.Study,
+    created: bool,
+    task_name: str,
+    experiment: str,
+    on_new_parent: Callable[[], None] | None = None,
+    wait_seconds: float = 60.0,
+    settle_seconds: float = 2.0,
+) -> Run:
     """Start the study's parent run (in the creating process) or reopen it (resumes, other workers).
 
     Only the process that created the study creates the parent run; the others wait up to
@@ -302,7 +360,7 @@ def _parent_run(study, created, task_name, experiment, on_new_parent=None, wait_
     return run
 
 
-def _close_orphan_runs(study):
+def _close_orphan_runs(study: optuna.Study) -> None:
     """Mark FAILED the MLflow runs of trials that ended without closing them (lost workers).
 
     A run that cannot be read or closed (deleted, purged, tracking down) is skipped with a warning:
@@ -319,15 +377,17 @@ def _close_orphan_runs(study):
             logger.warning("could not check MLflow run %s of trial %d: %s", run_id, trial.number, error)
 
 
-def _end_runs_above(run_id):
+def _end_runs_above(run_id: str) -> None:
     """End (as FAILED) any active run nested below `run_id`, so the next trial nests under it."""
     while (active := mlflow.active_run()) is not None and active.info.run_id != run_id:
         logger.warning("run %s was still active when a trial started; ending it as FAILED", active.info.run_id)
         mlflow.end_run(status="FAILED")
 
 
-def _objective(task, config, source, study_name, parent_run_id):
-    def objective(trial):
+def _objective(
+    task: Task, config: Any, source: Any, study_name: str, parent_run_id: str
+) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
         trial_config = with_values(config, suggest(trial, config.search.space))
         _end_runs_above(parent_run_id)
         run = mlflow.start_run(run_name=f"trial-{trial.number}", parent_run_id=parent_run_id, nested=True)
@@ -359,7 +419,7 @@ def _objective(task, config, source, study_name, parent_run_id):
     return objective
 
 
-def _log_study_summary(study, task):
+def _log_study_summary(study: optuna.Study, task: Task) -> tuple[dict[str, int], FrozenTrial | None]:
     """Best params, metrics and model, and the Optuna plots, on the parent run."""
     counts = {state.name.lower(): 0 for state in TrialState}
     for trial in study.get_trials(deepcopy=False):
@@ -401,9 +461,18 @@ def _log_study_summary(study, task):
     return counts, best
 
 
-def check_direction(task, config):
-    """`ConfigError` unless `search.direction` is the task's: every objective is minimised, like the
-    `val_loss` the pruner watches."""
+def check_direction(task: Task, config: Any) -> None:
+    """Refuse a `search.direction` other than the task's.
+
+    Every objective is minimised, like the `val_loss` the pruner watches.
+
+    Args:
+        task: A `Task`.
+        config: The task's config.
+
+    Raises:
+        ConfigError: Naming `search.direction`.
+    """
     if config.search.direction != task.direction:
         raise ConfigError(
             f"search.direction: {task.name} tunes {task.objective}, which is minimised (the pruner watches "
@@ -411,7 +480,16 @@ def check_direction(task, config):
         )
 
 
-def tune(task, config, source, trials, timeout=None, study_name=None, storage=None, on_parent=None):
+def tune(
+    task: Task,
+    config: Any,
+    source: Any,
+    trials: int,
+    timeout: float | None = None,
+    study_name: str | None = None,
+    storage: BaseStorage | str | None = None,
+    on_parent: Callable[[], None] | None = None,
+) -> TuneResult:
     """Run (or resume) a study until it holds `trials` finished trials or `timeout` passes.
 
     Args:
@@ -420,10 +498,12 @@ def tune(task, config, source, trials, timeout=None, study_name=None, storage=No
         source: Raw data from `task.load_source`.
         trials: Target number of finished (complete or pruned) trials in the study; failed
             trials are retried up to as many again.
-        timeout: Seconds for this call, or `None`.
-        study_name: Study name; default the task name.
-        storage: An opened storage (`open_storage`) or a URL / journal path.
+        timeout: Seconds for this call, or `None` for no limit. Default: `None`.
+        study_name: Study name. Default: `None`, which means the task name.
+        storage: An opened storage (`open_storage`) or a URL / journal path. Default: `None`,
+            which means `sqlite:///optuna.db`.
         on_parent: Called once inside a newly created parent run (e.g. to log the dataset).
+            Default: `None`.
 
     Returns:
         A `TuneResult`.
@@ -471,8 +551,20 @@ def tune(task, config, source, trials, timeout=None, study_name=None, storage=No
     return TuneResult(study_name, parent.info.run_id, best, counts)
 
 
-def best_trial(study_name, storage=None):
-    """The best completed trial of an existing study (`storage`: opened, URL or journal path)."""
+def best_trial(study_name: str, storage: BaseStorage | str | None = None) -> FrozenTrial:
+    """The best completed trial of an existing study.
+
+    Args:
+        study_name: The study name.
+        storage: An opened storage, a URL or a journal path. Default: `None`, which means
+            `sqlite:///optuna.db`.
+
+    Returns:
+        The best completed trial.
+
+    Raises:
+        PipelineError: No such study, or none of its trials completed.
+    """
     if storage is None or isinstance(storage, str):
         storage = open_storage(storage)
     try:

@@ -22,8 +22,7 @@ from pipelines.anomaly_detection import download as nab_download
 from pipelines.anomaly_detection.data import load_nab
 from pipelines.errors import DataError, PipelineError
 from pipelines.speech_commands import download as speech_download
-from pipelines.speech_commands.audio import read_wav
-from pipelines.speech_commands.layouts import list_records, noise_files
+from pipelines.speech_commands.data import list_records, noise_files, read_wav
 
 UNREACHABLE = "http://127.0.0.1:9/x"  # the discard port: nothing listens, the connection is refused
 
