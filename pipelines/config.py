@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import math
 import re
+import sys
 import types
 import typing
 from pathlib import Path
@@ -290,6 +291,8 @@ def make_config_class(
             raise ConfigError(f"seed: expected an integer from 0 to {SEED_MAX}, got {self.seed!r}")
 
     config_class = dataclasses.make_dataclass(name, fields, namespace={"__post_init__": __post_init__})
+    # The task module that names the class, so that it pickles (make_dataclass would say `types`).
+    config_class.__module__ = sys._getframe(1).f_globals.get("__name__", __name__)
     config_class.MOVED_KEYS = {**MOVED_KEYS, **(moved or {})}
     config_class.OUTPUT_GROUP = output[0] if output is not None else None
     return config_class

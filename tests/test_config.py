@@ -302,3 +302,13 @@ def test_yaml_errors_are_one_line_with_their_place(tmp_path, text, overrides, me
     with pytest.raises(ConfigError, match=message) as info:
         load_config(ToyConfig, _write(tmp_path, text), overrides)
     assert "\n" not in str(info.value)
+
+
+def test_a_task_config_pickles():
+    import pickle
+
+    from pipelines.stock_forecasting.task import StockConfig
+
+    config = load_config(StockConfig, None, ["features.window=12"])
+    assert StockConfig.__module__ == "pipelines.stock_forecasting.task"
+    assert pickle.loads(pickle.dumps(config)) == config
