@@ -3,7 +3,7 @@
 Self-training: the model labels the new clips itself; those it labels with at least `threshold`
 probability, plus `replay_ratio` times as many clips of its training split with their true labels
 (so it keeps what it knew), fine-tune it for `epochs` through its own training augmentation
-(speed and shift, equalizer, SpecAugment) with Adam at `learning_rate`. The labels of the new clips
+(speed and shift, SpecAugment) with Adam at `learning_rate`. The labels of the new clips
 are never needed. An ensemble's members are fine-tuned one by one on the ensemble's labels.
 
 Measured on held-out FSDD speakers by `benchmarks/speaker_adaptation.py` (docs/results.md).
@@ -53,14 +53,22 @@ class PseudoLabels:
     confident: np.ndarray
 
     @classmethod
-    def from_probabilities(cls, probabilities, threshold):
-        """Args: probabilities `(clips, classes)`; threshold: least kept probability."""
+    def from_probabilities(cls, probabilities: np.ndarray, threshold: float) -> "PseudoLabels":
+        """The labels of a model's class probabilities.
+
+        Args:
+            probabilities: `(clips, classes)`.
+            threshold: Least kept probability.
+
+        Returns:
+            A `PseudoLabels`.
+        """
         probabilities = np.asarray(probabilities)
         probability = probabilities.max(axis=1)
         return cls(probabilities.argmax(axis=1), probability, probability >= threshold)
 
 
-def confident_pseudo_labels(probabilities, threshold):
+def confident_pseudo_labels(probabilities: np.ndarray, threshold: float) -> PseudoLabels:
     """The model's own labels of the new clips, refused when none reaches the threshold.
 
     Args:
@@ -82,7 +90,7 @@ def confident_pseudo_labels(probabilities, threshold):
     return pseudo
 
 
-def fine_tune(model, x, y, settings, seed):
+def fine_tune(model: keras.Model, x: np.ndarray, y: np.ndarray, settings: AdaptationSettings, seed: int) -> None:
     """Fine-tune `model`'s weights in place on `(x, y)`, through its training augmentation.
 
     The model is made trainable and a fresh `keras.Model` over its layers is compiled and fitted, so
@@ -104,7 +112,15 @@ def fine_tune(model, x, y, settings, seed):
     tuned.fit(x, y, batch_size=settings.batch_size, epochs=settings.epochs, shuffle=True, verbose=0)
 
 
-def self_train(model, x_new, probabilities, x_replay, y_replay, settings, rng):
+def self_train(
+    model: keras.Model,
+    x_new: np.ndarray,
+    probabilities: np.ndarray,
+    x_replay: np.ndarray,
+    y_replay: np.ndarray,
+    settings: AdaptationSettings,
+    rng: np.random.Generator,
+) -> tuple[PseudoLabels, int]:
     """Adapt `model` in place to the clips `x_new` it labelled with `probabilities`.
 
     Args:

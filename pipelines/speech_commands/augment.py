@@ -7,13 +7,18 @@ registered layers inside the model, active only with `training=True`: speed chan
 features). A saved `.keras` model reloads with safe mode on once this module is imported.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
 
-def noise_mixer(noise: np.ndarray, clip_samples: int, batch_size: int, noise_probability: float, noise_max_gain: float):
+def noise_mixer(
+    noise: np.ndarray, clip_samples: int, batch_size: int, noise_probability: float, noise_max_gain: float
+) -> Callable:
     """A function `(waveforms, labels) -> (noisy, labels)` on batches, for `Dataset.map`.
 
     The noise of a batch is one contiguous stretch of the (tiled) bank cut into clips: a slice and
@@ -43,7 +48,9 @@ def noise_mixer(noise: np.ndarray, clip_samples: int, batch_size: int, noise_pro
     return mix
 
 
-def training_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, augment=None, seed: int = 0) -> tf.data.Dataset:
+def training_dataset(
+    x: np.ndarray, y: np.ndarray, batch_size: int, augment: Callable | None = None, seed: int = 0
+) -> tf.data.Dataset:
     """Shuffled, batched, augmented (when `augment` is given) and prefetched tf.data pipeline.
 
     Args:
@@ -137,7 +144,7 @@ class RandomSpeedShift(keras.layers.Layer):
         return {**super().get_config(), **config}
 
 
-def stretch_and_shift(waveforms, samples: int, rate, shift, margin: int):
+def stretch_and_shift(waveforms: Any, samples: int, rate: Any, shift: Any, margin: int) -> Any:
     """`out[t] = in[c + (t - c) * rate - shift]` per clip (`c` the centre), linearly interpolated, zeros outside.
 
     Two flat gathers per batch.

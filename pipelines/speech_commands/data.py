@@ -28,6 +28,8 @@ Class setups (`data.classes`):
         layout, `all` otherwise.
 """
 
+from __future__ import annotations
+
 import collections
 import dataclasses
 import hashlib
@@ -37,6 +39,7 @@ import math
 import re
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -44,6 +47,9 @@ import soundfile
 from scipy.signal import resample_poly
 
 from pipelines.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from pipelines.speech_commands.task import SpeechDataConfig
 
 LAYOUTS = ("auto", "speech_commands", "fsdd", "folders")
 CLASS_SETUPS = ("auto", "12", "all")
@@ -163,7 +169,16 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = 16000) -
 
 
 def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
-    """Resample a mono signal from `rate` to `target_rate` Hz (polyphase filter); float32."""
+    """Resample a mono signal (polyphase filter).
+
+    Args:
+        samples: `(n,)` floats.
+        rate: Their rate in Hz.
+        target_rate: The rate wanted, in Hz.
+
+    Returns:
+        float32 `(round(n * target_rate / rate),)`; `samples` itself when the rates are equal.
+    """
     if rate == target_rate:
         return samples
     divisor = math.gcd(rate, target_rate)
@@ -171,7 +186,15 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
 
 
 def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
-    """Crop to the loudest `length`-sample window, or zero-pad on both sides to `length`."""
+    """Crop to the loudest `length`-sample window, or zero-pad on both sides to `length`.
+
+    Args:
+        samples: `(n,)` floats.
+        length: Samples wanted.
+
+    Returns:
+        `(length,)`.
+    """
     if len(samples) > length:
         energy = np.concatenate([[0.0], np.cumsum(np.square(samples, dtype="float64"))])
         start = int(np.argmax(energy[length:] - energy[:-length]))
@@ -180,22 +203,27 @@ def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
     return np.pad(samples, (missing // 2, missing - missing // 2))
 
 
-def is_silent(samples: np.ndarray) -> bool:
+def _is_silent(samples: np.ndarray) -> bool:
     """True when the peak amplitude is below `SILENCE_PEAK` (-80 dBFS)."""
     return float(np.max(np.abs(samples))) < SILENCE_PEAK
 
 
-def load_clip(path: str | Path, sample_rate: int = 16000, clip_samples: int = 16000, notes=None) -> np.ndarray:
+def load_clip(
+    path: str | Path, sample_rate: int = 16000, clip_samples: int = 16000, notes: collections.Counter | None = None
+) -> np.ndarray:
     """One clip as the model takes it: mono float32 `(clip_samples,)` at `sample_rate`.
 
     Args:
         path: WAV file.
         sample_rate: Target rate in Hz. Default: `16000`.
         clip_samples: Target length in samples. Default: `16000`.
-        notes: Optional `collections.Counter`; gets `downmixed`, `resampled`, `cropped`, `padded`.
+        notes: Counts `downmixed`, `resampled`, `cropped`, `padded` when given. Default: `None`.
 
     Returns:
         float32 array `(clip_samples,)`.
+
+    Raises:
+        AudioError: As `read_wav`.
     """
     notes = notes if notes is not None else collections.Counter()
     rate, samples = read_wav(path)
@@ -235,9 +263,9 @@ def load_clips(
             notes["skipped_unreadable"] += 1
             problems.append(str(error))
             continue
-        if is_silent(clip) and keep_silent:
+        if _is_silent(clip) and keep_silent:
             notes["silent"] += 1
-        elif is_silent(clip):
+        elif _is_silent(clip):
             notes["skipped_silent"] += 1
             problems.append(f"{path}: silent (peak below {SILENCE_PEAK})")
             continue
@@ -256,14 +284,28 @@ def load_clips(
 
 
 def wav_files(folder: str | Path, recursive: bool = False) -> list[Path]:
-    """The `.wav` files of a folder (of its whole tree with `recursive`), any case of the extension, sorted."""
+    """The `.wav` files of a folder, any case of the extension.
+
+    Args:
+        folder: Where to look.
+        recursive: Search its whole tree. Default: `False`.
+
+    Returns:
+        The files, sorted.
+    """
     paths = Path(folder).rglob("*") if recursive else Path(folder).glob("*")
     return sorted(path for path in paths if path.suffix.lower() == ".wav" and path.is_file())
 
 
 def detect_layout(root: str | Path) -> str:
-    """`speech_commands` (split lists, or a noise bank beside the ten command folders), `fsdd` or
-    `folders` for a dataset folder."""
+    """The layout of a dataset folder.
+
+    Args:
+        root: Dataset folder.
+
+    Returns:
+        `speech_commands` (split lists, or a noise bank beside the ten command folders), `fsdd` or `folders`.
+    """
     root = Path(root)
     if (root / "validation_list.txt").is_file() or (root / "testing_list.txt").is_file():
         return "speech_commands"
@@ -280,7 +322,16 @@ def _fsdd_folder(root):
 
 
 def hash_split(file_name: str, val_percent: float = 10.0, test_percent: float = 10.0) -> str:
-    """The Speech Commands split of a clip: every clip of one speaker lands in the same split."""
+    """The Speech Commands split of a clip, by a hash of its name: every clip of one speaker lands in one split.
+
+    Args:
+        file_name: The clip's file name; a `_nohash_...` suffix is left out of the hash.
+        val_percent: Share of validation clips. Default: `10.0`.
+        test_percent: Share of test clips. Default: `10.0`.
+
+    Returns:
+        `train`, `val` or `test`.
+    """
     stem = re.sub(r"_nohash_.*$", "", Path(file_name).name)
     value = int(hashlib.sha1(stem.encode()).hexdigest(), 16) % (_MAX_CLIPS_PER_CLASS + 1)
     percent = value * (100.0 / _MAX_CLIPS_PER_CLASS)
@@ -294,8 +345,8 @@ def _speaker(path):
     return name.split("_nohash_")[0] if "_nohash_" in name else ""
 
 
-def label_folders(root: str | Path) -> list[Path]:
-    """The label folders of a tree: every folder whose name does not start with `_` or `.`."""
+def _label_folders(root: str | Path) -> list[Path]:
+    """The label folders of a tree: every folder whose name does not start with `_` or `.`; at least one."""
     folders = sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
     if not folders:
         raise DataError(f"{root}: no label folders found (expected one folder of WAV files per word)")
@@ -313,11 +364,18 @@ def _read_list(path):
 
 
 def list_speech_commands(root: str | Path) -> pd.DataFrame:
-    """Records of a Speech Commands tree: `file, word, split, speaker`."""
+    """Records of a Speech Commands tree, split by its lists (or, without them, by `hash_split`).
+
+    Args:
+        root: Dataset folder.
+
+    Returns:
+        A DataFrame `file, word, split, speaker`.
+    """
     root = Path(root)
     val_list, test_list = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")
     rows, seen = [], set()
-    for folder in label_folders(root):
+    for folder in _label_folders(root):
         for path in wav_files(folder):
             relative = f"{folder.name}/{path.name}"
             seen.add(relative)
@@ -344,17 +402,33 @@ def _check_list(path, listed, seen):
 
 
 def list_folders(root: str | Path) -> pd.DataFrame:
-    """Records of a one-folder-per-label tree, split by the Speech Commands hash rule."""
+    """Records of a one-folder-per-label tree, split by `hash_split`.
+
+    Args:
+        root: Dataset folder.
+
+    Returns:
+        A DataFrame `file, word, split, speaker`.
+    """
     rows = [
         (str(path), folder.name, hash_split(path.name), _speaker(path))
-        for folder in label_folders(root)
+        for folder in _label_folders(root)
         for path in wav_files(folder, recursive=True)
     ]
     return pd.DataFrame(rows, columns=["file", "word", "split", "speaker"])
 
 
 def list_fsdd(root: str | Path, split: str = "official", test_speaker: str | None = None) -> pd.DataFrame:
-    """Records of a Free Spoken Digit Dataset folder for the `official` or `speaker` split."""
+    """Records of a Free Spoken Digit Dataset folder.
+
+    Args:
+        root: Dataset folder (or its `recordings/`).
+        split: `official` or `speaker`. Default: `"official"`.
+        test_speaker: The speaker `speaker` holds out; `None` is the first in alphabetical order.
+
+    Returns:
+        A DataFrame `file, word, split, speaker`.
+    """
     folder = _fsdd_folder(Path(root))
     if folder is None:
         raise DataError(f"{root}: no FSDD recordings found (expected recordings/{{digit}}_{{speaker}}_{{index}}.wav)")
@@ -380,7 +454,14 @@ def list_fsdd(root: str | Path, split: str = "official", test_speaker: str | Non
 
 
 def noise_files(root: str | Path) -> list[str]:
-    """WAV files in `_background_noise_/` (empty when the folder is missing)."""
+    """The noise recordings of a dataset.
+
+    Args:
+        root: Dataset folder.
+
+    Returns:
+        The WAV files in its `_background_noise_/` (none when the folder is missing).
+    """
     return [str(path) for path in wav_files(Path(root) / NOISE_FOLDER)]
 
 
@@ -461,17 +542,8 @@ def _labelled(records, classes, unknown_fraction, rng):
     return pd.concat(parts, ignore_index=True), [SILENCE, UNKNOWN, *COMMANDS]
 
 
-def load_noise(root: str | Path, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """The noise bank: `_background_noise_/` resampled and joined, or generated colored noise.
-
-    Args:
-        root: Dataset folder.
-        sample_rate: Target rate in Hz.
-        rng: Draws the generated noise when the dataset has none.
-
-    Returns:
-        1-D float32 noise.
-    """
+def _load_noise(root: str | Path, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """The noise bank, 1-D float32: `_background_noise_/` resampled and joined, or generated colored noise."""
     from pipelines.speech_commands import synthetic  # it writes its trees with this module's WAV functions
 
     pieces = []
@@ -490,10 +562,10 @@ def load_noise(root: str | Path, sample_rate: int, rng: np.random.Generator) -> 
     return np.concatenate(pieces).astype("float32")
 
 
-def silence_clips(
+def _silence_clips(
     noise: np.ndarray, count: int, clip_samples: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, list[str]]:
-    """`count` clips cut from the noise bank at random offsets and levels (gain 0-1), and their names."""
+    """`_silence_` clips cut from the noise bank at random offsets and gains (0-1), and their names."""
     if len(noise) <= clip_samples:
         noise = np.tile(noise, clip_samples // max(len(noise), 1) + 2)
     starts = rng.integers(0, len(noise) - clip_samples, size=count)
@@ -502,7 +574,7 @@ def silence_clips(
     return clips.astype("float32"), [f"{NOISE_FOLDER}@{start}" for start in starts]
 
 
-def extra_training_clips(
+def _extra_training_clips(
     root: str | Path, class_names: list[str], sample_rate: int, clip_samples: int, folder_labels: dict | None = None
 ) -> tuple[np.ndarray, list[str], list[str], collections.Counter]:
     """The clips of a one-folder-per-label tree that `data.extra_train` adds to the training split.
@@ -529,7 +601,7 @@ def extra_training_clips(
                 f"({', '.join(class_names)})"
             )
     files, labels, skipped = [], [], []
-    for folder in label_folders(root):
+    for folder in _label_folders(root):
         if folder_labels is not None and folder.name not in folder_labels:
             skipped.append(folder.name)
             continue
@@ -556,11 +628,11 @@ def extra_training_clips(
     return x, [labels[i] for i in kept], [files[i] for i in kept], notes
 
 
-def load_source(data_config, seed: int = 0) -> SpeechSource:
+def load_source(data_config: SpeechDataConfig, seed: int = 0) -> SpeechSource:
     """Read, check and label every clip of the dataset the config names.
 
     Args:
-        data_config: The `data` group (`task.SpeechDataConfig`); all of it is read here, once.
+        data_config: The `data` group; all of it is read here, once.
         seed: Seed of the `_unknown_` sampling and the `_silence_` cuts. Default: `0`.
 
     Returns:
@@ -578,7 +650,7 @@ def load_source(data_config, seed: int = 0) -> SpeechSource:
     classes = ("12" if layout == "speech_commands" else "all") if d.classes == "auto" else d.classes
     records, class_names = _labelled(records, classes, d.unknown_fraction, rng)
     clip_samples = int(round(d.clip_seconds * d.sample_rate))
-    noise = load_noise(root, d.sample_rate, rng)
+    noise = _load_noise(root, d.sample_rate, rng)
     index = {name: i for i, name in enumerate(class_names)}
     notes, splits, kept_records = collections.Counter(), {}, []
     for split in SPLITS:
@@ -590,7 +662,7 @@ def load_source(data_config, seed: int = 0) -> SpeechSource:
         files = part["file"].tolist()
         if classes == "12":
             count = math.ceil(int((part["label"] != UNKNOWN).sum()) * d.silence_fraction)
-            quiet, names = silence_clips(noise, count, clip_samples, rng)
+            quiet, names = _silence_clips(noise, count, clip_samples, rng)
             x, y = np.concatenate([x, quiet]), np.concatenate([y, np.full(count, index[SILENCE], dtype="int64")])
             files += names
             part = pd.concat([part, pd.DataFrame({"file": names, "word": SILENCE, "split": split, "label": SILENCE})])
@@ -598,7 +670,7 @@ def load_source(data_config, seed: int = 0) -> SpeechSource:
             raise DataError(f"{root}: the {split} split has no usable clips (layout {layout})")
         if split == "train":
             for extra_root in d.extra_train or ():
-                extra_x, labels, extra_files, extra_notes = extra_training_clips(
+                extra_x, labels, extra_files, extra_notes = _extra_training_clips(
                     extra_root, class_names, d.sample_rate, clip_samples, d.extra_train_labels
                 )
                 notes.update(extra_notes)

@@ -34,7 +34,7 @@ VERSIONS = {
 MARKER = ".complete"
 
 
-def download_speech_commands(version="0.02", folder=None):
+def download_speech_commands(version: str = "0.02", folder: str | Path | None = None) -> Path:
     """Download and extract Speech Commands (cached) and return the dataset folder.
 
     Args:
@@ -60,7 +60,15 @@ def download_speech_commands(version="0.02", folder=None):
     return target
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipelines.speech_commands.download`: print the dataset folder.
+
+    Args:
+        argv: Command-line arguments; `None` reads `sys.argv`. Default: `None`.
+
+    Returns:
+        The exit status: 0, or 2 when the download fails.
+    """
     parser = argparse.ArgumentParser(description="Download Google Speech Commands into the cache (about 2.4 GB).")
     parser.add_argument("--version", default="0.02", choices=sorted(VERSIONS))
     parser.add_argument("--folder", help="cache folder for the archive and the extracted dataset")

@@ -1,5 +1,9 @@
 """Scores and plots of a speech model: accuracy, macro-F1, per-class recall, confusion matrix, attention."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import keras
 import matplotlib
 
@@ -11,11 +15,29 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support  # noqa: E402
 
 from lstm_models import TemporalAttention, attention_weights  # noqa: E402
+from pipelines.speech_commands import baselines  # noqa: E402
 from pipelines.speech_commands.model import feature_model  # noqa: E402
+from pipelines.tasks import Evaluation  # noqa: E402
+from pipelines.training import ensemble_members  # noqa: E402
+
+if TYPE_CHECKING:
+    from pipelines.speech_commands.task import SpeechSplits
 
 
-def classification_metrics(y_true, y_pred, class_names, prefix):
-    """`{prefix}_accuracy`, `{prefix}_error_rate`, `{prefix}_macro_f1` and `{prefix}_recall_{class}`."""
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str], prefix: str
+) -> dict[str, float]:
+    """Accuracy, error rate, macro-F1 and each class's recall.
+
+    Args:
+        y_true: True class indices `(n,)`.
+        y_pred: Predicted class indices `(n,)`.
+        class_names: Name of each class index.
+        prefix: The split, e.g. `"test"`.
+
+    Returns:
+        `{prefix}_accuracy`, `{prefix}_error_rate`, `{prefix}_macro_f1` and `{prefix}_recall_{class}`.
+    """
     labels = np.arange(len(class_names))
     accuracy = float(accuracy_score(y_true, y_pred))
     metrics = {
@@ -28,16 +50,37 @@ def classification_metrics(y_true, y_pred, class_names, prefix):
     return metrics
 
 
-def per_class_table(y_true, y_pred, class_names):
-    """Precision, recall, F1 and support per class."""
+def per_class_table(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class.
+
+    Args:
+        y_true: True class indices `(n,)`.
+        y_pred: Predicted class indices `(n,)`.
+        class_names: Name of each class index.
+
+    Returns:
+        A DataFrame `class, precision, recall, f1, support`, a row per class.
+    """
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=np.arange(len(class_names)), zero_division=0
     )
     return pd.DataFrame({"class": class_names, "precision": precision, "recall": recall, "f1": f1, "support": support})
 
 
-def confusion_figure(y_true, y_pred, class_names, title="test confusion matrix"):
-    """Row-normalised confusion matrix, counts written in the cells."""
+def confusion_figure(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str], title: str = "test confusion matrix"
+) -> plt.Figure:
+    """Row-normalised confusion matrix, counts written in the cells (up to 20 classes).
+
+    Args:
+        y_true: True class indices `(n,)`.
+        y_pred: Predicted class indices `(n,)`.
+        class_names: Name of each class index.
+        title: The figure's title. Default: `"test confusion matrix"`.
+
+    Returns:
+        A matplotlib `Figure`.
+    """
     counts = confusion_matrix(y_true, y_pred, labels=np.arange(len(class_names)))
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = max(4.0, 0.45 * len(class_names) + 2)
@@ -68,8 +111,16 @@ def _attention_layer_owner(model):
     return None
 
 
-def attention_over_time(model, x):
-    """`(batch, frames)` attention weights of a speech model, or `None` without attention."""
+def attention_over_time(model: keras.Model, x: np.ndarray) -> np.ndarray | None:
+    """The attention weights over time of a speech model.
+
+    Args:
+        model: A model from `model.build_speech_model`.
+        x: Waveforms `(batch, samples)`.
+
+    Returns:
+        `(batch, frames)` weights, or `None` for a model without attention.
+    """
     found = _attention_layer_owner(model)
     if found is None:
         return None
@@ -78,8 +129,21 @@ def attention_over_time(model, x):
     return attention_weights(owner, inputs)
 
 
-def attention_figure(model, x, y, class_names, hop_seconds=0.010):
-    """One test clip's log-mel features and attention, over the mean attention per class."""
+def attention_figure(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, class_names: list[str], hop_seconds: float = 0.010
+) -> plt.Figure | None:
+    """One test clip's log-mel features and attention, over the mean attention per class.
+
+    Args:
+        model: A model from `model.build_speech_model`.
+        x: Test waveforms `(batch, samples)`.
+        y: Their class indices `(batch,)`.
+        class_names: Name of each class index.
+        hop_seconds: Seconds between frames. Default: `0.010`.
+
+    Returns:
+        A matplotlib `Figure`, or `None` for a model without attention.
+    """
     weights = attention_over_time(model, x)
     if weights is None:
         return None
@@ -100,3 +164,58 @@ def attention_figure(model, x, y, class_names, hop_seconds=0.010):
     bottom.legend(fontsize=7, ncol=4)
     figure.tight_layout()
     return figure
+
+
+def evaluate(model: keras.Model, data: SpeechSplits) -> Evaluation:
+    """Score a trained model on the validation and test splits, against the majority class.
+
+    Args:
+        model: A model from `model.build_speech_model`, or an ensemble of them.
+        data: The splits it was trained on (`task.SpeechSplits`).
+
+    Returns:
+        An `Evaluation`: `val_*` and `test_*` metrics (`test_recall_<class>` too) with
+        `test_majority_accuracy`, the confusion matrix (and attention over time) figures, the
+        per-class table and every test clip's prediction.
+    """
+    names = data.class_names
+    val_pred = model.predict(data.x_val, batch_size=256, verbose=0).argmax(axis=1)
+    test_probabilities = model.predict(data.x_test, batch_size=256, verbose=0)
+    test_pred = test_probabilities.argmax(axis=1)
+    metrics = {
+        key: value
+        for key, value in classification_metrics(data.y_val, val_pred, names, "val").items()
+        if "_recall_" not in key
+    }
+    metrics.update(classification_metrics(data.y_test, test_pred, names, "test"))
+    majority = baselines.majority_class(data.y_train, len(names))
+    metrics["test_majority_accuracy"] = baselines.majority_accuracy(data.y_train, data.y_test, len(names))
+    figures = {"confusion_matrix": confusion_figure(data.y_test, test_pred, names)}
+    # An ensemble's figure shows its first member's attention.
+    first = ensemble_members(model)[0]
+    attention = attention_figure(first, data.x_test[:256], data.y_test[:256], names)
+    if attention is not None:
+        figures["attention_over_time"] = attention
+    predictions = pd.DataFrame(
+        {
+            "file": data.files_test,
+            "true": [names[i] for i in data.y_test],
+            "predicted": [names[i] for i in test_pred],
+            "probability": test_probabilities.max(axis=1),
+        }
+    )
+    baseline = f"majority class ({names[majority]}): {metrics['test_majority_accuracy']:.4f}"
+    summary = (
+        f"test accuracy {metrics['test_accuracy']:.4f}, macro-F1 {metrics['test_macro_f1']:.4f} on "
+        f"{len(data.y_test)} clips, {len(names)} classes; {baseline}"
+    )
+    return Evaluation(
+        metrics=metrics,
+        figures=figures,
+        tables={
+            "per_class": per_class_table(data.y_test, test_pred, names),
+            "test_predictions": predictions,
+        },
+        summary=summary,
+        headline={"metric": "test_accuracy", "value": metrics["test_accuracy"], "baseline": baseline},
+    )

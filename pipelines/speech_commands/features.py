@@ -6,12 +6,18 @@ with safe mode on once this module is imported. `keras.layers.MelSpectrogram` is
 served prediction) would depend on the other clips sent with it; here it is taken per clip.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
+
+if TYPE_CHECKING:
+    from pipelines.speech_commands.task import SpeechFeaturesConfig
 
 _TFLITE_MIN_QUANTIZED_ELEMENTS = 1024  # constants this large get int8 weights in dynamic-range mode
 
@@ -102,7 +108,14 @@ class LogMelSpectrogram(keras.layers.Layer):
         self._filter_chunks = [self.filterbank[:, i : i + width] for i in range(0, num_mel_bins, width)]
 
     def frames(self, samples: int) -> int:
-        """Frames produced for a clip of `samples` samples."""
+        """Frames produced for a clip.
+
+        Args:
+            samples: The clip's length.
+
+        Returns:
+            `1 + (samples - fft_length) // hop_length`.
+        """
         return 1 + (samples - self.fft_length) // self.hop_length
 
     def call(self, inputs):
@@ -144,11 +157,11 @@ class LogMelSpectrogram(keras.layers.Layer):
         return {**super().get_config(), **config}
 
 
-def front_end(features_config, sample_rate: int) -> LogMelSpectrogram:
+def front_end(features_config: SpeechFeaturesConfig, sample_rate: int) -> LogMelSpectrogram:
     """The log-mel layer of a config (also used to compute the normalisation statistics).
 
     Args:
-        features_config: The `features` group (`task.SpeechFeaturesConfig`).
+        features_config: The `features` group.
         sample_rate: `data.sample_rate`, in Hz.
 
     Returns:
@@ -165,7 +178,7 @@ def front_end(features_config, sample_rate: int) -> LogMelSpectrogram:
 
 
 def feature_statistics(
-    features_config,
+    features_config: SpeechFeaturesConfig,
     sample_rate: int,
     waveforms: np.ndarray,
     limit: int = 2000,

@@ -15,6 +15,10 @@ that pool over frequency only (a formant a few bins higher gives nearly the same
 front of the same recurrent and attention layers.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import keras
 import numpy as np
 
@@ -23,6 +27,9 @@ from lstm_models import TemporalAttention, recurrent_layer
 from pipelines import training
 from pipelines.speech_commands.augment import RandomSpeedShift, SpecAugment
 from pipelines.speech_commands.features import front_end
+
+if TYPE_CHECKING:
+    from pipelines.speech_commands.task import SpeechConfig
 
 ARCHITECTURES = ("zoo", "attention_rnn", "crnn")
 CRNN_FILTERS = (16, 32)  # two 3 x 3 convolution blocks, each halving the mel bins
@@ -64,7 +71,7 @@ def _crnn(features, config, num_classes):
 
 
 def build_speech_model(
-    config, clip_samples: int, num_classes: int, feature_mean: np.ndarray, feature_variance: np.ndarray
+    config: SpeechConfig, clip_samples: int, num_classes: int, feature_mean: np.ndarray, feature_variance: np.ndarray
 ) -> keras.Model:
     """A compiled waveform classifier.
 

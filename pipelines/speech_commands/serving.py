@@ -16,6 +16,7 @@ Answer: one row per waveform, `file` (when sent), `label`, `probability` (of tha
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,15 +31,30 @@ from pipelines.speech_commands.features import LogMelSpectrogram
 DEFAULT_RATE = 16000
 
 
-def serving_signature(class_names):
-    """Output schema: optional `file`, `label`, `probability`, `prob_<class>` per class."""
+def serving_signature(class_names: list[str]) -> ModelSignature:
+    """The served model's signature: outputs only (see the module docstring).
+
+    Args:
+        class_names: The model's classes.
+
+    Returns:
+        Output columns `file` (optional), `label`, `probability` and `prob_<class>` per class.
+    """
     columns = [ColSpec("string", "file", required=False), ColSpec("string", "label"), ColSpec("double", "probability")]
     columns += [ColSpec("double", f"prob_{name}") for name in class_names]
     return ModelSignature(inputs=None, outputs=Schema(columns))
 
 
-def save_class_names(class_names, workdir):
-    """Write the class names as JSON; returns the path."""
+def save_class_names(class_names: list[str], workdir: str | Path) -> str:
+    """Write the class names as JSON (`class_names.json`), an artifact of the served model.
+
+    Args:
+        class_names: The model's classes.
+        workdir: Folder to write in.
+
+    Returns:
+        The file's path.
+    """
     path = Path(workdir) / "class_names.json"
     path.write_text(json.dumps(list(class_names)))
     return str(path)
@@ -76,9 +92,15 @@ def _waveforms(model_input, clip_samples):
     return files, waveforms
 
 
-def front_end_rate(layer):
-    """The sample rate of the first `LogMelSpectrogram` inside a model, searched through nested
-    models (an ensemble's members); `None` when there is none."""
+def front_end_rate(layer: Any) -> int | None:
+    """The sample rate of the first `LogMelSpectrogram` inside a model.
+
+    Args:
+        layer: A Keras model or layer; nested models (an ensemble's members) are searched.
+
+    Returns:
+        The rate in Hz, or `None` when there is no `LogMelSpectrogram`.
+    """
     if isinstance(layer, LogMelSpectrogram):
         return int(layer.sample_rate)
     for inner in getattr(layer, "layers", ()):
@@ -94,12 +116,28 @@ class SpeechServingModel(KerasServingModel):
     `sample_rate` and `clip_samples` say what each waveform must be (read from the model).
     """
 
-    def load_preprocessing(self, context):
+    def load_preprocessing(self, context: Any) -> None:
+        """Read the class names, and the clip length and sample rate from the Keras model.
+
+        Args:
+            context: MLflow's context; `context.artifacts["class_names"]` is the JSON file.
+        """
         self.class_names = json.loads(Path(context.artifacts["class_names"]).read_text())
         self.clip_samples = int(self.keras_model.input_shape[-1])
         self.sample_rate = front_end_rate(self.keras_model) or DEFAULT_RATE
 
-    def serve(self, model_input):
+    def serve(self, model_input: Any) -> pd.DataFrame:
+        """Label a batch of waveforms.
+
+        Args:
+            model_input: A request in any form of the module docstring.
+
+        Returns:
+            A row per waveform: `file` (when sent), `label`, `probability`, `prob_<class>`.
+
+        Raises:
+            DataError: The request is not waveforms of `clip_samples` finite numbers.
+        """
         files, waveforms = _waveforms(model_input, self.clip_samples)
         probabilities = self.keras_model.predict(waveforms, batch_size=256, verbose=0).astype("float64")
         best = probabilities.argmax(axis=1)

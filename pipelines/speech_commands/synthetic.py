@@ -100,8 +100,15 @@ class Espeak:
         self._lib = lib
 
     @classmethod
-    def instance(cls):
-        """The process-wide handle (the library has global state)."""
+    def instance(cls) -> "Espeak":
+        """The process-wide handle (the library has global state).
+
+        Returns:
+            The one `Espeak` of this process, created on first use.
+
+        Raises:
+            DataError: eSpeak NG (the `speech` extra) is not installed or fails to start.
+        """
         if cls._instance is None:
             cls._instance = cls()
         return cls._instance
@@ -111,8 +118,10 @@ class Espeak:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
         return 0
 
-    def say(self, text, voice="en", words_per_minute=175, pitch=50, pitch_range=50):
-        """Synthesise `text`; returns `(sample_rate, float32 samples)`.
+    def say(
+        self, text: str, voice: str = "en", words_per_minute: int = 175, pitch: int = 50, pitch_range: int = 50
+    ) -> tuple[int, np.ndarray]:
+        """Synthesise `text`.
 
         Args:
             text: What to say.
@@ -120,6 +129,9 @@ class Espeak:
             words_per_minute: Speaking rate, 80-450. Default: `175`.
             pitch: Base pitch, 0-100. Default: `50`.
             pitch_range: Pitch variation, 0-100. Default: `50`.
+
+        Returns:
+            `(sample_rate, samples)`, float32 samples in [-1, 1].
         """
         lib = self._lib
         if lib.espeak_SetVoiceByName(voice.encode()) != 0:
@@ -151,8 +163,17 @@ def _colored_noise(rng, seconds, exponent):
     return (noise / np.max(np.abs(noise))).astype("float32")
 
 
-def noise_bank(rng, seconds=20.0, espeak=None):
-    """`{name: float32 samples}` of white, pink, brown and hum noise (and babble with eSpeak)."""
+def noise_bank(rng: np.random.Generator, seconds: float = 20.0, espeak: Espeak | None = None) -> dict[str, np.ndarray]:
+    """Generated background noise at `SAMPLE_RATE`.
+
+    Args:
+        rng: Draws the noise.
+        seconds: Length of each kind. Default: `20.0`.
+        espeak: With it, babble (several voices at once) too. Default: `None`.
+
+    Returns:
+        `{name: float32 samples}` of white, pink, brown and hum noise (and babble).
+    """
     time = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     hum = sum(np.sin(2 * np.pi * 50 * k * time + rng.uniform(0, 6.3)) / k for k in range(1, 8))
     hum = hum + 0.3 * _colored_noise(rng, seconds, 1.0)
@@ -217,7 +238,13 @@ def _say_words(espeak, rng, root, folders, cast, noise, clip_seconds, sample_rat
             write_wav(root / folder / name, resample(clip, SAMPLE_RATE, sample_rate), sample_rate)
 
 
-def write_synthetic_dataset(root, words=COMMANDS + OTHER_WORDS, speakers=120, seed=0, clip_seconds=1.0):
+def write_synthetic_dataset(
+    root: str | Path,
+    words: tuple[str, ...] = COMMANDS + OTHER_WORDS,
+    speakers: int = 120,
+    seed: int = 0,
+    clip_seconds: float = 1.0,
+) -> Path:
     """Write a synthetic Speech Commands tree.
 
     Args:
@@ -259,7 +286,9 @@ def write_synthetic_dataset(root, words=COMMANDS + OTHER_WORDS, speakers=120, se
     return root
 
 
-def write_synthetic_digits(root, speakers=200, seed=1, sample_rate=8000, clip_seconds=1.0):
+def write_synthetic_digits(
+    root: str | Path, speakers: int = 200, seed: int = 1, sample_rate: int = 8000, clip_seconds: float = 1.0
+) -> Path:
     """Write SYNTHETIC spoken digits as a one-folder-per-label tree (`0/` ... `9/`), FSDD's labels.
 
     Meant as extra training data (`data.extra_train`) for a digit recogniser with few real
@@ -294,14 +323,25 @@ def write_synthetic_digits(root, speakers=200, seed=1, sample_rate=8000, clip_se
     return root
 
 
-def default_data_dir():
-    """Cache folder of the default data: `$LSTM_PIPELINES_CACHE` or `~/.cache/lstm-pipelines`."""
+def default_data_dir() -> Path:
+    """Cache folder of the default data.
+
+    Returns:
+        `speech_commands_synthetic_<version>` in `$LSTM_PIPELINES_CACHE` or `~/.cache/lstm-pipelines`.
+    """
     base = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lstm-pipelines"
     return Path(base) / f"speech_commands_synthetic_{DATASET_VERSION}"
 
 
-def ensure_default_data():
-    """The default synthetic dataset, generated on first use (a few seconds) into the cache folder."""
+def ensure_default_data() -> Path:
+    """The default synthetic dataset, generated on first use (a few seconds) into the cache folder.
+
+    Returns:
+        `default_data_dir()`, complete.
+
+    Raises:
+        DataError: It must be generated and eSpeak NG (the `speech` extra) is not installed.
+    """
     root = default_data_dir()
     if (root / ".complete").is_file():
         return root
@@ -319,8 +359,12 @@ def ensure_default_data():
     return root
 
 
-def main(argv=None):
-    """`python -m pipelines.speech_commands.synthetic [--digits] ROOT`: write a SYNTHETIC tree."""
+def main(argv: list[str] | None = None) -> None:
+    """`python -m pipelines.speech_commands.synthetic [--digits] ROOT`: write a SYNTHETIC tree.
+
+    Args:
+        argv: Command-line arguments; `None` reads `sys.argv`. Default: `None`.
+    """
     parser = argparse.ArgumentParser(description="Write SYNTHETIC eSpeak NG speech (needs the speech extra).")
     parser.add_argument("root", help="folder to write (created)")
     parser.add_argument("--digits", action="store_true", help="zero to nine in folders 0-9, not the commands")

@@ -9,18 +9,20 @@ import math
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import pandas as pd
 
 from pipelines.config import ModelConfig, make_config_class
 from pipelines.errors import ConfigError, DataError
 from pipelines.serving import save_keras_artifacts
-from pipelines.speech_commands import augment, baselines, evaluation
-from pipelines.speech_commands.adaptation import confident_pseudo_labels, self_train
+from pipelines.speech_commands import augment, evaluation
+from pipelines.speech_commands.adaptation import AdaptationSettings, confident_pseudo_labels, self_train
 from pipelines.speech_commands.data import (
     CLASS_SETUPS,
     LAYOUTS,
     AudioError,
+    SpeechSource,
     load_clip,
     load_clips,
     load_source,
@@ -31,7 +33,6 @@ from pipelines.speech_commands.model import ARCHITECTURES, build_speech_model
 from pipelines.speech_commands.serving import SpeechServingModel, save_class_names, serving_signature
 from pipelines.tasks import Evaluation, ServingBundle, Task
 from pipelines.tracking import local_dataset
-from pipelines.training import ensemble_members
 
 REMOVED = "removed: measured no gain (docs/experiments/speech_fsdd.md)"
 
@@ -210,15 +211,17 @@ class SpeechSplits:
     val_dataset: object
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> tuple[int, ...]:
+        """`(samples,)` of one clip."""
         return self.x_train.shape[1:]
 
     @property
-    def output_dim(self):
+    def output_dim(self) -> int:
+        """The number of classes."""
         return len(self.class_names)
 
 
-def _waveforms(inputs):
+def _waveforms(inputs: pd.DataFrame) -> np.ndarray:
     """The float32 `(clips, samples)` array of `read_inputs`'s `waveform` column."""
     return np.stack(inputs["waveform"].to_numpy()).astype("float32")
 
@@ -233,10 +236,10 @@ class SpeechCommands(Task):
     # An error rate, not accuracy: every objective is minimised, like the val_loss the pruner watches.
     objective = "val_error_rate"
 
-    def load_source(self, config):
+    def load_source(self, config: SpeechConfig) -> SpeechSource:
         return load_source(config.data, seed=config.seed)
 
-    def prepare(self, config, source):
+    def prepare(self, config: SpeechConfig, source: SpeechSource) -> SpeechSplits:
         loaded = dataclasses.asdict(config.data)
         changed = [key for key, value in loaded.items() if value != source.loaded_with[key]]
         if changed:
@@ -269,72 +272,39 @@ class SpeechCommands(Task):
             val_dataset=augment.evaluation_dataset(val.x, val.y, batch_size),
         )
 
-    def build_model(self, config, data):
+    def build_model(self, config: SpeechConfig, data: SpeechSplits) -> keras.Model:
         return build_speech_model(
             config, data.input_shape[0], data.output_dim, data.feature_mean, data.feature_variance
         )
 
-    def dataset_for_logging(self, config, source):
+    def dataset_for_logging(self, config: SpeechConfig, source: SpeechSource) -> Any:
         kind = "SYNTHETIC speech commands" if source.synthetic else f"speech ({source.layout})"
         frame = source.records[["file", "word", "label", "split", "speaker"]].astype(str)
         return local_dataset(frame, source.root, f"{kind}, {len(frame)} clips")
 
-    def evaluate(self, model, data, config):
-        names = data.class_names
-        val_pred = model.predict(data.x_val, batch_size=256, verbose=0).argmax(axis=1)
-        test_probabilities = model.predict(data.x_test, batch_size=256, verbose=0)
-        test_pred = test_probabilities.argmax(axis=1)
-        metrics = {
-            key: value
-            for key, value in evaluation.classification_metrics(data.y_val, val_pred, names, "val").items()
-            if "_recall_" not in key
-        }
-        metrics.update(evaluation.classification_metrics(data.y_test, test_pred, names, "test"))
-        majority = baselines.majority_class(data.y_train, len(names))
-        metrics["test_majority_accuracy"] = baselines.majority_accuracy(data.y_train, data.y_test, len(names))
-        figures = {"confusion_matrix": evaluation.confusion_figure(data.y_test, test_pred, names)}
-        # An ensemble's figure shows its first member's attention.
-        first = ensemble_members(model)[0]
-        attention = evaluation.attention_figure(first, data.x_test[:256], data.y_test[:256], names)
-        if attention is not None:
-            figures["attention_over_time"] = attention
-        predictions = pd.DataFrame(
-            {
-                "file": data.files_test,
-                "true": [names[i] for i in data.y_test],
-                "predicted": [names[i] for i in test_pred],
-                "probability": test_probabilities.max(axis=1),
-            }
-        )
-        baseline = f"majority class ({names[majority]}): {metrics['test_majority_accuracy']:.4f}"
-        summary = (
-            f"test accuracy {metrics['test_accuracy']:.4f}, macro-F1 {metrics['test_macro_f1']:.4f} on "
-            f"{len(data.y_test)} clips, {len(names)} classes; {baseline}"
-        )
-        return Evaluation(
-            metrics=metrics,
-            figures=figures,
-            tables={
-                "per_class": evaluation.per_class_table(data.y_test, test_pred, names),
-                "test_predictions": predictions,
-            },
-            summary=summary,
-            headline={"metric": "test_accuracy", "value": metrics["test_accuracy"], "baseline": baseline},
-        )
+    def evaluate(self, model: keras.Model, data: SpeechSplits, config: SpeechConfig) -> Evaluation:
+        return evaluation.evaluate(model, data)
 
-    def serving_bundle(self, model, data, workdir):
+    def serving_bundle(self, model: keras.Model, data: SpeechSplits, workdir: str | Path) -> ServingBundle:
         artifacts = save_keras_artifacts(model, data.x_test[:8], workdir)
         artifacts["class_names"] = save_class_names(data.class_names, workdir)
         # One test clip; 4 decimals (a rounding error under 5e-5 of full scale) keep its JSON small.
         request = np.round(data.x_test[:1].astype("float64"), 4)
         return ServingBundle(SpeechServingModel(), artifacts, serving_signature(data.class_names), request)
 
-    def read_inputs(self, path, served):
-        """WAV file, or a folder searched recursively, as waveforms at the served model's rate and
-        clip length, with their file names.
+    def read_inputs(self, path: str | Path, served: SpeechServingModel) -> pd.DataFrame:
+        """WAV file, or a folder searched recursively, as waveforms at the served model's rate and length.
 
-        One unreadable file given by name raises `AudioError`; in a folder, unreadable files are
-        skipped with a warning naming them.
+        Args:
+            path: A WAV file or a folder.
+            served: The loaded served model (its `sample_rate` and `clip_samples`).
+
+        Returns:
+            A DataFrame `file, waveform`; in a folder, unreadable files are skipped with a warning naming them.
+
+        Raises:
+            AudioError: The one file given by name, or every file of the folder, is unreadable.
+            DataError: `path` does not exist.
         """
         path = Path(path)
         rate, clip_samples = served.sample_rate, served.clip_samples
@@ -348,9 +318,27 @@ class SpeechCommands(Task):
             raise AudioError(f"{path}: no readable WAV files")
         return pd.DataFrame({"file": [files[i] for i in kept], "waveform": list(waveforms)})
 
-    def check_adaptable(self, served, inputs, data, config, settings):
-        """The model and the config's data must have the same classes, sample rate and clip length,
-        and the model must label at least one input clip at `settings.threshold`."""
+    def check_adaptable(
+        self,
+        served: SpeechServingModel,
+        inputs: pd.DataFrame,
+        data: SpeechSplits,
+        config: SpeechConfig,
+        settings: AdaptationSettings,
+    ) -> None:
+        """Refuse to adapt before anything trains.
+
+        Args:
+            served: The loaded served model.
+            inputs: The new clips (`read_inputs`).
+            data: The config's splits.
+            config: The config the model was trained with.
+            settings: The `adapt` command's settings.
+
+        Raises:
+            ConfigError: The model and the config's data differ in classes, sample rate or clip length.
+            DataError: The model labels no input clip at `settings.threshold`.
+        """
         if list(served.class_names) != list(data.class_names):
             raise ConfigError(
                 f"the model's classes ({', '.join(served.class_names)}) are not the config data's "
@@ -367,9 +355,23 @@ class SpeechCommands(Task):
             served.keras_model.predict(_waveforms(inputs), batch_size=256, verbose=0), settings.threshold
         )
 
-    def adapt(self, served, inputs, data, config, settings):
+    def adapt(
+        self,
+        served: SpeechServingModel,
+        inputs: pd.DataFrame,
+        data: SpeechSplits,
+        config: SpeechConfig,
+        settings: AdaptationSettings,
+    ) -> tuple[dict[str, float], pd.DataFrame]:
         """Self-train the served model on the unlabelled clips of `inputs` (`adaptation.self_train`),
         replaying the config's training split.
+
+        Args:
+            served: The loaded served model; its Keras model changes in place.
+            inputs: The new clips (`read_inputs`).
+            data: The config's splits.
+            config: The config the model was trained with.
+            settings: The `adapt` command's settings.
 
         Returns:
             `(metrics, table)`: counts, the share of clips whose label changed and the test accuracy
