@@ -6,9 +6,11 @@ import struct
 
 import numpy as np
 import pytest
+import soundfile
 from scipy.io import wavfile
 
 from pipelines.speech_commands.data import AudioError, fit_length, load_clip, load_clips, read_wav, resample
+from pipelines.speech_commands.data import write_wav as write_wav_16bit
 from tests.speech_commands.audio_trees import tone, write_wav
 
 
@@ -174,3 +176,32 @@ def test_load_clips_skips_bad_and_silent_files_and_logs_the_count(tmp_path, capl
     assert "skipped 2 bad train clips" in caplog.text and str(empty) in caplog.text and str(silent) in caplog.text
     kept_silent = load_clips(paths, keep_silent=True)[1]
     np.testing.assert_array_equal(kept_silent, [0, 2, 3, 4])
+
+
+@pytest.mark.parametrize(
+    ("subtype", "tolerance"),
+    [("PCM_U8", 1 / 128), ("PCM_16", 1 / 32768), ("PCM_24", 1e-6), ("PCM_32", 1e-7), ("FLOAT", 0), ("DOUBLE", 1e-7)],
+)
+def test_every_sample_format_reads_as_floats_in_full_scale(tmp_path, subtype, tolerance):
+    signal = tone(300, seconds=0.1)
+    soundfile.write(tmp_path / "clip.wav", signal, 16000, subtype=subtype, format="WAV")
+    rate, samples = read_wav(tmp_path / "clip.wav")
+    assert rate == 16000 and samples.dtype == np.float32
+    np.testing.assert_allclose(samples, signal, rtol=0, atol=tolerance)
+
+
+def test_audio_of_another_format_is_not_taken_for_a_wav_file(tmp_path):
+    path = tmp_path / "clip.wav"
+    soundfile.write(path, tone(300, seconds=0.1), 16000, format="FLAC")
+    with pytest.raises(AudioError, match=r"clip.wav: not a WAV file \(it holds FLAC"):
+        read_wav(path)
+    assert load_clips([path])[2]["skipped_unreadable"] == 1
+
+
+def test_written_clips_read_back(tmp_path):
+    signal = np.stack([tone(300, seconds=0.2), tone(500, seconds=0.2)], axis=1)
+    write_wav_16bit(tmp_path / "stereo.wav", signal, sample_rate=8000)
+    rate, samples = read_wav(tmp_path / "stereo.wav")
+    assert rate == 8000 and samples.shape == signal.shape
+    np.testing.assert_allclose(samples, signal, atol=1 / 32768)
+    assert soundfile.info(str(tmp_path / "stereo.wav")).subtype == "PCM_16"
