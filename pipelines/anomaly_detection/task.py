@@ -97,7 +97,7 @@ class AnomalyFeaturesConfig:
 class AnomalyModelConfig(ModelConfig):
     """`model` group: the zoo variant, and what the network learns (`detector`)."""
 
-    detector: str = "reconstruction"  # or prediction; see docs/results.md for both on NAB
+    detector: str = "reconstruction"  # or prediction; both on NAB: docs/experiments/anomaly_nab.md
     prediction_steps: int = 3
 
     def __post_init__(self):
