@@ -5,12 +5,12 @@ a user runs by hand to fetch a real dataset into the cache. `pooch` does the dow
 and the cache: the body goes to a temporary file next to the destination, which takes the
 destination's name only once its SHA-256 matches, and is deleted otherwise.
 
-Written here because pooch does not do it: the messages (pooch raises requests' and its own
-exceptions, which name neither the URL nor what to do), the check for a folder where the file goes
-(pooch would hash the folder and fail with `IsADirectoryError`), `file://` sources (pooch has no
-downloader for them), and tar extraction (`pooch.Untar` applies tarfile's `data` filter only on
-Python 3.12 and newer, so on 3.11 it would let a member land outside the folder; here the filter is
-always on, and a member that tries is named).
+Written here because pooch does not do it: the messages (pooch passes on requests' exceptions and
+raises a bare `ValueError` on a checksum mismatch, neither saying what to do), the check for a
+folder where the file goes (pooch would hash the folder and fail with `IsADirectoryError`),
+`file://` sources (pooch has no downloader for them), and tar extraction (`pooch.Untar` applies
+tarfile's `data` filter only on Python 3.12 and newer, so on 3.11 it would let a member land
+outside the folder; here the filter is always on, and a member that tries is named).
 """
 
 import contextlib
