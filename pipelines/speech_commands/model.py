@@ -25,6 +25,7 @@ import numpy as np
 import lstm_models
 from lstm_models import TemporalAttention, recurrent_layer
 from pipelines import training
+from pipelines.errors import ConfigError
 from pipelines.speech_commands.augment import RandomSpeedShift, SpecAugment
 from pipelines.speech_commands.features import front_end
 
@@ -84,8 +85,17 @@ def build_speech_model(
 
     Returns:
         A `keras.Model` compiled with Adam, sparse categorical cross-entropy and accuracy.
+
+    Raises:
+        ConfigError: `model.architecture` is `attention_rnn` or `crnn` and `model.variant` is not
+            `attention_lstm`.
     """
     a, m, rate = config.augment, config.model, config.data.sample_rate
+    if m.architecture != "zoo" and m.variant != "attention_lstm":
+        raise ConfigError(
+            f"model.architecture={m.architecture} is an attention model; "
+            f"set model.variant=attention_lstm (got {m.variant!r})"
+        )
     waveform = keras.Input((clip_samples,), name="waveform")
     shifted = RandomSpeedShift(
         a.speed_change, int(round(a.time_shift_seconds * rate)), seed=config.seed, name="speed_shift"

@@ -58,9 +58,11 @@ def test_attention_architectures_and_their_attention_over_time(architecture):
     zoo_weights = attention_over_time(_model("model.variant=attention_lstm"), _waves())
     assert zoo_weights.shape == weights.shape
     assert attention_over_time(_model("model.variant=gru"), _waves()) is None
-    message = rf"model.architecture: {architecture} is an attention model; set model.variant=attention_lstm"
+    message = rf"model.architecture={architecture} is an attention model; set model.variant=attention_lstm"
     with pytest.raises(ConfigError, match=message):
-        _config(f"model.architecture={architecture}", "model.variant=gru")
+        _model(f"model.architecture={architecture}", "model.variant=gru")
+    space = "search.space={model.variant: {type: categorical, choices: [gru, attention_lstm]}}"
+    assert _config(f"model.architecture={architecture}", "model.variant=attention_lstm", space).search.space
     with pytest.raises(ConfigError, match="model.architecture: expected one of zoo, attention_rnn, crnn"):
         _config("model.architecture=transformer")
 
