@@ -1,6 +1,5 @@
 """The shared training step and the MLflow edge: divergence, metric names, unreachable server."""
 
-import dataclasses
 import socket
 import subprocess
 import sys
@@ -118,32 +117,6 @@ def test_cosine_schedule_decays_the_learning_rate_per_epoch_towards_zero():
     expected = [0.01 * 0.5 * (1 + np.cos(np.pi * epoch / 4)) for epoch in range(4)]
     np.testing.assert_allclose(history.history["learning_rate"], expected, rtol=1e-5)
     assert float(model.optimizer.learning_rate) == pytest.approx(expected[-1], rel=1e-5)
-
-
-def _fit_seeded(data, train):
-    keras.utils.set_random_seed(0)
-    config = type("Config", (), {"model": _Config.model, "train": train})
-    model = build_and_compile(config, (5, 2), "regression", 1, "mse")
-    return model, fit(model, data, config)
-
-
-def test_weight_averaging_validates_and_keeps_the_moving_average_of_the_best_epoch(tmp_path):
-    rng = np.random.default_rng(1)
-    x = rng.random((64, 5, 2)).astype("float32")
-    y = x[:, -1, :1] + 0.1 * rng.random((64, 1)).astype("float32")
-    data = type("Data", (), {"x_train": x, "y_train": y, "x_val": x[:16], "y_val": y[:16]})()
-    train = TrainConfig(epochs=4, batch_size=16, learning_rate=0.01, early_stopping_patience=10, verbose=0)
-    plain, _ = _fit_seeded(data, train)
-    averaged, history = _fit_seeded(data, dataclasses.replace(train, ema_momentum=0.9))
-    assert averaged.optimizer.use_ema
-    # The same raw steps (the average does not feed back), but the kept weights are the averages,
-    # the ones validated at the best epoch.
-    assert not np.allclose(averaged.get_weights()[0], plain.get_weights()[0])
-    best = min(history.history["val_loss"])
-    assert averaged.evaluate(data.x_val, data.y_val, verbose=0) == pytest.approx(best, rel=1e-4)
-    averaged.save(tmp_path / "averaged.keras")
-    reloaded = keras.models.load_model(tmp_path / "averaged.keras")
-    np.testing.assert_allclose(reloaded.predict(x[:4], verbose=0), averaged.predict(x[:4], verbose=0), rtol=1e-6)
 
 
 def test_local_dataset_names_its_path_without_the_ambiguous_source_warning(tmp_path):
