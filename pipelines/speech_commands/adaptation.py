@@ -6,7 +6,7 @@ probability, plus `replay_ratio` times as many clips of its training split with 
 (speed and shift, SpecAugment) with Adam at `learning_rate`. The labels of the new clips
 are never needed. An ensemble's members are fine-tuned one by one on the ensemble's labels.
 
-Measured on held-out FSDD speakers by `benchmarks/speaker_adaptation.py` (docs/results.md).
+Measured on held-out FSDD speakers: docs/experiments/speech_adaptation.md.
 """
 
 import dataclasses
@@ -21,7 +21,7 @@ from pipelines.training import ensemble_members
 
 @dataclasses.dataclass
 class AdaptationSettings:
-    """The settings of `self_train` (the `adapt` command's options; the defaults are the benchmarked ones)."""
+    """The settings of `self_train` (the `adapt` command's options; the defaults are the measured ones)."""
 
     threshold: float = 0.8  # least probability of a kept pseudo-label
     epochs: int = 5
