@@ -23,10 +23,10 @@ TINY_TRAINING = ["model.units=4", "train.epochs=1", "train.verbose=0", "train.ba
 
 
 def _stock_data(root):
-    from tests.synthetic import write_ohlcv_csv
+    from pipelines.stock_forecasting.synthetic import synthetic_ohlcv, write_csv
 
     root.mkdir(parents=True)
-    path = write_ohlcv_csv(root / "PRICES.csv", days=300)
+    path = write_csv(synthetic_ohlcv(300), root / "PRICES.csv")
     return [f"data.path={path}", "features.window=10", "forecast.horizon=3", "data.eval_folds=1"]
 
 

@@ -12,7 +12,7 @@ from pipelines import tuning, workflows
 from pipelines.cli import build_parser, main
 from pipelines.errors import ConfigError
 from pipelines.mlproject import to_cli_arguments
-from tests.synthetic import write_ohlcv_csv
+from pipelines.stock_forecasting.synthetic import synthetic_ohlcv, write_csv
 
 COMMANDS = {
     "train": "--set KEY=VALUE",
@@ -74,7 +74,7 @@ def tune_calls(monkeypatch):
     ("options", "expected"), [([], (4, 30.0)), (["--trials", "2", "--timeout", "5"], (2, 5.0))], ids=["config", "cli"]
 )
 def test_tune_takes_trials_and_timeout_from_the_config_unless_given(options, expected, tune_calls, tmp_path):
-    prices = write_ohlcv_csv(tmp_path / "prices.csv", days=100)
+    prices = write_csv(synthetic_ohlcv(100), tmp_path / "prices.csv")
     config = ["--set", f"data.path={prices}", "--set", "search.trials=4", "--set", "search.timeout=30"]
     assert main(["tune", "stock_forecasting", *config, "--storage", str(tmp_path / "j.log"), *options]) == 0
     assert tune_calls == [expected]
@@ -184,14 +184,14 @@ def test_export_to_an_empty_folder_name_is_a_usage_error(capsys, tmp_path):
 
 
 def test_predict_to_a_folder_fails_before_loading_the_model(capsys, tmp_path):
-    prices = write_ohlcv_csv(tmp_path / "prices.csv", days=100)
+    prices = write_csv(synthetic_ohlcv(100), tmp_path / "prices.csv")
     argv = ["predict", "--model", "models:/stock_forecasting@champion", "--input", str(prices)]
     assert main([*argv, "--output", str(tmp_path)]) == 2
     assert f"error: cannot write predictions to {tmp_path}: it is a folder, not a file" in capsys.readouterr().err
 
 
 def test_predict_where_there_is_no_store_says_so_and_creates_none(monkeypatch, capsys, tmp_path):
-    prices = write_ohlcv_csv(tmp_path / "prices.csv", days=100)
+    prices = write_csv(synthetic_ohlcv(100), tmp_path / "prices.csv")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     argv = ["predict", "--model", "models:/stock_forecasting@champion", "--input", str(prices), "--output", "f.csv"]
@@ -209,7 +209,7 @@ def test_predict_output_that_cannot_be_written_is_a_clear_error(monkeypatch, cap
     )
     monkeypatch.setattr(workflows, "_load_served_model", lambda uri: model)
     monkeypatch.setattr(workflows, "get_task", lambda name: SimpleNamespace(read_inputs=lambda path, served: None))
-    blocker = write_ohlcv_csv(tmp_path / "prices.csv", days=100)
+    blocker = write_csv(synthetic_ohlcv(100), tmp_path / "prices.csv")
     output = blocker / "forecast.csv"  # a folder that is a file
     argv = ["predict", "--model", "models:/stock_forecasting@champion", "--input", str(blocker), "--output"]
     assert main([*argv, str(output)]) == 2

@@ -18,9 +18,9 @@ from mlflow.tracking import MlflowClient
 from pipelines import workflows
 from pipelines.cli import main as cli_main
 from pipelines.errors import ConfigError, DataError
+from pipelines.stock_forecasting.synthetic import synthetic_ohlcv, write_csv
 from pipelines.training import ensemble_members
 from tests.helpers import serve_logged_example
-from tests.synthetic import write_ohlcv_csv
 
 TINY = [
     "train.epochs=2",
@@ -37,7 +37,7 @@ SPACE = [
 
 @pytest.fixture
 def prices_csv(tmp_path):
-    return write_ohlcv_csv(tmp_path / "prices.csv", days=300)
+    return write_csv(synthetic_ohlcv(300), tmp_path / "prices.csv")
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.synthetic import write_ohlcv_csv
+from pipelines.stock_forecasting.synthetic import synthetic_ohlcv, write_csv
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["train.verbose=0", "model.units=4", "features.window=10", "forecast.horizon=3", "data.eval_folds=2"]
@@ -74,7 +74,7 @@ def postgres_server():
 
 @pytest.fixture
 def prices_csv(tmp_path):
-    return write_ohlcv_csv(tmp_path / "prices.csv", days=260)
+    return write_csv(synthetic_ohlcv(260), tmp_path / "prices.csv")
 
 
 def worker_command(study, storage, trials, prices_csv, extra=()):
