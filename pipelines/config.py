@@ -12,11 +12,12 @@ import re
 import sys
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from lstm_models import VARIANTS
 from pipelines.errors import ConfigError
@@ -40,7 +41,7 @@ class ModelConfig:
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ConfigError(f"model.variant: expected one of {', '.join(VARIANTS)}, got {self.variant!r}")
         for key in ("units", "num_layers"):
@@ -65,7 +66,7 @@ class TrainConfig:
     strategy: str = "default"
     ensemble_size: int = 1  # members trained with seeds seed, seed + 1, ...; the logged model averages their outputs
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for key in ("epochs", "batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key}: expected a positive integer, got {getattr(self, key)!r}")
@@ -113,7 +114,7 @@ class SearchConfig:
     max_retry: int = 2
     space: dict[str, SearchParam] = dataclasses.field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for key in ("trials", "heartbeat_interval"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"search.{key}: expected a positive integer, got {getattr(self, key)!r}")
@@ -137,7 +138,7 @@ class TrackingConfig:
     registered_model: str | None = None
     alias: str = "champion"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # MLflow checks the alias only when it sets it, after the model version is registered
         # (mlflow.utils.validation._validate_model_alias_name and _validate_model_alias_name_reserved).
         if not ALIAS_PATTERN.fullmatch(self.alias) or len(self.alias) > 255:
@@ -155,11 +156,11 @@ class TrackingConfig:
             )
 
 
-def _type_name(annotation) -> str:
+def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def _check_value(value, annotation, key):
+def _check_value(value: Any, annotation: Any, key: str) -> Any:
     """Validate (and lightly coerce) one leaf value; returns the value to store."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -206,7 +207,7 @@ def _check_value(value, annotation, key):
     raise ConfigError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
 
 
-def from_dict(cls, raw, prefix=""):
+def from_dict(cls: type, raw: dict | None, prefix: str = "") -> Any:
     """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types.
 
     Args:
@@ -286,7 +287,7 @@ def make_config_class(
     fields = [(key, cls, dataclasses.field(default_factory=cls)) for key, cls in groups.items()]
     fields.append(("seed", int, dataclasses.field(default=42)))
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not 0 <= self.seed <= SEED_MAX:
             raise ConfigError(f"seed: expected an integer from 0 to {SEED_MAX}, got {self.seed!r}")
 
@@ -330,8 +331,15 @@ def _check_moved_keys(config_class: type, raw: dict) -> None:
             raise ConfigError(message)
 
 
-def parse_override(text):
-    """`"model.units=128"` -> `("model.units", 128)`; the value is parsed as YAML."""
+def parse_override(text: str) -> tuple[str, Any]:
+    """`"model.units=128"` -> `("model.units", 128)`; the value is parsed as YAML.
+
+    Args:
+        text: A `--set` argument, `KEY=VALUE`.
+
+    Returns:
+        `(dotted key, value)`; an empty value is `None`.
+    """
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set model.units=128")
@@ -341,14 +349,14 @@ def parse_override(text):
         raise ConfigError(f"--set {text!r}: the value is not valid YAML: {_yaml_problem(error)}") from None
 
 
-def _yaml_problem(error):
+def _yaml_problem(error: yaml.YAMLError) -> str:
     """A PyYAML error on one line: what is wrong and where (1-based line and column)."""
     problem = getattr(error, "problem", None) or str(error).splitlines()[0]
     mark = getattr(error, "problem_mark", None)
     return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem
 
 
-def set_dotted(raw, key, value):
+def set_dotted(raw: dict, key: str, value: Any) -> None:
     """Set `raw["a"]["b"] = value` for key `"a.b"`, creating mappings on the way.
 
     A search space entry is named by a dotted key itself: `search.space.model.units` sets
@@ -377,15 +385,23 @@ def set_dotted(raw, key, value):
         node[parts[-1]] = value
 
 
-def get_dotted(config, key):
-    """Read `config.a.b` for key `"a.b"`."""
+def get_dotted(config: Any, key: str) -> Any:
+    """Read `config.a.b` for key `"a.b"`.
+
+    Args:
+        config: A validated config.
+        key: A dotted key.
+
+    Returns:
+        The value.
+    """
     node = config
     for part in key.split("."):
         node = getattr(node, part)
     return node
 
 
-def with_values(config, values):
+def with_values(config: Any, values: dict[str, Any]) -> Any:
     """A copy of `config` with dotted keys replaced (used for Optuna suggestions).
 
     Args:
@@ -401,13 +417,28 @@ def with_values(config, values):
     return from_dict(type(config), raw)
 
 
-def to_dict(config):
-    """Plain nested dict of a config (for YAML, MLflow params and copies)."""
+def to_dict(config: Any) -> dict:
+    """Plain nested dict of a config (for YAML, MLflow params and copies).
+
+    Args:
+        config: A validated config.
+
+    Returns:
+        A deep copy as nested dicts.
+    """
     return copy.deepcopy(dataclasses.asdict(config))
 
 
-def flatten(raw, prefix=""):
-    """`{"model": {"units": 3}}` -> `{"model.units": 3}`; the search space is left out."""
+def flatten(raw: dict, prefix: str = "") -> dict[str, Any]:
+    """`{"model": {"units": 3}}` -> `{"model.units": 3}`; the search space is left out.
+
+    Args:
+        raw: Nested dicts (`to_dict`).
+        prefix: The dotted path of `raw` itself. Default: `""`.
+
+    Returns:
+        Dotted key -> leaf value.
+    """
     flat = {}
     for key, value in raw.items():
         path = f"{prefix}.{key}" if prefix else key
@@ -420,8 +451,14 @@ def flatten(raw, prefix=""):
     return flat
 
 
-def search_distribution(param):
+def search_distribution(param: SearchParam) -> BaseDistribution:
     """The Optuna distribution of a search space entry (what `tuning.suggest` asks a trial for).
+
+    Args:
+        param: One entry of `search.space`.
+
+    Returns:
+        An Optuna distribution.
 
     Raises:
         ValueError: Optuna rejects the bounds, step or choices.
@@ -433,7 +470,7 @@ def search_distribution(param):
     return FloatDistribution(param.low, param.high, log=param.log, step=param.step)
 
 
-def _validate_space(config):
+def _validate_space(config: Any) -> None:
     """Check each search space entry as Optuna will see it, and that its values fit its config key."""
     for key, param in config.search.space.items():
         where = f"{SPACE_PREFIX}{key}"
@@ -466,7 +503,7 @@ def _validate_space(config):
         raise ConfigError(f"search.direction: expected minimize or maximize, got {config.search.direction!r}")
 
 
-def load_config(config_class, path=None, overrides=()):
+def load_config(config_class: type, path: str | Path | None = None, overrides: Iterable[str] = ()) -> Any:
     """Load, override and validate a task config.
 
     Args:
@@ -507,7 +544,7 @@ def load_config(config_class, path=None, overrides=()):
     return config
 
 
-def _override_of(message, overrides):
+def _override_of(message: str, overrides: Iterable[str]) -> str | None:
     """The last `--set` text that set the key a config error message starts with, or `None`."""
     key = message.split(":", 1)[0]
     for text in reversed(list(overrides)):

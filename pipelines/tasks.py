@@ -2,9 +2,14 @@
 
 import dataclasses
 import importlib
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import ConfigError
+
+if TYPE_CHECKING:  # Keras loads TensorFlow: the CLI imports this module to list the tasks
+    import keras
+    import mlflow.data
 
 TASK_MODULES = {
     "stock_forecasting": "pipelines.stock_forecasting.task",
@@ -63,11 +68,11 @@ class Task:
     direction = "minimize"
     adapts = False
 
-    def load_source(self, config):
+    def load_source(self, config: Any) -> Any:
         """Read the raw data once (files, default data); returns anything `prepare` takes."""
         raise NotImplementedError
 
-    def prepare(self, config, source):
+    def prepare(self, config: Any, source: Any) -> Any:
         """Turn the raw data into model-ready splits for this config (window length may vary).
 
         Returns:
@@ -76,7 +81,7 @@ class Task:
         """
         raise NotImplementedError
 
-    def build_model(self, config, data):
+    def build_model(self, config: Any, data: Any) -> "keras.Model":
         """A compiled model for this config; by default the zoo model with the task's head and loss.
 
         Tasks override this to wrap the zoo model (e.g. a feature front end inside the model).
@@ -85,19 +90,19 @@ class Task:
 
         return build_and_compile(config, data.input_shape, self.head, data.output_dim, self.loss, self.keras_metrics)
 
-    def dataset_for_logging(self, config, source):
+    def dataset_for_logging(self, config: Any, source: Any) -> "mlflow.data.Dataset":
         """An `mlflow.data` dataset describing the input, for `mlflow.log_input`."""
         raise NotImplementedError
 
-    def evaluate(self, model, data, config):
+    def evaluate(self, model: "keras.Model", data: Any, config: Any) -> Evaluation:
         """Evaluate a trained model on validation and test; returns an `Evaluation`."""
         raise NotImplementedError
 
-    def serving_bundle(self, model, data, workdir):
+    def serving_bundle(self, model: "keras.Model", data: Any, workdir: str | Path) -> ServingBundle:
         """A pyfunc model taking raw inputs (preprocessing inside); returns a `ServingBundle`."""
         raise NotImplementedError
 
-    def read_inputs(self, path, served):
+    def read_inputs(self, path: str | Path, served: Any) -> Any:
         """Read a user's input file for `predict`.
 
         Args:
@@ -110,13 +115,13 @@ class Task:
         """
         raise NotImplementedError
 
-    def check_adaptable(self, served, inputs, data, config, settings):
+    def check_adaptable(self, served: Any, inputs: Any, data: Any, config: Any, settings: Any) -> None:
         """Raise a `PipelineError` unless `adapt` can adapt the served model to `inputs` with the
         config's data and these settings (called before the adaptation's run starts; only for a
         task whose `adapts` is true)."""
         raise NotImplementedError
 
-    def adapt(self, served, inputs, data, config, settings):
+    def adapt(self, served: Any, inputs: Any, data: Any, config: Any, settings: Any) -> tuple[dict[str, float], Any]:
         """Adapt a served model's Keras model in place to a user's unlabelled inputs.
 
         Args:
@@ -132,7 +137,7 @@ class Task:
         raise NotImplementedError
 
 
-def get_task(name):
+def get_task(name: str) -> Task:
     """The task object registered under `name`.
 
     Args:

@@ -2,7 +2,9 @@
 
 import dataclasses
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import yaml
@@ -10,14 +12,23 @@ import yaml
 from pipelines import tracking, tuning
 from pipelines.config import CONF_DIR, load_config, to_dict, with_values
 from pipelines.errors import PipelineError
-from pipelines.runner import evaluate_and_log_model, train_and_log
-from pipelines.tasks import get_task
+from pipelines.runner import RunResult, evaluate_and_log_model, train_and_log
+from pipelines.tasks import Task, get_task
 
 logger = logging.getLogger(__name__)
 
 
-def load_task_config(task, config_path=None, overrides=()):
-    """The task's config: `--config` file, else `conf/<task>.yaml` if present, plus overrides."""
+def load_task_config(task: Task, config_path: str | Path | None = None, overrides: Iterable[str] = ()) -> Any:
+    """The task's config: `--config` file, else `conf/<task>.yaml` if present, plus overrides.
+
+    Args:
+        task: The task.
+        config_path: `--config`. Default: `conf/<task>.yaml`, or the built-in defaults when it is missing.
+        overrides: `--set KEY=VALUE` strings.
+
+    Returns:
+        The validated config.
+    """
     if config_path is None and (CONF_DIR / f"{task.name}.yaml").is_file():
         config_path = CONF_DIR / f"{task.name}.yaml"
     elif config_path is None:
@@ -31,12 +42,17 @@ def load_task_config(task, config_path=None, overrides=()):
     return load_config(task.config_class, config_path, overrides)
 
 
-def _experiment(task, config):
+def _experiment(task: Task, config: Any) -> str:
     return tracking.setup(config.tracking.experiment or task.name)
 
 
-def train(task_name, config_path=None, overrides=()):
+def train(task_name: str, config_path: str | Path | None = None, overrides: Iterable[str] = ()) -> RunResult:
     """One training run, logged to MLflow.
+
+    Args:
+        task_name: A registered task.
+        config_path: `--config`. Default: `conf/<task>.yaml`.
+        overrides: `--set KEY=VALUE` strings.
 
     Returns:
         A `RunResult` (run id, model URI, evaluation).
@@ -50,19 +66,35 @@ def train(task_name, config_path=None, overrides=()):
         return train_and_log(task, config, source)
 
 
-def _open_storage(config, storage):
+def _open_storage(config: Any, storage: str | None) -> Any:
     search = config.search
     return tuning.open_storage(storage, search.heartbeat_interval, search.grace_period, search.max_retry)
 
 
 def tune(
-    task_name, trials=None, config_path=None, overrides=(), timeout=None, study=None, storage=None, register=False
-):
+    task_name: str,
+    trials: int | None = None,
+    config_path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    timeout: float | None = None,
+    study: str | None = None,
+    storage: str | None = None,
+    register: bool = False,
+) -> tuning.TuneResult:
     """Run or resume an Optuna study; optionally register the best model.
 
-    `trials` and `timeout` default to the config's `search.trials` and `search.timeout`. The
-    storage and the tracking server are opened first, so an unreachable one fails within seconds,
+    The storage and the tracking server are opened first, so an unreachable one fails within seconds,
     before any data is read or model trained.
+
+    Args:
+        task_name: A registered task.
+        trials: Finished trials the study should hold. Default: `search.trials`.
+        config_path: `--config`. Default: `conf/<task>.yaml`.
+        overrides: `--set KEY=VALUE` strings.
+        timeout: Seconds after which no new trial starts. Default: `search.timeout`.
+        study: Study name. Default: the task name.
+        storage: Optuna storage URL or journal file. Default: `sqlite:///optuna.db`.
+        register: Register the best model and move `tracking.alias` to it. Default: `False`.
 
     Returns:
         A `TuneResult`.
@@ -90,15 +122,21 @@ def tune(
     return result
 
 
-def _log_input(task, config, source):
-    def log():
+def _log_input(task: Task, config: Any, source: Any) -> Callable[[], None]:
+    def log() -> None:
         mlflow.log_input(task.dataset_for_logging(config, source), context="training")
 
     return log
 
 
-def register_best(task, config, study_name, storage):
+def register_best(task: Task, config: Any, study_name: str, storage: Any) -> Any:
     """Register the study's best model as `<task>` and move the alias (`champion`) to it.
+
+    Args:
+        task: The task.
+        config: The config (its `tracking` group).
+        study_name: The study.
+        storage: An opened Optuna storage.
 
     Returns:
         The new `ModelVersion`.
@@ -119,15 +157,32 @@ def register_best(task, config, study_name, storage):
     return tracking.register(model_uri, name, config.tracking.alias, tags)
 
 
-def register(task_name, study=None, storage=None, config_path=None, overrides=()):
-    """CLI `register`: register the best model of an existing study."""
+def register(
+    task_name: str,
+    study: str | None = None,
+    storage: str | None = None,
+    config_path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+) -> Any:
+    """CLI `register`: register the best model of an existing study.
+
+    Args:
+        task_name: A registered task.
+        study: Study name. Default: the task name.
+        storage: Optuna storage URL or journal file. Default: `sqlite:///optuna.db`.
+        config_path: `--config`. Default: `conf/<task>.yaml`.
+        overrides: `--set KEY=VALUE` strings.
+
+    Returns:
+        The new MLflow `ModelVersion`.
+    """
     task = get_task(task_name)
     config = load_task_config(task, config_path, overrides)
     _experiment(task, config)
     return register_best(task, config, study or task.name, _open_storage(config, storage))
 
 
-def _load_served_model(model_uri):
+def _load_served_model(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
     if model_uri.startswith(("models:/", "runs:/")):  # resolved through the tracking store
         tracking.check_store_exists()
     tracking.setup_uri_only()
@@ -138,7 +193,7 @@ def _load_served_model(model_uri):
         raise PipelineError(f"cannot load model {model_uri} (tracking store {store}): {error}") from None
 
 
-def _task_of(model, model_uri):
+def _task_of(model: mlflow.pyfunc.PyFuncModel, model_uri: str) -> str:
     """The task name a model logged by lstm-pipelines carries; a PipelineError for any other model."""
     task_name = (model.metadata.metadata or {}).get("task")
     if task_name is None:
@@ -146,8 +201,13 @@ def _task_of(model, model_uri):
     return task_name
 
 
-def predict(model_uri, input_path, output_path):
+def predict(model_uri: str, input_path: str | Path, output_path: str | Path) -> Any:
     """Run a registered or logged model on a user's input file and write a CSV.
+
+    Args:
+        model_uri: A model URI (`models:/<name>@champion`, `runs:/...`, `models:/m-...`).
+        input_path: The input file or folder.
+        output_path: The CSV to write.
 
     Returns:
         The predictions as a DataFrame.
@@ -179,7 +239,15 @@ class AdaptResult:
     model_version: object = None
 
 
-def adapt(task_name, model_uri, input_path, settings, config_path=None, overrides=(), register_as=None):
+def adapt(
+    task_name: str,
+    model_uri: str,
+    input_path: str | Path,
+    settings: Any,
+    config_path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    register_as: str | None = None,
+) -> AdaptResult:
     """Adapt a logged or registered model to a user's unlabelled inputs and log the result as a new run.
 
     The config names the labelled data the model keeps rehearsing (its training split) and is
@@ -230,8 +298,14 @@ def adapt(task_name, model_uri, input_path, settings, config_path=None, override
     return AdaptResult(run_id, adapted_uri, metrics, table, evaluation, version)
 
 
-def export(model_uri, fmt, output_dir, int8=False):
+def export(model_uri: str, fmt: str, output_dir: str | Path, int8: bool = False) -> Any:
     """Export the Keras model inside a served model and check it against the original.
+
+    Args:
+        model_uri: A model URI.
+        fmt: `keras`, `savedmodel`, `tflite` or `onnx`.
+        output_dir: The folder to write.
+        int8: TFLite dynamic-range int8 quantisation. Default: `False`.
 
     Returns:
         An `ExportResult` (path, max abs difference, size).

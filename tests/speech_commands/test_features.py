@@ -4,28 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from pipelines.config import load_config
 from pipelines.errors import ConfigError
 from pipelines.speech_commands.features import LogMelSpectrogram, feature_statistics, mel_filterbank
-from pipelines.speech_commands.model import build_speech_model
 from pipelines.speech_commands.task import SpeechConfig
 from tests.speech_commands.audio_trees import tone
-
-SAMPLES = 4000  # 0.25 s clips keep these tests fast; the model takes any fixed length
-
-
-def _config(*overrides):
-    return load_config(SpeechConfig, None, ["model.units=4", "features.num_mel_bins=16", *overrides])
-
-
-def _model(*overrides, classes=3):
-    config = _config(*overrides)
-    bins = config.features.num_mel_bins
-    return build_speech_model(config, SAMPLES, classes, np.zeros(bins, "float32"), np.ones(bins, "float32"))
-
-
-def _waves(n=4):
-    return np.stack([tone(300.0 * (i + 1), seconds=SAMPLES / 16000, seed=i) for i in range(n)])
+from tests.speech_commands.tiny_models import SAMPLES, tiny_config, tiny_model, tones
 
 
 def _htk_filterbank(num_mel_bins, fft_length, sample_rate, min_freq, max_freq):
@@ -68,17 +51,17 @@ def test_log_mel_shape_and_clips_do_not_depend_on_the_batch():
 
 
 def test_top_db_sets_the_floor_of_the_model_features():
-    x = _waves()
+    x = tones()
     x[:, : SAMPLES // 2] *= 0.003  # a lead-in 50 dB below the tone
     floor = {}
     for top_db in (40, 80):
-        log_mel = _model(f"features.top_db={top_db}").get_layer("log_mel")
+        log_mel = tiny_model(f"features.top_db={top_db}").get_layer("log_mel")
         features = np.asarray(log_mel(x))
         assert features.min() == pytest.approx(-top_db * np.log(10) / 10, abs=1e-4)
         floor[top_db] = np.mean(features <= features.min() + 1e-4)
     assert floor[40] > 0.5 > floor[80]  # the quiet half is flat at 40 dB, and shows at 80 dB
     with pytest.raises(ConfigError, match="features.top_db: expected a positive number"):
-        _config("features.top_db=0")
+        tiny_config("features.top_db=0")
 
 
 def test_the_mel_band_follows_the_config_and_survives_saving(tmp_path):
@@ -88,8 +71,8 @@ def test_the_mel_band_follows_the_config_and_survives_saving(tmp_path):
         return amplitude * np.sin(2 * np.pi * hertz * time)
 
     x = np.stack([sine(3000), sine(6000) + sine(300, 0.05)]).astype("float32")  # 300 Hz 20 dB down
-    full = np.asarray(_model().get_layer("log_mel")(x))
-    model = _model("features.mel_min_hz=100", "features.mel_max_hz=4000")
+    full = np.asarray(tiny_model().get_layer("log_mel")(x))
+    model = tiny_model("features.mel_min_hz=100", "features.mel_max_hz=4000")
     model.save(tmp_path / "band.keras")
     band = np.asarray(keras.models.load_model(tmp_path / "band.keras").get_layer("log_mel")(x))
     # 16 bins centred at 134, 265, ..., 2911 (bin 10), ..., 5789 (bin 14), 6814 Hz over 20-8000 Hz, and at
@@ -106,7 +89,7 @@ def test_the_mel_band_follows_the_config_and_survives_saving(tmp_path):
         (["data.sample_rate=8000", "features.mel_min_hz=5000"], below + r" \(4000 Hz\), got 5000"),
     ):
         with pytest.raises(ConfigError, match=message):
-            _config(*overrides)
+            tiny_config(*overrides)
 
 
 def test_feature_statistics_draw_clips_from_the_whole_training_set():

@@ -9,39 +9,22 @@ import numpy as np
 import pytest
 
 from lstm_models import VARIANTS
-from pipelines.config import load_config
 from pipelines.errors import ConfigError
 from pipelines.speech_commands.evaluation import attention_over_time
 from pipelines.speech_commands.features import LogMelSpectrogram
-from pipelines.speech_commands.model import CRNN_FILTERS, build_speech_model
-from pipelines.speech_commands.task import SpeechConfig
+from pipelines.speech_commands.model import CRNN_FILTERS
 from tests.helpers import assert_same_model
-from tests.speech_commands.audio_trees import tone
+from tests.speech_commands.tiny_models import SAMPLES, tiny_config, tiny_model, tones
 
-SAMPLES = 4000  # 0.25 s clips keep these tests fast; the model takes any fixed length
 SAVED = Path(__file__).parent / "saved"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _config(*overrides):
-    return load_config(SpeechConfig, None, ["model.units=4", "features.num_mel_bins=16", *overrides])
-
-
-def _model(*overrides, classes=3):
-    config = _config(*overrides)
-    bins = config.features.num_mel_bins
-    return build_speech_model(config, SAMPLES, classes, np.zeros(bins, "float32"), np.ones(bins, "float32"))
-
-
-def _waves(n=4):
-    return np.stack([tone(300.0 * (i + 1), seconds=SAMPLES / 16000, seed=i) for i in range(n)])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_zoo_variant_takes_waveforms(variant):
     layers = ["model.num_layers=2"] if variant == "stacked_lstm" else []
-    model = _model(f"model.variant={variant}", *layers)
-    probabilities = model.predict(_waves(), verbose=0)
+    model = tiny_model(f"model.variant={variant}", *layers)
+    probabilities = model.predict(tones(), verbose=0)
     assert model.input_shape == (None, SAMPLES)
     assert probabilities.shape == (4, 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -49,26 +32,26 @@ def test_every_zoo_variant_takes_waveforms(variant):
 
 @pytest.mark.parametrize("architecture", ["attention_rnn", "crnn"])
 def test_attention_architectures_and_their_attention_over_time(architecture):
-    model = _model(f"model.architecture={architecture}", "model.variant=attention_lstm", "model.num_layers=2")
-    assert model.predict(_waves(), verbose=0).shape == (4, 3)
+    model = tiny_model(f"model.architecture={architecture}", "model.variant=attention_lstm", "model.num_layers=2")
+    assert model.predict(tones(), verbose=0).shape == (4, 3)
     assert sum(isinstance(layer, keras.layers.Bidirectional) for layer in model.layers) == 2
-    weights = attention_over_time(model, _waves())
+    weights = attention_over_time(model, tones())
     assert weights.shape == (4, LogMelSpectrogram().frames(SAMPLES))
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
-    zoo_weights = attention_over_time(_model("model.variant=attention_lstm"), _waves())
+    zoo_weights = attention_over_time(tiny_model("model.variant=attention_lstm"), tones())
     assert zoo_weights.shape == weights.shape
-    assert attention_over_time(_model("model.variant=gru"), _waves()) is None
+    assert attention_over_time(tiny_model("model.variant=gru"), tones()) is None
     message = rf"model.architecture={architecture} is an attention model; set model.variant=attention_lstm"
     with pytest.raises(ConfigError, match=message):
-        _model(f"model.architecture={architecture}", "model.variant=gru")
+        tiny_model(f"model.architecture={architecture}", "model.variant=gru")
     space = "search.space={model.variant: {type: categorical, choices: [gru, attention_lstm]}}"
-    assert _config(f"model.architecture={architecture}", "model.variant=attention_lstm", space).search.space
+    assert tiny_config(f"model.architecture={architecture}", "model.variant=attention_lstm", space).search.space
     with pytest.raises(ConfigError, match="model.architecture: expected one of zoo, attention_rnn, crnn"):
-        _config("model.architecture=transformer")
+        tiny_config("model.architecture=transformer")
 
 
 def test_crnn_pools_frequency_not_time():
-    model = _model("model.architecture=crnn", "model.variant=attention_lstm")
+    model = tiny_model("model.architecture=crnn", "model.variant=attention_lstm")
     frames = LogMelSpectrogram().frames(SAMPLES)
     # 16 mel bins halved twice, times the last block's filters; every frame kept for the LSTMs.
     assert model.get_layer("to_sequence").output.shape == (None, frames, 4 * CRNN_FILTERS[-1])
@@ -84,10 +67,10 @@ def test_crnn_pools_frequency_not_time():
     ids=["peephole_lstm", "attention_rnn", "crnn"],
 )
 def test_keras_file_reloads_in_safe_mode_with_identical_predictions(tmp_path, overrides):
-    model = _model(*overrides)
+    model = tiny_model(*overrides)
     model.save(tmp_path / "model.keras")
     reloaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
-    assert_same_model(model, reloaded, _waves())
+    assert_same_model(model, reloaded, tones())
 
 
 def test_a_model_saved_before_the_layers_moved_still_loads(tmp_path):
@@ -95,7 +78,7 @@ def test_a_model_saved_before_the_layers_moved_still_loads(tmp_path):
     # RandomSpeedShift -> LogMelSpectrogram (16 bins, 100-4000 Hz) -> Normalization -> SpecAugment -> GRU.
     # Keras finds each class by its registered name (`pipelines>LogMelSpectrogram`, ...). A served model
     # is loaded in a fresh process that imports the task's serving module only, as here.
-    np.save(tmp_path / "waves.npy", _waves())
+    np.save(tmp_path / "waves.npy", tones())
     script = (
         "import sys, keras, numpy as np\n"
         "import pipelines.speech_commands.serving\n"
