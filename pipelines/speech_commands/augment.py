@@ -15,6 +15,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from pipelines.speech_commands.streaming import ClipFile, clip_batches
+
 
 def noise_mixer(
     noise: np.ndarray, clip_samples: int, batch_size: int, noise_probability: float, noise_max_gain: float
@@ -49,12 +51,12 @@ def noise_mixer(
 
 
 def training_dataset(
-    x: np.ndarray, y: np.ndarray, batch_size: int, augment: Callable | None = None, seed: int = 0
+    x: np.ndarray | ClipFile, y: np.ndarray, batch_size: int, augment: Callable | None = None, seed: int = 0
 ) -> tf.data.Dataset:
     """Shuffled, batched, augmented (when `augment` is given) and prefetched tf.data pipeline.
 
     Args:
-        x: Waveforms `(n, samples)`.
+        x: Waveforms `(n, samples)`: an array, or a `ClipFile` read a batch at a time.
         y: Labels `(n,)`.
         batch_size: Clips per batch.
         augment: A batch function such as `noise_mixer`'s, or `None`. Default: `None`.
@@ -63,25 +65,24 @@ def training_dataset(
     Returns:
         A `tf.data.Dataset` of `(waveforms, labels)` batches.
     """
-    dataset = tf.data.Dataset.from_tensor_slices((x, y))
-    dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    dataset = clip_batches(x, y, batch_size, shuffle_seed=seed)
     if augment is not None:
         dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def evaluation_dataset(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
+def evaluation_dataset(x: np.ndarray | ClipFile, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
     """Batched, unshuffled, unaugmented tf.data pipeline (validation).
 
     Args:
-        x: Waveforms `(n, samples)`.
+        x: Waveforms `(n, samples)`: an array, or a `ClipFile` read a batch at a time.
         y: Labels `(n,)`.
         batch_size: Clips per batch.
 
     Returns:
         A `tf.data.Dataset` of `(waveforms, labels)` batches.
     """
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return clip_batches(x, y, batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 @keras.saving.register_keras_serializable(package="pipelines", name="RandomSpeedShift")

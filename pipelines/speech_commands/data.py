@@ -37,7 +37,9 @@ import io
 import logging
 import math
 import re
+import shutil
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,7 +48,9 @@ import pandas as pd
 import soundfile
 from scipy.signal import resample_poly
 
+from pipelines.downloads import CACHE_ENV, cache_dir, make_folder
 from pipelines.errors import ConfigError, DataError
+from pipelines.speech_commands.streaming import ClipFile
 
 if TYPE_CHECKING:
     from pipelines.speech_commands.task import SpeechDataConfig
@@ -239,8 +243,13 @@ def load_clip(
 
 
 def load_clips(
-    paths: list, sample_rate: int = 16000, clip_samples: int = 16000, what: str = "clips", keep_silent: bool = False
-) -> tuple[np.ndarray, np.ndarray, collections.Counter]:
+    paths: list,
+    sample_rate: int = 16000,
+    clip_samples: int = 16000,
+    what: str = "clips",
+    keep_silent: bool = False,
+    into: ClipFile | None = None,
+) -> tuple[np.ndarray | ClipFile, np.ndarray, collections.Counter]:
     """Load many clips, skipping unreadable and silent files; logs what was done and skipped.
 
     Args:
@@ -249,10 +258,13 @@ def load_clips(
         clip_samples: Target length in samples. Default: `16000`.
         what: Name used in the log line. Default: `"clips"`.
         keep_silent: Keep silent clips (counted as `silent`) instead of skipping them. Default: `False`.
+        into: Append each kept clip to this file as it is read, instead of collecting them in an
+            array. Default: `None`.
 
     Returns:
-        `(waveforms, kept, notes)`: float32 `(n_kept, clip_samples)`, the indices into `paths` that
-        were kept, and a `Counter` of what happened (`skipped_unreadable`, `skipped_silent`, ...).
+        `(waveforms, kept, notes)`: float32 `(n_kept, clip_samples)` (`into` itself when given), the
+        indices into `paths` that were kept, and a `Counter` of what happened (`skipped_unreadable`,
+        `skipped_silent`, ...).
     """
     notes = collections.Counter()
     waveforms, kept, problems = [], [], []
@@ -269,15 +281,19 @@ def load_clips(
             notes["skipped_silent"] += 1
             problems.append(f"{path}: silent (peak below {SILENCE_PEAK})")
             continue
-        waveforms.append(clip)
+        if into is None:
+            waveforms.append(clip)
+        else:
+            into.append(clip)
         kept.append(index)
     summary = ", ".join(f"{key} {count}" for key, count in sorted(notes.items())) or "nothing to fix"
     logger.info("loaded %d of %d %s (%s)", len(kept), len(paths), what, summary)
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         logger.warning("skipped %d bad %s: %s", len(problems), what, shown)
-    array = np.stack(waveforms) if waveforms else np.zeros((0, clip_samples), dtype="float32")
-    return array, np.asarray(kept, dtype="int64"), notes
+    if into is None:
+        into = np.stack(waveforms) if waveforms else np.zeros((0, clip_samples), dtype="float32")
+    return into, np.asarray(kept, dtype="int64"), notes
 
 
 # Layouts ----------------------------------------------------------------------------------------------------
@@ -499,9 +515,10 @@ def list_records(
 
 @dataclasses.dataclass
 class Split:
-    """One split: waveforms `(n, samples)` float32, labels `(n,)` int64, and where each clip came from."""
+    """One split: waveforms `(n, samples)` float32 (an array, or a `ClipFile` streamed from disk), labels
+    `(n,)` int64, and where each clip came from."""
 
-    x: np.ndarray
+    x: np.ndarray | ClipFile
     y: np.ndarray
     files: list[str]
 
@@ -563,33 +580,40 @@ def _load_noise(root: str | Path, sample_rate: int, rng: np.random.Generator) ->
 
 
 def _silence_clips(
-    noise: np.ndarray, count: int, clip_samples: int, rng: np.random.Generator
-) -> tuple[np.ndarray, list[str]]:
-    """`_silence_` clips cut from the noise bank at random offsets and gains (0-1), and their names."""
+    noise: np.ndarray, count: int, clip_samples: int, rng: np.random.Generator, chunk: int | None = None
+) -> tuple[Iterator[np.ndarray], list[str]]:
+    """`_silence_` clips cut from the noise bank at random offsets and gains (0-1), and their names.
+
+    The offsets and gains are drawn at once; the clips come `chunk` at a time (all at once for `None`).
+    """
     if len(noise) <= clip_samples:
         noise = np.tile(noise, clip_samples // max(len(noise), 1) + 2)
     starts = rng.integers(0, len(noise) - clip_samples, size=count)
     gains = rng.uniform(0.0, 1.0, size=(count, 1)).astype("float32")
-    clips = noise[starts[:, None] + np.arange(clip_samples)] * gains
-    return clips.astype("float32"), [f"{NOISE_FOLDER}@{start}" for start in starts]
+    chunk = chunk or max(count, 1)
+    clips = (
+        (noise[starts[first : first + chunk, None] + np.arange(clip_samples)] * gains[first : first + chunk]).astype(
+            "float32"
+        )
+        for first in range(0, count, chunk)
+    )
+    return clips, [f"{NOISE_FOLDER}@{start}" for start in starts]
 
 
-def _extra_training_clips(
-    root: str | Path, class_names: list[str], sample_rate: int, clip_samples: int, folder_labels: dict | None = None
-) -> tuple[np.ndarray, list[str], list[str], collections.Counter]:
-    """The clips of a one-folder-per-label tree that `data.extra_train` adds to the training split.
+def _extra_training_files(
+    root: str | Path, class_names: list[str], folder_labels: dict | None = None
+) -> tuple[list[str], list[str]]:
+    """The WAV files of a one-folder-per-label tree that `data.extra_train` adds to the training split.
 
     Args:
         root: The tree; every folder not starting with `_` or `.` is a label folder.
         class_names: The dataset's classes.
-        sample_rate: Target rate in Hz.
-        clip_samples: Target length in samples.
         folder_labels: `data.extra_train_labels`: folder name -> class, e.g. Speech Commands' `zero`
             -> FSDD's `0`; only the folders it names are read. `None`: every label folder is read
             and must be named after a class.
 
     Returns:
-        `(x, labels, files, notes)` as `load_clips` reads them, `labels` the class names.
+        `(files, labels)`, `labels` the class names.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -622,14 +646,45 @@ def _extra_training_clips(
             f"data.extra_train: {root} has none of the folders data.extra_train_labels names "
             f"({', '.join(folder_labels)}) with WAV clips"
         )
-    x, kept, notes = load_clips(files, sample_rate, clip_samples, what=f"extra training clips in {root}")
-    if len(kept) == 0:
-        raise DataError(f"data.extra_train: {root} has no usable WAV clips")
-    return x, [labels[i] for i in kept], [files[i] for i in kept], notes
+    return files, labels
+
+
+def _append(x: np.ndarray | ClipFile, clips: np.ndarray) -> np.ndarray | ClipFile:
+    """`x` followed by `clips`: written to the end of a `ClipFile`, or a new array."""
+    if isinstance(x, ClipFile):
+        x.append(clips)
+        return x
+    return np.concatenate([x, clips])
+
+
+def _clip_folder(clips: int, clip_bytes: int, limit: int) -> Path | None:
+    """Where a source of `clips` clips from the tree streams from (`None`: held in memory).
+
+    `clip_bytes` is the disk each one takes with its share of `_silence_` clips; a disk without room
+    for them all is refused before anything is read.
+    """
+    if clips <= limit:
+        return None
+    folder = make_folder(cache_dir("speech_clips"))
+    needed, free = clips * clip_bytes, shutil.disk_usage(folder).free
+    if needed > free:
+        raise DataError(
+            f"data.in_memory_max_clips: {clips:,} clips stream from a file of about {needed / 1e9:.1f} GB in "
+            f"{folder}, which has {free / 1e9:.1f} GB free; free space there, set {CACHE_ENV} to a folder on a "
+            "larger disk, or raise data.in_memory_max_clips to hold them in memory"
+        )
+    logger.info(
+        "%d clips (more than data.in_memory_max_clips=%d): streaming them from a file in %s", clips, limit, folder
+    )
+    return folder
 
 
 def load_source(data_config: SpeechDataConfig, seed: int = 0) -> SpeechSource:
     """Read, check and label every clip of the dataset the config names.
+
+    With more clips than `data.in_memory_max_clips` every split's waveforms go, as they are read,
+    into a `streaming.ClipFile` (a float32 file in the cache folder, deleted when the process ends)
+    instead of an array: the same rows in the same order.
 
     Args:
         data_config: The `data` group; all of it is read here, once.
@@ -650,31 +705,42 @@ def load_source(data_config: SpeechDataConfig, seed: int = 0) -> SpeechSource:
     classes = ("12" if layout == "speech_commands" else "all") if d.classes == "auto" else d.classes
     records, class_names = _labelled(records, classes, d.unknown_fraction, rng)
     clip_samples = int(round(d.clip_seconds * d.sample_rate))
+    silence = d.silence_fraction if classes == "12" else 0.0
+    folder = _clip_folder(len(records), int(4 * clip_samples * (1 + silence)), d.in_memory_max_clips)  # float32
     noise = _load_noise(root, d.sample_rate, rng)
     index = {name: i for i, name in enumerate(class_names)}
     notes, splits, kept_records = collections.Counter(), {}, []
     for split in SPLITS:
         part = records[records["split"] == split].reset_index(drop=True)
-        x, kept, split_notes = load_clips(part["file"].tolist(), d.sample_rate, clip_samples, what=f"{split} clips")
+        into = None if folder is None else ClipFile(folder, clip_samples)
+        x, kept, split_notes = load_clips(
+            part["file"].tolist(), d.sample_rate, clip_samples, what=f"{split} clips", into=into
+        )
         notes.update(split_notes)
         part = part.iloc[kept].reset_index(drop=True)
         y = part["label"].map(index).to_numpy(dtype="int64")
         files = part["file"].tolist()
         if classes == "12":
             count = math.ceil(int((part["label"] != UNKNOWN).sum()) * d.silence_fraction)
-            quiet, names = _silence_clips(noise, count, clip_samples, rng)
-            x, y = np.concatenate([x, quiet]), np.concatenate([y, np.full(count, index[SILENCE], dtype="int64")])
+            quiet, names = _silence_clips(noise, count, clip_samples, rng, chunk=None if into is None else 1024)
+            for clips in quiet:
+                x = _append(x, clips)
+            y = np.concatenate([y, np.full(count, index[SILENCE], dtype="int64")])
             files += names
             part = pd.concat([part, pd.DataFrame({"file": names, "word": SILENCE, "split": split, "label": SILENCE})])
         if len(x) == 0:
             raise DataError(f"{root}: the {split} split has no usable clips (layout {layout})")
         if split == "train":
             for extra_root in d.extra_train or ():
-                extra_x, labels, extra_files, extra_notes = _extra_training_clips(
-                    extra_root, class_names, d.sample_rate, clip_samples, d.extra_train_labels
+                extra_files, labels = _extra_training_files(extra_root, class_names, d.extra_train_labels)
+                extra_x, extra_kept, extra_notes = load_clips(
+                    extra_files, d.sample_rate, clip_samples, what=f"extra training clips in {extra_root}", into=into
                 )
+                if len(extra_kept) == 0:
+                    raise DataError(f"data.extra_train: {Path(extra_root).expanduser()} has no usable WAV clips")
                 notes.update(extra_notes)
-                x, files = np.concatenate([x, extra_x]), files + extra_files
+                extra_files, labels = [extra_files[i] for i in extra_kept], [labels[i] for i in extra_kept]
+                x, files = (x if into is not None else np.concatenate([x, extra_x])), files + extra_files
                 y = np.concatenate([y, np.array([index[label] for label in labels], dtype="int64")])
                 extra = pd.DataFrame({"file": extra_files, "word": labels, "split": split, "label": labels})
                 part = pd.concat([part, extra], ignore_index=True)

@@ -31,6 +31,7 @@ from pipelines.speech_commands.data import (
 from pipelines.speech_commands.features import feature_statistics
 from pipelines.speech_commands.model import ARCHITECTURES, build_speech_model
 from pipelines.speech_commands.serving import SpeechServingModel, save_class_names, serving_signature
+from pipelines.speech_commands.streaming import ClipFile
 from pipelines.tasks import Evaluation, ServingBundle, Task
 from pipelines.tracking import local_dataset
 
@@ -56,8 +57,12 @@ class SpeechDataConfig:
     silence_fraction: float = 0.1  # _silence_ clips per command clip, per split (classes 12)
     extra_train: list | None = None  # one-folder-per-label trees whose clips join the training split only
     extra_train_labels: dict[str, Any] | None = None  # their folder -> class (zero: 0); only those folders read
+    in_memory_max_clips: int = 20000  # more clips than this stream from a file on disk (streaming.ClipFile)
 
     def __post_init__(self):
+        limit = self.in_memory_max_clips
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ConfigError(f"data.in_memory_max_clips: expected an integer >= 0, got {limit!r}")
         if isinstance(self.extra_train, str):
             self.extra_train = [self.extra_train]
         if self.extra_train is not None and not all(isinstance(path, str) for path in self.extra_train):
@@ -194,13 +199,14 @@ class SpeechConfig(
 
 @dataclasses.dataclass
 class SpeechSplits:
-    """Model-ready splits: waveforms `(n, samples)` float32 and int labels, plus tf.data pipelines."""
+    """Model-ready splits: waveforms `(n, samples)` float32 (arrays, or `ClipFile`s read from disk a batch
+    at a time) and int labels, plus tf.data pipelines."""
 
-    x_train: np.ndarray
+    x_train: np.ndarray | ClipFile
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: np.ndarray | ClipFile
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: np.ndarray | ClipFile
     y_test: np.ndarray
     files_test: list[str]
     class_names: list[str]
