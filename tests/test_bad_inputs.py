@@ -9,11 +9,11 @@ from pathlib import Path
 import keras
 import pytest
 import yaml
-from pipelines.speech_commands.data import load_clip
 
 from pipelines.anomaly_detection.data import load_nab, load_sensor_csv
 from pipelines.config import load_config
 from pipelines.errors import PipelineError
+from pipelines.speech_commands.data import load_clip
 from pipelines.stock_forecasting.data import load_prices
 from pipelines.stock_forecasting.task import StockConfig
 
