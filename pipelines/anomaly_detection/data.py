@@ -68,6 +68,9 @@ class Series:
             "no anomalies", not "unknown").
         source: the file read, for messages.
         repairs: ``{repair: count}`` of the repairs applied.
+        file_timestamps: every data row's timestamp as the file has it, duplicates included
+            (``None``: no row was dropped, so ``timestamps`` are the file's rows). NAB's scorer
+            counts the file's rows, so the results files and the NAB score use them.
     """
 
     name: str
@@ -78,9 +81,17 @@ class Series:
     labelled: bool
     source: str
     repairs: dict[str, int] = field(default_factory=dict)
+    file_timestamps: pd.DatetimeIndex | None = None
 
     def __len__(self) -> int:
         return len(self.timestamps)
+
+    @property
+    def file_rows(self) -> np.ndarray:
+        """The file's data row (0 = the first after the header) of each row kept."""
+        if self.file_timestamps is None:
+            return np.arange(len(self))
+        return _first_rows(self.file_timestamps)
 
     @property
     def labels(self) -> np.ndarray:
@@ -255,6 +266,7 @@ def build_series(
     labels = _parse_labels(raw[label_column], source, lines, label_column) if label_column else None
 
     duplicated = timestamps.duplicated(keep="first")
+    file_timestamps = pd.DatetimeIndex(timestamps, name="timestamp") if duplicated.any() else None
     if duplicated.any():
         count = int(duplicated.sum())
         first = int(np.flatnonzero(duplicated)[0])
@@ -284,6 +296,7 @@ def build_series(
         labelled=labels is not None,
         source=source,
         repairs=repairs,
+        file_timestamps=file_timestamps,
     )
 
 
@@ -338,6 +351,11 @@ def runs_of_ones(flags: np.ndarray) -> list[tuple[int, int]]:
     edges = np.diff(np.concatenate([[0], flags, [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
     return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
+
+
+def _first_rows(stamps: pd.DatetimeIndex) -> np.ndarray:
+    """Positions of the first occurrence of each timestamp: the rows ``build_series`` keeps."""
+    return np.flatnonzero(~stamps.duplicated(keep="first"))
 
 
 def _text(raw: pd.Series) -> pd.Series:

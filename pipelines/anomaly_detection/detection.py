@@ -1,8 +1,21 @@
-"""From a trained network to per-row anomaly scores and alerts, using only data up to each row.
+"""From a trained network to per-row anomaly scores and decisions, using only data up to each row.
 
-The settings are the config's ``detection`` group (``scoring``, ``likelihood_*``, ``record_history``,
-``value_gaussian``, ``seasonal_days``, ``threshold_quantile``, ``spatial_tolerance``, ``cooldown``);
-``detect_all`` calibrates and scores every series of a prepared task.
+Every scored row gets three outputs, each from one rule:
+
+- ``is_anomaly`` (**this row is anomalous**, for segment labels and dashboards): the mean raw score
+  of the last ``likelihood_average`` rows is above the ``threshold_quantile`` quantile of the same
+  means over the validation rows of the normal prefix. The reference is fixed at calibration, so a
+  long anomalous stretch (a closed valve, a stuck sensor) stays flagged for as long as it lasts.
+- ``anomaly_score`` (0..1): ``sigmoid((mean - threshold) / spread)`` of that same mean, ``spread``
+  being the threshold minus the validation means' median; it is 0.5 or more exactly on the rows
+  ``is_anomaly`` flags.
+- ``alert`` (**an incident starts here**, for paging): a row whose alarm level (below) is above
+  its threshold, or whose value leaves the range seen so far (the spatial check), raises an alert
+  unless an alert was raised in the ``cooldown`` rows before it. The levels follow the series'
+  own recent history, so an alert marks a change, not a state.
+
+The settings are the config's ``detection`` group; ``detect_all`` calibrates and scores every series
+of a prepared task and ``calibrate_part`` one series (also the served model's warm-up).
 
 Prediction detector (Malhotra et al. 2015, "Long Short Term Memory Networks for Anomaly Detection in
 Time Series"): row ``t`` is forecast ``steps`` times, from the windows ending at rows
@@ -13,20 +26,21 @@ Reconstruction detector (Malhotra et al. 2016, "LSTM-based Encoder-Decoder for M
 Detection"): the score of row ``t`` is the mean squared reconstruction error of the window ending at
 ``t``.
 
-Either way the score of row ``t`` depends on rows ``<= t`` only. The score is then turned into the
-``level`` that the threshold is applied to, in one of two ways (no labels are used by either):
+Either way the score of row ``t`` depends on rows ``<= t`` only. For the alert, the score is turned
+into the ``level`` that the alarm threshold is applied to, in one of two ways (no labels are used by
+either):
 
 - ``likelihood`` (the anomaly likelihood of Ahmad et al. 2017, "Unsupervised real-time anomaly
   detection for streaming data", the post-processing of NAB's HTM detector): the level of row ``t``
   is the z-score of the mean of the last ``average`` scores against the mean and standard deviation
   of the ``history`` scores before them, starting from the validation rows' scores. It follows a
   series whose errors drift, so a detector trained on a short prefix keeps a steady alarm rate.
-  The threshold is a fixed z (``likelihood_threshold``) and ``spread`` is 1. With ``record`` rows
-  (``record_history``), a row above the threshold alerts only when its recent mean is also higher
-  than every recent mean in the ``record`` rows before it: a burst no larger than one the series
-  has already shown is not news, however unlikely the history's Gaussian makes it.
+  The threshold is a fixed z (``likelihood_threshold``). With ``record`` rows (``record_history``),
+  a row above the threshold alerts only when its recent mean is also higher than every recent
+  mean in the ``record`` rows before it: a burst no larger than one the series has already shown
+  is not news, however unlikely the history's Gaussian makes it.
 - ``raw``: the level is the score; the threshold is the ``threshold_quantile`` of the validation
-  rows' scores and ``spread = threshold - median(validation scores)``.
+  rows' scores.
 
 With ``likelihood`` scoring the values themselves can be checked too (``value_gaussian``): each
 row's distance from the mean of the ``history`` values before it, in their standard deviations
@@ -36,17 +50,10 @@ spikes whose windows the network reconstructs well. Seasonal checks (``seasonal_
 do the same for each row's change from the row one period before it (the same time a day or a
 week earlier), which catches a day that departs from the days before it without leaving their range.
 
-A row is also anomalous when one of its values leaves the range of the values seen before it (the
-training prefix included) by more than ``spatial_tolerance`` times that range's width: the "spatial
-anomaly" of NAB's HTM detector (tolerance 0.05 there), which accounts for the labelling bias towards
-values larger or smaller than any seen so far. ``spatial_tolerance=None`` turns it off.
-
-Levels are mapped into ``[0, 1]`` for NAB by ``anomaly_score = sigmoid((level - threshold) /
-spread)``, so the threshold maps to 0.5. A row whose level exceeds the threshold raises an alert
-(or is a spatial anomaly, whose anomaly score is 1) unless an alert was raised in the ``cooldown``
-rows before it. The anomaly score of a row without an
-alert is held just below 0.5 (and that of an alert at 0.5 or more), so NAB's own scorer at threshold
-0.5 counts exactly the alerts.
+A row is also an alert candidate when one of its values leaves the range of the values seen before
+it (the training prefix included) by more than ``spatial_tolerance`` times that range's width: the
+"spatial anomaly" of NAB's HTM detector (tolerance 0.05 there), which accounts for the labelling
+bias towards values larger or smaller than any seen so far. ``spatial_tolerance=None`` turns it off.
 """
 
 from __future__ import annotations
@@ -63,7 +70,13 @@ from scipy.stats import multivariate_normal
 from sklearn.preprocessing import StandardScaler
 
 from pipelines.anomaly_detection.data import Series
-from pipelines.anomaly_detection.features import first_scored_row, scale, scaler_from_state, sliding_windows
+from pipelines.anomaly_detection.features import (
+    SeriesPart,
+    first_scored_row,
+    scale,
+    scaler_from_state,
+    sliding_windows,
+)
 from pipelines.anomaly_detection.nab_scoring import probationary_length
 
 if TYPE_CHECKING:
@@ -219,6 +232,8 @@ class Detection:
     level: np.ndarray
     anomaly_score: np.ndarray
     alert: np.ndarray
+    is_anomaly: np.ndarray  # the row decision (module docstring)
+    state: np.ndarray  # the mean score of the last rows that ``is_anomaly`` compares with its threshold
     spatial: np.ndarray  # rows whose value left the range seen before them (alert or not)
     record: np.ndarray  # rows that pass the likelihood's record rule (all rows when it is off)
     value_level: np.ndarray  # the value check's level (NaN where it is off or undefined)
@@ -333,6 +348,28 @@ class SeriesDetector:
     value_likelihood: Likelihood | None = None  # the value check (None: off)
     past_values: np.ndarray | None = None  # the prefix's last raw values, before the first scored row
     seasons: tuple[Season, ...] = ()  # the seasonal checks
+    state_average: int = 1  # rows whose mean score ``is_anomaly`` compares (``likelihood_average``)
+    state_threshold: float | None = None  # None: a model saved before ``is_anomaly`` had its own rule
+    state_spread: float = 1.0
+    state_seed: np.ndarray | None = None  # the validation rows' last scores, before the first scored row
+
+    def states(self, score: np.ndarray) -> np.ndarray:
+        """Mean raw score of the last ``state_average`` rows (the validation rows' scores before the first).
+
+        Args:
+            score: raw scores of consecutive rows, oldest first (NaN where undefined).
+
+        Returns:
+            One mean per row; NaN where the score is.
+        """
+        score = np.asarray(score, dtype=np.float64)
+        seed = np.empty(0)
+        if self.state_seed is not None and self.state_average > 1:
+            seed = self.state_seed[max(len(self.state_seed) - self.state_average + 1, 0) :]
+        stream = pd.Series(np.concatenate([seed, score]))
+        means = stream.rolling(self.state_average, min_periods=1).mean().to_numpy(copy=True)[len(seed) :]
+        means[np.isnan(score)] = np.nan
+        return means
 
     @property
     def first_row(self) -> int:
@@ -421,8 +458,20 @@ class SeriesDetector:
             | spatial
         )
         alert = alerts_with_cooldown(candidates, self.cooldown)
-        anomaly_score = np.where(alert, np.maximum(anomaly_score, 0.5), np.minimum(anomaly_score, JUST_BELOW_HALF))
-        return Detection(score, level, anomaly_score, alert, spatial, record, value_level, value_record, seasonal_level)
+        state = np.full(len(score), np.nan)
+        state[first_row:] = self.states(score[first_row:])
+        if self.state_threshold is None:  # a model saved before the row decision had its own rule
+            is_anomaly = alert.copy()
+        else:
+            is_anomaly = ~np.isnan(state) & (np.nan_to_num(state) > self.state_threshold)
+            anomaly_score = np.where(
+                np.isnan(state), 0.0, expit((np.nan_to_num(state) - self.state_threshold) / self.state_spread)
+            )
+        anomaly_score = np.where(is_anomaly, np.maximum(anomaly_score, 0.5), np.minimum(anomaly_score, JUST_BELOW_HALF))
+        return Detection(
+            score, level, anomaly_score, alert, is_anomaly, state, spatial, record, value_level, value_record,
+            seasonal_level,
+        )  # fmt: skip
 
     def detect(self, predict: Predict, values: np.ndarray) -> Detection:
         """Score raw values of this series.
@@ -462,6 +511,14 @@ class SeriesDetector:
             state[key] = None if likelihood is None else likelihood_state(likelihood)
         state["past_values"] = None if self.past_values is None else self.past_values.tolist()
         state["seasons"] = [{"period": season.period, **likelihood_state(season.likelihood)} for season in self.seasons]
+        state["state"] = None
+        if self.state_threshold is not None:
+            state["state"] = {
+                "average": self.state_average,
+                "threshold": self.state_threshold,
+                "spread": self.state_spread,
+                "seed": [] if self.state_seed is None else self.state_seed.tolist(),
+            }
         if self.gaussian is not None:
             state["gaussian"] = {"mean": self.gaussian.mean.tolist(), "cov": self.gaussian.cov.tolist()}
         return state
@@ -500,7 +557,20 @@ class SeriesDetector:
             value_likelihood=likelihood("value_likelihood"),
             past_values=None if past is None else np.asarray(past, dtype=np.float64).reshape(len(past), -1),
             seasons=tuple(Season(int(item["period"]), likelihood_from_state(item)) for item in seasons),
+            **_state_from_dict(state.get("state")),
         )
+
+
+def _state_from_dict(state: dict | None) -> dict:
+    """The ``state_*`` fields of ``SeriesDetector`` (none for a model saved before the row decision)."""
+    if not state:
+        return {}
+    return {
+        "state_average": int(state["average"]),
+        "state_threshold": float(state["threshold"]),
+        "state_spread": float(state["spread"]),
+        "state_seed": np.asarray(state["seed"], dtype=np.float64),
+    }
 
 
 def likelihood_state(likelihood: Likelihood) -> dict:
@@ -587,6 +657,12 @@ def calibrate(
     if prefix_values is not None and len(prefix_values):
         series.seen_low, series.seen_high = np.min(prefix_values, axis=0), np.max(prefix_values, axis=0)
     val_scores = series.scores(val_features)
+    series.state_average = likelihood_average
+    series.state_seed = val_scores[-likelihood_average:]
+    val_states = pd.Series(val_scores).rolling(likelihood_average, min_periods=1).mean().to_numpy()
+    series.state_threshold = float(np.quantile(val_states, quantile))
+    state_spread = series.state_threshold - float(np.median(val_states))
+    series.state_spread = state_spread if state_spread > 0 else 1e-9 * max(1.0, abs(series.state_threshold))
     if scoring == "likelihood":
         series.likelihood = Likelihood(likelihood_history, likelihood_average, val_scores, record_history)
         series.threshold = float(likelihood_threshold)
@@ -630,6 +706,48 @@ class SeriesOutcome:
         return max(probationary_length(len(self.series)), self.n_prefix)
 
 
+def calibrate_part(
+    predict: Predict, part: SeriesPart, settings: DetectionConfig, detector_kind: str, window: int, steps: int
+) -> tuple[SeriesOutcome, dict[str, float]]:
+    """Calibrate one prepared series on its validation rows and score all of its rows.
+
+    Args:
+        predict: the network's ``predict``.
+        part: the series, scaled and split (``features.series_part``).
+        settings: the ``detection`` group.
+        detector_kind: ``"prediction"`` or ``"reconstruction"``.
+        window: input window length.
+        steps: forecast steps (prediction detector).
+
+    Returns:
+        ``(outcome, stats)``: the ``SeriesOutcome``, and the validation rows' ``error_sum``,
+        ``error_count``, ``alarms`` and ``rows``.
+    """
+    features = error_features(predict, part.scaled, detector_kind, window, steps)
+    val_first = part.n_train if detector_kind == "prediction" else part.n_train + window - 1
+    val_features = features[val_first : part.n_prefix]
+    detector = calibrate(
+        part.series.name, detector_kind, window, steps, settings.cooldown,
+        part.scaler, val_features, settings.threshold_quantile, scoring=settings.scoring,
+        likelihood_history=settings.likelihood_history, likelihood_average=settings.likelihood_average,
+        likelihood_threshold=settings.likelihood_threshold, record_history=settings.record_history,
+        value_gaussian=settings.value_gaussian,
+        seasonal_periods=seasonal_periods(part.series, settings.seasonal_days),
+        spatial_tolerance=settings.spatial_tolerance,
+        prefix_values=part.series.values[: part.n_prefix],
+    )  # fmt: skip
+    scores = detector.scores(features)
+    detection = detector.detect_scores(scores, first_row=part.n_prefix, values=part.series.values)
+    squared = val_features**2 if detector_kind == "prediction" else val_features
+    stats = {
+        "error_sum": float(squared.sum()),
+        "error_count": squared.size,
+        "alarms": int((validation_levels(detector, scores[val_first : part.n_prefix]) > detector.threshold).sum()),
+        "rows": len(val_features),
+    }
+    return SeriesOutcome(part.series, detector, detection, part.n_train, part.n_prefix), stats
+
+
 def detect_all(model: keras.Model, data: AnomalySplits) -> tuple[list[SeriesOutcome], dict[str, float]]:
     """Calibrate and score every series of prepared data with ``data.detection``'s settings.
 
@@ -642,33 +760,13 @@ def detect_all(model: keras.Model, data: AnomalySplits) -> tuple[list[SeriesOutc
         ``error_sum``, ``error_count``, ``alarms`` and ``rows``.
     """
     predict = lambda x: model.predict(x, batch_size=1024, verbose=0)  # noqa: E731
-    settings, detector_kind, window, steps = data.detection, data.detector, data.window, data.steps
     outcomes = []
     stats = {"error_sum": 0.0, "error_count": 0, "alarms": 0, "rows": 0}
     for part in data.parts:
-        features = error_features(predict, part.scaled, detector_kind, window, steps)
-        val_first = part.n_train if detector_kind == "prediction" else part.n_train + window - 1
-        val_features = features[val_first : part.n_prefix]
-        detector = calibrate(
-            part.series.name, detector_kind, window, steps, settings.cooldown,
-            part.scaler, val_features, settings.threshold_quantile, scoring=settings.scoring,
-            likelihood_history=settings.likelihood_history, likelihood_average=settings.likelihood_average,
-            likelihood_threshold=settings.likelihood_threshold, record_history=settings.record_history,
-            value_gaussian=settings.value_gaussian,
-            seasonal_periods=seasonal_periods(part.series, settings.seasonal_days),
-            spatial_tolerance=settings.spatial_tolerance,
-            prefix_values=part.series.values[: part.n_prefix],
-        )  # fmt: skip
-        scores = detector.scores(features)
-        detection = detector.detect_scores(scores, first_row=part.n_prefix, values=part.series.values)
-        outcomes.append(SeriesOutcome(part.series, detector, detection, part.n_train, part.n_prefix))
-        squared = val_features**2 if detector_kind == "prediction" else val_features
-        stats["error_sum"] += float(squared.sum())
-        stats["error_count"] += squared.size
-        stats["alarms"] += int(
-            (validation_levels(detector, scores[val_first : part.n_prefix]) > detector.threshold).sum()
-        )
-        stats["rows"] += len(val_features)
+        outcome, part_stats = calibrate_part(predict, part, data.detection, data.detector, data.window, data.steps)
+        outcomes.append(outcome)
+        for key, value in part_stats.items():
+            stats[key] += value
     return outcomes, stats
 
 
@@ -708,7 +806,7 @@ def validation_levels(detector: SeriesDetector, val_scores: np.ndarray) -> np.nd
 
 
 def alarm_rule(settings: DetectionConfig) -> str:
-    """The alarm rule of a ``detection`` config group, in words.
+    """The two decision rules of a ``detection`` config group, in words.
 
     Args:
         settings: the ``detection`` group.
@@ -716,6 +814,10 @@ def alarm_rule(settings: DetectionConfig) -> str:
     Returns:
         One sentence, for the run's summary.
     """
+    row = (
+        f"is_anomaly when the mean score of the last {settings.likelihood_average} rows is above the "
+        f"{settings.threshold_quantile:g} quantile of the validation rows' such means"
+    )
     if settings.scoring == "likelihood":
         rule = (
             f"alert when the mean score of the last {settings.likelihood_average} rows is more than "
@@ -733,10 +835,10 @@ def alarm_rule(settings: DetectionConfig) -> str:
             days = ", ".join(f"{d:g}" for d in settings.seasonal_days)
             rule += f"; the same for each value's change since the same time {days} day(s) before"
     else:
-        rule = f"alert above the {settings.threshold_quantile} quantile of each series' validation scores"
+        rule = f"alert above the {settings.threshold_quantile:g} quantile of each series' validation scores"
     if settings.spatial_tolerance is not None:
         rule += (
             f", or when a value leaves the range of the values before it by more than {settings.spatial_tolerance:g} "
             "of its width (the spatial check of NAB's HTM detector)"
         )
-    return f"{rule}, cooldown {settings.cooldown} rows"
+    return f"{row}; {rule}, cooldown {settings.cooldown} rows"

@@ -17,15 +17,26 @@ Per series of ``n`` rows with labelled windows (inclusive row ranges) and binary
 
 The application profiles (``A_TP, A_FP, A_FN``) are NAB's ``config/profiles.json``. One deviation:
 NAB divides by zero for a false positive after a one-row window; here that row weighs ``-A_FP``.
+
+``read_results_files`` and ``optimised_score`` score NAB-format results files the way NAB's own
+``run.py --optimize --score --normalize`` does (``nab/sweeper.py``): the timestamps and windows of
+the data set, the results files' ``anomaly_score`` row by row, and one corpus-wide threshold per
+profile, the one whose raw score is highest. The pipeline's results files carry its alerts as 1.0
+(0.0 elsewhere), so every threshold in (0, 1] counts exactly the alerts.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.special import expit
+
+from pipelines.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -164,3 +175,121 @@ def normalized_score(scores: list[SeriesScore], windows: int, profile: Profile) 
     null = sum(score.null for score in scores)
     perfect = windows * profile.tp
     return float("nan") if perfect == null else 100.0 * (raw - null) / (perfect - null)
+
+
+@dataclass(frozen=True)
+class ResultsFile:
+    """One NAB results file as NAB's scorer reads it: its anomaly scores and the labelled windows, in
+    the data file's rows (duplicated timestamps included)."""
+
+    name: str
+    anomaly_score: np.ndarray
+    windows: list[tuple[int, int]]
+
+
+def threshold_sweep(files: list[ResultsFile], profile: Profile) -> list[tuple[float, float]]:
+    """The corpus' raw NAB score at every threshold, as NAB's ``Sweeper.calcScoreByThreshold`` lists them.
+
+    A row is a detection at threshold ``T`` when its anomaly score is ``>= T``; rows of the
+    probationary period are not scored; a window scores the weight of its earliest detection or
+    ``-A_FN``; every detection outside windows adds its (negative) weight.
+
+    Args:
+        files: the results files of one detector.
+        profile: the application profile.
+
+    Returns:
+        ``(threshold, raw score)`` pairs from the highest threshold (``inf``: no detection) down.
+    """
+    scores, weights, window_ids, windows_scored = [], [], [], 0
+    for item in files:
+        rows = len(item.anomaly_score)
+        row_weight, window_of_row = row_weights(rows, item.windows, profile)
+        scored = np.arange(rows) >= probationary_length(rows)
+        ids = np.where(window_of_row >= 0, window_of_row + windows_scored, -1)
+        windows_scored += len(item.windows)
+        scores.append(np.asarray(item.anomaly_score, dtype=np.float64)[scored])
+        weights.append(row_weight[scored])
+        window_ids.append(ids[scored])
+    scores, weights, window_ids = (np.concatenate(parts) for parts in (scores, weights, window_ids))
+    reachable = set(np.unique(window_ids[window_ids >= 0]).tolist())  # windows with a scored row
+    best: dict[int, float] = {}
+    total = -profile.fn * len(reachable)
+    sweep = [(float("inf"), total)]
+    for i in np.argsort(-scores, kind="stable"):
+        score, weight, window = float(scores[i]), float(weights[i]), int(window_ids[i])
+        if score != sweep[-1][0]:
+            sweep.append((score, sweep[-1][1]))
+        if window < 0:
+            total += weight
+        elif window not in best:
+            best[window] = weight
+            total += profile.fn + weight
+        elif weight > best[window]:
+            total += weight - best[window]
+            best[window] = weight
+        sweep[-1] = (score, total)
+    return sweep
+
+
+def optimised_score(files: list[ResultsFile], profile: Profile) -> tuple[float, float]:
+    """NAB's ``run.py --optimize --score --normalize``: the corpus-wide threshold that maximises the
+    raw score, and the normalised score at it.
+
+    Args:
+        files: the results files of one detector.
+        profile: the application profile.
+
+    Returns:
+        ``(normalised score, threshold)``; the null detector and the perfect one are scored on the
+        same files (``normalized_score``).
+    """
+    sweep = threshold_sweep(files, profile)
+    threshold, raw = max(sweep, key=lambda pair: pair[1])  # the first (highest) threshold of the best
+    null = sweep[0][1]
+    windows = sum(len(item.windows) for item in files)
+    perfect = windows * profile.tp
+    return (float("nan") if perfect == null else 100.0 * (raw - null) / (perfect - null)), threshold
+
+
+def read_results_files(results_dir: str | Path, data_root: str | Path, detector: str) -> list[ResultsFile]:
+    """Read NAB-format results files (``<category>/<detector>_<name>.csv``) against a NAB-layout data set.
+
+    As NAB's scorer, the timestamps and windows come from the data set (``data/``,
+    ``labels/combined_windows.json``) and only the ``anomaly_score`` column from each results file,
+    row by row; a window starts at the first row whose timestamp is its start and ends at the first
+    row whose timestamp is its end.
+
+    Args:
+        results_dir: the detector's folder (NAB's ``results/<detector>/``).
+        data_root: the NAB-layout folder the results were made from.
+        detector: the detector's name, the results files' prefix.
+
+    Returns:
+        One ``ResultsFile`` per results file found, sorted by series.
+    """
+    results_dir, data_root = Path(results_dir), Path(data_root)
+    labels_path = data_root / "labels" / "combined_windows.json"
+    labels = json.loads(labels_path.read_text(encoding="utf-8")) if labels_path.is_file() else {}
+    found = sorted(results_dir.rglob(f"{detector}_*.csv"))
+    if not found:
+        raise DataError(f"{results_dir}: no results files named {detector}_*.csv")
+    files = []
+    for path in found:
+        relative = path.relative_to(results_dir)
+        key = (relative.parent / relative.name[len(detector) + 1 :]).as_posix()
+        data_path = data_root / "data" / key
+        if not data_path.is_file():
+            raise DataError(f"{path}: no data file {data_path} for it")
+        stamps = pd.to_datetime(pd.read_csv(data_path)["timestamp"])
+        scores = pd.read_csv(path)["anomaly_score"].to_numpy(dtype=np.float64)
+        if len(scores) != len(stamps):
+            raise DataError(f"{path}: {len(scores)} rows, but {data_path} has {len(stamps)}; NAB pairs them row by row")
+        windows = []
+        for start, end in labels.get(key, []):
+            rows = [np.flatnonzero(stamps.to_numpy() == np.datetime64(pd.Timestamp(limit))) for limit in (start, end)]
+            if not (len(rows[0]) and len(rows[1])):
+                raise DataError(f"{labels_path}: window [{start}, {end}] of {key} is not on rows of {data_path}")
+            windows.append((int(rows[0][0]), int(rows[1][0])))
+        files.append(ResultsFile(key, scores, windows))
+    return files

@@ -17,6 +17,7 @@ reconstruction detector (whose error grows with the window) neither may ``featur
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +40,7 @@ from pipelines.anomaly_detection.serving import (
 from pipelines.anomaly_detection.synthetic import SEED as SYNTHETIC_SEED
 from pipelines.anomaly_detection.synthetic import ensure_synthetic_nab
 from pipelines.config import ModelConfig, make_config_class
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, DataError
 from pipelines.serving import save_keras_artifacts
 from pipelines.tasks import Evaluation, ServingBundle, Task
 from pipelines.tracking import local_dataset
@@ -47,6 +48,8 @@ from pipelines.training import build_and_compile
 
 if TYPE_CHECKING:
     from mlflow.data.pandas_dataset import PandasDataset
+
+logger = logging.getLogger(__name__)
 
 FORMATS = ("nab", "csv")
 # Only these keys outside `model` and `train` keep `val_mse` comparable between trials.
@@ -197,6 +200,8 @@ class AnomalySplits:
     window: int
     steps: int
     detection: DetectionConfig
+    val_fraction: float = 0.3
+    skipped: list[str] = dataclasses.field(default_factory=list)  # series whose normal prefix is too short
     outcomes: list | None = None  # filled by `evaluate`, reused by `serving_bundle`
     scored_model: object = None
 
@@ -237,16 +242,24 @@ class AnomalyDetection(Task):
         """
         spec, window = config.data, config.features.window
         detector, steps = config.model.detector, config.model.prediction_steps
-        parts, splits = [], {"train": [], "val": [], "test": []}
+        parts, splits, skipped, reasons = [], {"train": [], "val": [], "test": []}, [], []
         for item in source.series:
             n_train, n_prefix = series_data.split_rows(
                 item, spec.train_fraction, spec.train_max_rows, spec.val_fraction
             )
-            check_lengths(item.name, len(item), n_train, n_prefix, detector, window, steps)
+            try:
+                check_lengths(item.name, len(item), n_train, n_prefix, detector, window, steps)
+            except DataError as error:  # one short series does not stop the others
+                logger.warning("skipped: %s", error)
+                skipped.append(item.name)
+                reasons.append(str(error))
+                continue
             part = series_part(item, n_train, n_prefix)
             parts.append(part)
             for split, (first, last) in part.bounds.items():
                 splits[split].append(split_samples(part.scaled, detector, window, steps, first, last))
+        if not parts:
+            raise DataError(f"every series is too short for its normal prefix; the first: {reasons[0]}")
         arrays = {}
         for split, pairs in splits.items():
             arrays[f"x_{split}"] = np.concatenate([x for x, _ in pairs])
@@ -263,6 +276,8 @@ class AnomalyDetection(Task):
             window=window,
             steps=steps,
             detection=config.detection,
+            val_fraction=spec.val_fraction,
+            skipped=skipped,
         )
 
     def build_model(self, config: AnomalyConfig, data: AnomalySplits) -> keras.Model:
@@ -298,7 +313,7 @@ class AnomalyDetection(Task):
         outcomes, val_stats = detect_all(model, data)
         data.outcomes, data.scored_model = outcomes, model
         detector_name = f"lstm{config.model.detector.capitalize()}"
-        result = report(outcomes, alarm_rule(config.detection), config.seed, detector_name)
+        result = report(outcomes, alarm_rule(config.detection), config.seed, detector_name, data.skipped)
         metrics = {
             "val_mse": val_stats["error_sum"] / val_stats["error_count"],
             "val_alarm_rate": val_stats["alarms"] / val_stats["rows"],
@@ -307,15 +322,16 @@ class AnomalyDetection(Task):
         if len(outcomes) == 1:
             metrics["val_threshold"] = outcomes[0].detector.threshold
         baseline = (
-            f"random: {metrics['test_random_nab_standard']:.1f}, "
-            f"always-anomalous: {metrics['test_always_nab_standard']:.1f}, null: 0, perfect: 100"
+            f"random: {metrics['test_random_alert_nab_standard']:.1f}, "
+            f"always-anomalous: {metrics['test_always_alert_nab_standard']:.1f}, null: 0, perfect: 100"
         )
+        headline = {"metric": "test_alert_nab_standard", "value": metrics["test_alert_nab_standard"]}
         return Evaluation(
             metrics=metrics,
             figures=result.figures,
             tables=result.tables,
             summary=result.summary,
-            headline={"metric": "test_nab_standard", "value": metrics["test_nab_standard"], "baseline": baseline},
+            headline={**headline, "baseline": baseline},
         )
 
     def serving_bundle(self, model: keras.Model, data: AnomalySplits, workdir: str | Path) -> ServingBundle:
@@ -330,7 +346,8 @@ class AnomalyDetection(Task):
         detectors = {outcome.series.name: outcome.detector for outcome in data.outcomes}
         samples = data.x_test[:32] if len(data.x_test) else data.x_val[:32]
         artifacts = save_keras_artifacts(model, samples, workdir)
-        artifacts["detectors"] = save_detectors(detectors, data.timestamp_column, data.value_columns, workdir)
+        settings = {"detection": dataclasses.asdict(data.detection), "val_fraction": data.val_fraction}
+        artifacts["detectors"] = save_detectors(detectors, data.timestamp_column, data.value_columns, workdir, settings)
         series = data.parts[0].series
         rows = data.window + data.steps + 9  # ten or more scored rows
         name = series.name if len(detectors) > 1 else None
@@ -338,13 +355,32 @@ class AnomalyDetection(Task):
         signature = serving_signature(data.timestamp_column, data.value_columns)
         return ServingBundle(AnomalyServingModel(), artifacts, signature, request)
 
-    def read_inputs(self, path: str | Path, served: AnomalyServingModel) -> pd.DataFrame:
-        """A CSV of one series for `predict`, checked as training data is (`serving.read_request`).
+    def read_inputs(self, path: str | Path, served: AnomalyServingModel) -> pd.DataFrame | dict[str, pd.DataFrame]:
+        """A CSV of one series, or a folder of them, for `predict`, checked as training data is.
+
+        Each request names its series by the file's path (relative to the folder given; the file name
+        for a file), unless the file has a `series` column: the served model scores a series it was
+        calibrated on with that calibration, and any other after a warm-up on its first rows.
+
+        Args:
+            path: a CSV file, or a folder searched recursively for `*.csv` files.
+            served: the loaded served model (its timestamp and value columns).
 
         Returns:
-            The request, with the served model's timestamp and value columns.
+            The request (`serving.read_request`) of a file; for a folder, `{relative path: request}`,
+            which `predict` answers with one result file per input, in the same layout.
         """
-        return read_request(Path(path), served.timestamp_column, tuple(served.value_columns))
+        path = Path(path)
+        columns = (served.timestamp_column, tuple(served.value_columns))
+        if path.is_dir():
+            files = sorted(item for item in path.rglob("*") if item.is_file() and item.suffix.lower() == ".csv")
+            if not files:
+                raise DataError(f"{path}: folder has no .csv files")
+            return {
+                file.relative_to(path).as_posix(): read_request(file, *columns, file.relative_to(path).as_posix())
+                for file in files
+            }
+        return read_request(path, *columns, path.name)
 
 
 def _check_search_space(config: AnomalyConfig) -> None:

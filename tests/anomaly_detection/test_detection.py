@@ -94,7 +94,8 @@ def test_spatial_check_alerts_where_the_likelihood_stays_quiet():
     scores = np.concatenate([np.full(200, np.nan), spatial.scores(rng.standard_normal((100, 1)))])
     found = spatial.detect_scores(scores, first_row=200, values=values)
     assert np.flatnonzero(found.alert).tolist() == [250] and found.spatial[250]
-    assert found.anomaly_score[250] == 1.0 and (found.anomaly_score[201:250] < 0.5).all()
+    # The spatial check raises an alert (an incident starts); the row decision is the score's alone.
+    np.testing.assert_array_equal(found.anomaly_score >= 0.5, found.is_anomaly)
     assert not plain.detect_scores(scores, first_row=200, values=values).alert.any()
     assert not spatial.detect_scores(scores, first_row=251, values=values).alert[:251].any()
     for share in (-0.1, math.inf):
@@ -113,8 +114,13 @@ def test_threshold_is_the_validation_quantile_and_maps_to_one_half():
     assert detector.threshold == pytest.approx(np.quantile(val_scores, 0.95))
     detection = detector.detect_scores(val_scores)
     assert detection.alert.mean() == pytest.approx(0.05, abs=0.002)
-    assert (detection.anomaly_score[detection.alert] >= 0.5).all()
-    assert (detection.anomaly_score[~detection.alert] < 0.5).all()
+    # The row decision: the mean of the last 5 scores against the same quantile of the validation means.
+    means = pd.Series(val_scores).rolling(5, min_periods=1).mean().to_numpy()
+    assert detector.state_threshold == pytest.approx(np.quantile(means, 0.95))
+    np.testing.assert_allclose(detection.state[4:], means[4:])
+    assert detection.is_anomaly.mean() == pytest.approx(0.05, abs=0.005)
+    np.testing.assert_array_equal(detection.anomaly_score >= 0.5, detection.is_anomaly)
+    assert not np.array_equal(detection.is_anomaly, detection.alert), "two decisions, two rules"
     constant = calibrate(
         "c", "reconstruction", 4, 1, 3, scaler_from_state(np.zeros(1), np.ones(1)), np.ones((50, 1)), 0.99
     )
@@ -135,6 +141,8 @@ def test_detector_round_trips_through_json_state(scoring):
     np.testing.assert_array_equal(again.seen_high, detector.seen_high)
     np.testing.assert_array_equal(again.scores(val), detector.scores(val))
     assert (again.window, again.steps, again.cooldown, again.threshold) == (4, 2, 5, detector.threshold)
+    assert (again.state_average, again.state_threshold) == (5, detector.state_threshold)
+    np.testing.assert_array_equal(again.state_seed, detector.state_seed)
     later = np.random.default_rng(5).standard_normal((300, 2)) * np.linspace(1, 3, 300)[:, None]
     np.testing.assert_array_equal(again.levels(again.scores(later)), detector.levels(detector.scores(later)))
     values = np.random.default_rng(7).standard_normal((300, 1)) * np.linspace(1, 5, 300)[:, None]
@@ -278,7 +286,6 @@ def test_value_check_finds_a_level_shift_the_network_reconstructs_well():
     assert not found.spatial.any(), "the shift stays inside the range seen before it"
     assert found.alert[1000:1010].any() and np.nanmax(found.value_level[1000:1010]) > 4.0
     assert not found.alert[300:1000].any(), "normal values raise no alert"
-    assert found.anomaly_score[np.flatnonzero(found.alert)[0]] >= 0.5
 
 
 def test_seasonal_distances_are_the_windowed_gaussian_of_the_change_over_a_period():

@@ -150,24 +150,28 @@ def test_evaluation_reports_nab_baselines_tables_and_plots(nab_root, detector):
     source, data, model = _fit(config)
     evaluation = TASK.evaluate(model, data, config)
     metrics = evaluation.metrics
-    for name in ("nab_standard", "nab_reward_low_fp_rate", "nab_reward_low_fn_rate", "precision", "recall", "f1",
-                 "event_recall", "event_precision", "alarm_rate"):  # fmt: skip
-        assert {f"test_{name}", f"test_random_{name}", f"test_always_{name}"} <= set(metrics)
+    for decision in ("row", "alert"):
+        for name in (*LABEL_METRICS, "row_rate", "alert_rate"):
+            assert {f"test_{name}", f"test_random_{name}", f"test_always_{name}"} <= set(metrics), name
     assert set(metrics) >= {"val_mse", "val_alarm_rate"} and np.isfinite(metrics["val_mse"])
-    assert metrics["test_always_recall"] == 1.0 and metrics["test_always_nab_standard"] < -100
-    assert evaluation.headline["metric"] == "test_nab_standard"
+    assert metrics["test_always_row_recall"] == 1.0 and metrics["test_always_alert_nab_standard"] < -100
+    assert metrics["test_always_row_range_recall"] == 1.0
+    assert evaluation.headline["metric"] == "test_alert_nab_standard"
     assert "random: " in evaluation.headline["baseline"]
     assert len(evaluation.figures) == 5
     per_series = evaluation.tables["per_series"]
-    assert len(per_series) == 5 and per_series["threshold"].notna().all()
+    assert len(per_series) == 5 and per_series[["row_threshold", "alert_threshold"]].notna().all().all()
     name = f"nab_results/synthetic/lstm{detector.capitalize()}_spikes"
     results = evaluation.tables[name]
     assert list(results.columns) == ["timestamp", "value", "anomaly_score", "label"]
     spikes = next(s for s in source.series if s.name.endswith("spikes.csv"))
     assert len(results) == len(spikes) and results["label"].sum() == spikes.labels.sum()
-    assert results["anomaly_score"].between(0, 1).all()
     outcome = next(o for o in data.outcomes if o.series is spikes)
-    np.testing.assert_array_equal(results["anomaly_score"] >= 0.5, outcome.detection.alert)
+    # The results file carries the alerts as 1.0 and nothing else, so any NAB threshold in (0, 1] counts them.
+    assert set(results["anomaly_score"]) <= {0.0, 1.0}
+    np.testing.assert_array_equal(results["anomaly_score"] == 1.0, outcome.detection.alert)
+    flagged = np.concatenate([o.detection.is_anomaly[o.scored_from :] for o in data.outcomes])
+    assert metrics["test_row_rate"] == pytest.approx(flagged.mean())
 
 
 def test_series_without_labels_count_only_in_the_alarm_rate(nab_root):
@@ -184,14 +188,14 @@ def test_series_without_labels_count_only_in_the_alarm_rate(nab_root):
     for name in LABEL_METRICS:
         assert with_it.metrics[f"test_{name}"] == without_it.metrics[f"test_{name}"], name
     flags = np.concatenate([o.detection.alert[o.scored_from :] for o in outcomes])
-    assert with_it.metrics["test_alarm_rate"] == pytest.approx(flags.mean())
+    assert with_it.metrics["test_alert_rate"] == pytest.approx(flags.mean())
     row = with_it.tables["per_series"].iloc[0]
-    assert not row["labelled"] and np.isnan(row["f1"]) and np.isnan(row["false_positives"]) and row["alerts"] > 0
-    assert "(1 without labels: in the alarm rate only)" in with_it.summary
+    assert not row["labelled"] and np.isnan(row["row_f1"]) and np.isnan(row["false_positives"]) and row["alerts"] > 0
+    assert "(1 without labels: in the flag rates only)" in with_it.summary
 
     nothing = report([dataclasses.replace(o, series=unlabelled) for o in outcomes[:1]], "rule", 0, "lstm")
     assert all(np.isnan(nothing.metrics[f"test_{name}"]) for name in LABEL_METRICS)
-    assert nothing.metrics["test_alarm_rate"] > 0
+    assert nothing.metrics["test_alert_rate"] > 0
 
 
 def test_served_model_scores_a_series_like_the_evaluation(nab_root, tmp_path):
@@ -208,30 +212,72 @@ def test_served_model_scores_a_series_like_the_evaluation(nab_root, tmp_path):
     rows = pd.DataFrame({"timestamp": series.timestamps.strftime("%Y-%m-%d %H:%M:%S"), "value": series.values[:, 0]})
     out = served.predict(rows)
     first = data.outcomes[0].detector.first_row
-    assert list(out.columns) == ["timestamp", "score", "anomaly_score", "is_anomaly"]
+    assert list(out.columns) == ["timestamp", "score", "anomaly_score", "is_anomaly", "alert", "calibration"]
     assert len(out) == len(rows) - first and out["timestamp"].iloc[0] == rows["timestamp"].iloc[first]
     detection = data.outcomes[0].detection
     np.testing.assert_allclose(out["score"], detection.score[first:], rtol=1e-5)
-    np.testing.assert_array_equal(out["is_anomaly"], detection.alert[first:].astype(int))
+    np.testing.assert_array_equal(out["alert"], detection.alert[first:].astype(int))
+    # The row decision compares with the prefix only: from the first test row on it is the evaluation's.
+    n_prefix = data.outcomes[0].n_prefix
+    np.testing.assert_array_equal(out["is_anomaly"][n_prefix - first :], detection.is_anomaly[n_prefix:].astype(int))
+    assert set(out["calibration"]) == {"synthetic/spikes.csv"}
+    # Integer values in a value column are accepted (MLflow's "double" refused int64).
+    as_int = served.predict(rows.assign(value=np.round(rows["value"] * 1000).astype(np.int64)))
+    assert len(as_int) == len(out) and np.isfinite(as_int["score"]).all()
     with pytest.raises(Exception, match="needs at least|scores from row"):
         served.predict(rows.head(first))
 
 
-def test_served_model_of_several_series_needs_the_series_named(nab_root, tmp_path):
+def test_served_model_of_several_series_knows_them_by_file_name_and_warms_up_on_others(nab_root, tmp_path):
     config = config_for(nab_root, "data.series=[spikes, drift]")
-    _, data, model = _fit(config)
+    source, data, model = _fit(config)
+    TASK.evaluate(model, data, config)
     bundle = TASK.serving_bundle(model, data, tmp_path)
-    rows = pd.DataFrame({"value": np.linspace(8, 12, 40)})
-    bundle.python_model.load_context(type("Context", (), {"artifacts": bundle.artifacts})())
-    with pytest.raises(DataError, match="add a 'series' column naming one of: synthetic/drift.csv"):
-        bundle.python_model.predict(None, rows)
-    out = bundle.python_model.predict(None, rows.assign(series="synthetic/drift.csv"))
-    assert len(out) == 40 - (8 + 3 - 1) and set(out["is_anomaly"]) <= {0, 1}
+    served = bundle.python_model
+    served.load_context(type("Context", (), {"artifacts": bundle.artifacts})())
+    drift = next(s for s in source.series if s.name.endswith("drift.csv"))
+    rows = pd.DataFrame({"value": drift.values[:, 0]})
+    first = 8 + 3 - 1
+    # A known series, by its name or its file name alone: the model's own calibration of it.
+    for name in ("synthetic/drift.csv", "drift.csv"):
+        out = served.predict(None, rows.assign(series=name))
+        assert len(out) == 400 - first and set(out["calibration"]) == {"synthetic/drift.csv"}
+        outcome = next(o for o in data.outcomes if o.series is drift)
+        np.testing.assert_array_equal(
+            out["is_anomaly"][outcome.n_prefix - first :], outcome.detection.is_anomaly[outcome.n_prefix :]
+        )
+    # A series it never saw (or no name, with several series): calibrated on its first rows.
+    default = served.predict(None, rows)
+    assert set(default["calibration"]) == {"warm-up: first 60 rows"}  # NAB's probationary 15% of 400
+    assert not default["is_anomaly"].iloc[: 60 - first].any() and not default["alert"].iloc[: 60 - first].any()
+    longer = served.predict(None, rows.assign(series="elsewhere/new.csv"), params={"warmup": 120})
+    assert set(longer["calibration"]) == {"warm-up: first 120 rows"}
+    assert not longer["alert"].iloc[: 120 - first].any()
+    with pytest.raises(DataError, match=r"warm-up of new.csv: its normal prefix has 20 of 40 rows.*--warmup N"):
+        served.predict(None, rows.head(40).assign(series="new.csv"), params={"warmup": 20})
     with pytest.raises(DataError, match="request row 3, column 'series': missing"):
-        bundle.python_model.predict(None, rows.assign(series=["synthetic/drift.csv"] * 3 + [None] * 37))
+        served.predict(None, rows.head(40).assign(series=["synthetic/drift.csv"] * 3 + [None] * 37))
     # With several series, the request logged with the model names its series.
     assert bundle.input_example["series"].unique().tolist() == [data.parts[0].series.name]
-    assert len(bundle.python_model.predict(None, bundle.input_example)) == 10
+    assert len(served.predict(None, bundle.input_example)) == 10
+
+
+def test_warm_up_scores_an_unseen_series_as_training_scores_a_series_of_its_own(nab_root, tmp_path):
+    """The warm-up calibrates on the first rows exactly as evaluation calibrates on the normal prefix."""
+    config = config_for(nab_root, "data.series=[spikes]", "data.train_max_rows=null")
+    source, data, model = _fit(config)
+    TASK.evaluate(model, data, config)
+    bundle = TASK.serving_bundle(model, data, tmp_path)
+    served = bundle.python_model
+    served.load_context(type("Context", (), {"artifacts": bundle.artifacts})())
+    series, outcome = source.series[0], data.outcomes[0]
+    stamps = series.timestamps.strftime("%Y-%m-%d %H:%M:%S")
+    request = pd.DataFrame({"timestamp": stamps, "series": "other.csv", "value": series.values[:, 0]})
+    out = served.predict(None, request, params={"warmup": outcome.n_prefix})
+    first = outcome.detector.first_row
+    np.testing.assert_allclose(out["score"], outcome.detection.score[first:], rtol=1e-5)
+    np.testing.assert_array_equal(out["alert"], outcome.detection.alert[first:].astype(int))
+    np.testing.assert_array_equal(out["is_anomaly"], outcome.detection.is_anomaly[first:].astype(int))
 
 
 def test_sensor_csv_end_to_end_without_mlflow(tmp_path):
@@ -260,7 +306,7 @@ def test_sensor_csv_end_to_end_without_mlflow(tmp_path):
     np.testing.assert_array_equal(request["temp"], source.series[0].values[-len(request) :, 0])
     assert len(served.predict(None, request)) == 10
     inputs = TASK.read_inputs(path, served)
-    assert list(inputs.columns) == ["time", "temp", "pressure"]
+    assert list(inputs.columns) == ["time", "series", "temp", "pressure"] and set(inputs["series"]) == {"plant.csv"}
     assert inputs["temp"].dtype == np.float64 and len(inputs) == 400
     detector = next(iter(served.detectors.values()))
     assert len(served.predict(None, inputs)) == 400 - detector.first_row
