@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pipelines.anomaly_detection.baselines import always_alerts, random_alerts
-from pipelines.anomaly_detection.evaluation import event_counts, eventwise, pointwise
+from pipelines.anomaly_detection.evaluation import event_counts, eventwise, pointwise, range_counts, rangewise
 
 
 def test_pointwise_has_no_point_adjustment():
@@ -47,3 +47,42 @@ def test_random_baseline_raises_the_given_number_of_alerts_after_the_first_row()
     np.testing.assert_array_equal(
         random_alerts(100, 50, 5, np.random.default_rng(3)), random_alerts(100, 50, 5, np.random.default_rng(3))
     )
+
+
+@pytest.mark.parametrize(
+    ("labels", "flags", "precision", "recall"),
+    [
+        # Reference values from prts 1.0.0.3 (ts_precision / ts_recall, alpha 0, cardinality "one", bias "flat").
+        ([0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0], [0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 0], 0.5833333333333333, 0.625),
+        (
+            [0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 0],
+            [0, 0, 0, 1, 1, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0],
+            2 / 3,
+            0.25,
+        ),
+    ],
+)
+def test_range_based_precision_and_recall_match_tatbul_et_al(labels, flags, precision, recall):
+    scores = rangewise(range_counts(np.array(labels), np.array(flags)))
+    assert scores["range_precision"] == pytest.approx(precision)
+    assert scores["range_recall"] == pytest.approx(recall)
+    assert scores["range_f1"] == pytest.approx(2 * precision * recall / (precision + recall))
+
+
+def test_range_metrics_pool_series_by_their_ranges_and_reward_a_whole_segment():
+    labels = np.zeros(100, dtype=int)
+    labels[40:80] = 1
+    first = range_counts(labels, labels)  # the segment flagged row for row
+    half = labels.copy()
+    half[60:80] = 0
+    second = range_counts(labels, half)  # half of it, as one range
+    pooled = rangewise({key: first[key] + second[key] for key in first})
+    assert pooled == pytest.approx({"range_precision": 1.0, "range_recall": 0.75, "range_f1": 2 * 0.75 / 1.75})
+    start_only = labels * 0
+    start_only[40] = 1  # an alert where the incident starts: event recall 1, range recall 1/40
+    assert rangewise(range_counts(labels, start_only))["range_recall"] == pytest.approx(1 / 40)
+    assert rangewise(range_counts(labels, np.zeros(100))) == {
+        "range_precision": 0.0,
+        "range_recall": 0.0,
+        "range_f1": 0.0,
+    }

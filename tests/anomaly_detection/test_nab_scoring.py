@@ -7,11 +7,14 @@ import pytest
 
 from pipelines.anomaly_detection.nab_scoring import (
     PROFILES,
+    ResultsFile,
     normalized_score,
+    optimised_score,
     probationary_length,
     row_weights,
     scaled_sigmoid,
     score_series,
+    threshold_sweep,
 )
 
 ROWS, WINDOW = 100, (50, 59)  # probation: floor(0.15 * 100) = 15 rows; window width 10
@@ -100,3 +103,27 @@ def test_corpus_normalisation_pools_series():
     assert normalized_score([perfect, missed], 2, STANDARD) == pytest.approx(50.0)
     assert normalized_score([perfect, no_windows], 1, STANDARD) == pytest.approx(100 * (1 - 0.11 + 1) / 2)
     assert math.isnan(normalized_score([no_windows], 0, STANDARD))
+
+
+def test_threshold_sweep_scores_every_threshold_and_the_optimum_is_the_best_of_them():
+    rng = np.random.default_rng(0)
+    files = [
+        ResultsFile("a.csv", rng.choice([0.1, 0.4, 0.7, 0.9], size=ROWS), [WINDOW]),
+        ResultsFile("b.csv", rng.choice([0.2, 0.7, 1.0], size=ROWS), [(30, 34), (70, 79)]),
+    ]
+    sweep = threshold_sweep(files, STANDARD)
+    assert sweep[0] == (float("inf"), -3.0)  # no detection: a false negative per window
+    for threshold, raw in sweep[1:]:
+        by_hand = sum(
+            score_series(f.anomaly_score >= threshold, f.windows, STANDARD, probationary_length(ROWS)).raw
+            for f in files
+        )
+        assert raw == pytest.approx(by_hand), threshold
+    score, threshold = optimised_score(files, STANDARD)
+    best = max(raw for _, raw in sweep)
+    assert score == pytest.approx(100 * (best + 3) / (3 + 3))
+    assert dict(sweep)[threshold] == best
+    # Decisions written as 1.0 / 0.0: every threshold in (0, 1] gives exactly the decisions.
+    alerts = alerts_at(50, 20)
+    decided = [ResultsFile("c.csv", alerts.astype(float), [WINDOW])]
+    assert optimised_score(decided, STANDARD)[0] == pytest.approx(nab(alerts)[1])

@@ -1,6 +1,8 @@
 """The task on the engine's interface: config checks, leak-free preparation, evaluation, serving."""
 
 import dataclasses
+import json
+import logging
 import warnings
 
 import mlflow
@@ -11,6 +13,8 @@ import pytest
 from pipelines import training
 from pipelines.anomaly_detection.data import AnomalySource, load_nab, prefix_rows
 from pipelines.anomaly_detection.evaluation import LABEL_METRICS, report
+from pipelines.anomaly_detection.nab_scoring import PROFILES, optimised_score, read_results_files
+from pipelines.anomaly_detection.synthetic import KINDS
 from pipelines.anomaly_detection.task import MOVED_KEYS, TASK
 from pipelines.config import load_config
 from pipelines.errors import ConfigError, DataError
@@ -150,9 +154,8 @@ def test_evaluation_reports_nab_baselines_tables_and_plots(nab_root, detector):
     source, data, model = _fit(config)
     evaluation = TASK.evaluate(model, data, config)
     metrics = evaluation.metrics
-    for decision in ("row", "alert"):
-        for name in (*LABEL_METRICS, "row_rate", "alert_rate"):
-            assert {f"test_{name}", f"test_random_{name}", f"test_always_{name}"} <= set(metrics), name
+    for name in (*LABEL_METRICS, "row_rate", "alert_rate"):
+        assert {f"test_{name}", f"test_random_{name}", f"test_always_{name}"} <= set(metrics), name
     assert set(metrics) >= {"val_mse", "val_alarm_rate"} and np.isfinite(metrics["val_mse"])
     assert metrics["test_always_row_recall"] == 1.0 and metrics["test_always_alert_nab_standard"] < -100
     assert metrics["test_always_row_range_recall"] == 1.0
@@ -340,3 +343,68 @@ def test_default_data_is_the_synthetic_set(tmp_path):
     assert "SYNTHETIC" in source.origin and len(source.series) == 5
     assert [s.name for s in source.series] == [s.name for s in load_nab(source.origin.split(", ", 1)[1])]
     assert isinstance(source, AnomalySource)
+
+
+def test_nab_results_files_score_with_nabs_procedure_as_the_pipeline_scores(nab_root, tmp_path):
+    """NAB-file/pipeline agreement: the written files, scored as NAB's run.py scores them (threshold
+    optimisation included), give the pipeline's NAB scores, on a corpus with a repeated timestamp."""
+    frame = pd.read_csv(nab_root / "data" / "synthetic" / "spikes.csv")
+    repeated = pd.concat([frame.iloc[:200], frame.iloc[[199]], frame.iloc[200:]], ignore_index=True)
+    repeated.to_csv(nab_root / "data" / "synthetic" / "spikes.csv", index=False)  # one row twice, as in NAB
+    config = config_for(nab_root, "detection.cooldown=10", "detection.likelihood_threshold=2")
+    source, data, model = _fit(config)
+    evaluation = TASK.evaluate(model, data, config)
+    spikes = next(o for o in data.outcomes if o.series.name.endswith("spikes.csv"))
+    assert spikes.series.repairs == {"duplicate timestamps dropped": 1} and spikes.detection.alert.any()
+    results = tmp_path / "results" / "lstmPrediction"
+    for name, table in evaluation.tables.items():
+        if name.startswith("nab_results/"):
+            path = results / f"{name.removeprefix('nab_results/')}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(path, index=False)
+    files = read_results_files(results, nab_root, "lstmPrediction")
+    assert len(files) == 5 and len(next(f for f in files if f.name.endswith("spikes.csv")).anomaly_score) == 401
+    for profile_name, profile in PROFILES.items():
+        score, threshold = optimised_score(files, profile)
+        assert score == pytest.approx(evaluation.metrics[f"test_alert_nab_{profile_name}"], abs=1e-9)
+        assert 0 < threshold <= 1
+
+
+def test_a_series_whose_normal_prefix_is_too_short_is_skipped_and_counted(nab_root, caplog):
+    frame = pd.read_csv(nab_root / "data" / "synthetic" / "spikes.csv")
+    early = frame.assign(value=frame["value"])
+    early.to_csv(nab_root / "data" / "synthetic" / "early.csv", index=False)
+    labels_path = nab_root / "labels" / "combined_windows.json"
+    labels = json.loads(labels_path.read_text())
+    labels["synthetic/early.csv"] = [[frame["timestamp"][20], frame["timestamp"][30]]]  # an anomaly at row 20
+    labels_path.write_text(json.dumps(labels))
+    config = config_for(nab_root, "detection.cooldown=10")
+    with caplog.at_level(logging.WARNING, logger="pipelines.anomaly_detection.task"):
+        source, data, model = _fit(config)
+    assert len(source.series) == 6 and len(data.parts) == 5 and data.skipped == ["synthetic/early.csv"]
+    assert "skipped: series synthetic/early.csv: its normal prefix has 20 of 400 rows" in caplog.text
+    evaluation = TASK.evaluate(model, data, config)
+    assert "5 series; 1 skipped, their normal prefix too short: synthetic/early.csv" in evaluation.summary
+    # A data error common to every series stops the run, naming the first.
+    only = config_for(nab_root, "data.series=[early]")
+    with pytest.raises(DataError, match=r"every series is too short .* synthetic/early.csv: its normal prefix"):
+        TASK.prepare(only, TASK.load_source(only))
+
+
+def test_predict_reads_a_folder_as_one_request_per_file_named_by_its_path(nab_root, tmp_path):
+    config = config_for(nab_root, "data.series=[spikes]")
+    _, data, model = _fit(config)
+    (tmp_path / "model").mkdir()
+    bundle = TASK.serving_bundle(model, data, tmp_path / "model")
+    served = bundle.python_model
+    served.load_context(type("Context", (), {"artifacts": bundle.artifacts})())
+    requests = TASK.read_inputs(nab_root / "data", served)
+    assert sorted(requests) == [f"synthetic/{kind}.csv" for kind in sorted(KINDS)]
+    assert set(requests["synthetic/drift.csv"]["series"]) == {"synthetic/drift.csv"}
+    assert set(served.predict(None, requests["synthetic/spikes.csv"])["calibration"]) == {"synthetic/spikes.csv"}
+    assert served.predict(None, requests["synthetic/drift.csv"])["calibration"].iloc[0].startswith("warm-up")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: folder has no .csv files"):
+        TASK.read_inputs(tmp_path / "empty", served)
+    with pytest.raises(DataError, match="missing.csv: no such file or folder"):
+        TASK.read_inputs(tmp_path / "missing.csv", served)
