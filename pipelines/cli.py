@@ -67,7 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="run a model on an input file and write a CSV")
     predict.add_argument("--model", required=True, help="model URI, e.g. models:/stock_forecasting@champion")
     predict.add_argument("--input", required=True, help="input file or folder")
-    predict.add_argument("--output", required=True, help="CSV to write")
+    predict.add_argument(
+        "--output", required=True, help="CSV to write (a folder of them for an anomaly model given a folder)"
+    )
+    predict.add_argument(
+        "--warmup",
+        type=int,
+        metavar="N",
+        help="anomaly models: rows a series the model never saw is calibrated on (default: NAB's 15%% of its rows)",
+    )
 
     export = commands.add_parser("export", help="export a model and check it against the Keras model")
     export.add_argument("--model", required=True, help="model URI")
@@ -142,8 +150,11 @@ def run(args: argparse.Namespace) -> None:
         version = workflows.register(args.task, args.study, args.storage, args.config, args.overrides)
         print(f"registered {version.name} version {version.version} ({version.source})")
     elif args.command == "predict":
-        predictions = workflows.predict(args.model, args.input, args.output)
-        print(f"wrote {len(predictions)} rows to {args.output}")
+        predictions = workflows.predict(args.model, args.input, args.output, warmup=args.warmup)
+        if isinstance(predictions, dict):
+            print(f"wrote {len(predictions)} files ({sum(map(len, predictions.values()))} rows) under {args.output}")
+        else:
+            print(f"wrote {len(predictions)} rows to {args.output}")
     elif args.command == "export":
         result = workflows.export(args.model, args.format, args.output, int8=args.int8)
         print(
@@ -192,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "export" and args.int8 and args.format != "tflite":
         # Checked before the model is loaded: export_model would refuse it after the download.
         parser.error(f"--int8 applies to --format tflite only, not --format {args.format}")
+    if args.command == "predict" and args.warmup is not None and args.warmup < 1:
+        parser.error(f"--warmup: expected a positive number of rows, got {args.warmup}")
     if args.command == "export" and not args.output.strip():  # Path("") is the working directory
         parser.error("--output: expected a folder, got an empty name")
     logging.basicConfig(

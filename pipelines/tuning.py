@@ -30,7 +30,7 @@ from optuna_integration import KerasPruningCallback
 
 from pipelines import runner, tracking
 from pipelines.config import SearchParam, flatten, search_distribution, to_dict, with_values
-from pipelines.errors import ConfigError, PipelineError
+from pipelines.errors import ConfigError, DataError, PipelineError
 from pipelines.tasks import Task
 from pipelines.tracking import redact
 from pipelines.training import TrainingDiverged
@@ -385,8 +385,11 @@ def _end_runs_above(run_id: str) -> None:
 
 
 def _objective(
-    task: Task, config: Any, source: Any, study_name: str, parent_run_id: str
+    task: Task, config: Any, source: Any, study_name: str, parent_run_id: str, stopped_by: list[DataError]
 ) -> Callable[[optuna.Trial], float]:
+    """The trial objective; a `DataError` before any trial of the study finished also goes into
+    `stopped_by` and stops the study: such an error is most likely common to every trial."""
+
     def objective(trial: optuna.Trial) -> float:
         trial_config = with_values(config, suggest(trial, config.search.space))
         _end_runs_above(parent_run_id)
@@ -411,6 +414,9 @@ def _objective(
         except BaseException as error:
             mlflow.set_tags({"optuna.state": "FAIL", "error": f"{type(error).__name__}: {error}"[:5000]})
             mlflow.end_run(status="FAILED")
+            if isinstance(error, DataError) and not trial.study.get_trials(deepcopy=False, states=FINISHED):
+                stopped_by.append(error)
+                trial.study.stop()
             raise
         mlflow.set_tag("optuna.state", "COMPLETE")
         mlflow.end_run(status="FINISHED")
@@ -507,6 +513,11 @@ def tune(
 
     Returns:
         A `TuneResult`.
+
+    Raises:
+        DataError: A trial failed on the data before any trial of the study finished: such an error
+            is most likely common to every trial, so the study stops there instead of running every
+            trial to the same failure (the trial is recorded as failed, the parent run as FAILED).
     """
     check_direction(task, config)
     study_name = study_name or task.name
@@ -524,8 +535,9 @@ def tune(
         if remaining > 0:
             logger.info("study %s: %d finished trials, running up to %d more", study_name, finished, remaining)
             start = time.monotonic()
+            stopped_by: list[DataError] = []
             study.optimize(
-                _objective(task, config, source, study_name, parent.info.run_id),
+                _objective(task, config, source, study_name, parent.info.run_id, stopped_by),
                 # Failed trials do not count towards `trials`; the bound stops a study whose
                 # every trial fails.
                 n_trials=2 * remaining,
@@ -534,6 +546,8 @@ def tune(
                 callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED)],
                 show_progress_bar=True,
             )
+            if stopped_by:
+                raise stopped_by[0]
             mlflow.log_metric("tune_seconds", time.monotonic() - start)
         else:
             logger.info("study %s already has %d finished trials (asked for %d)", study_name, finished, trials)

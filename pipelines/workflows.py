@@ -201,29 +201,51 @@ def _task_of(model: mlflow.pyfunc.PyFuncModel, model_uri: str) -> str:
     return task_name
 
 
-def predict(model_uri: str, input_path: str | Path, output_path: str | Path) -> Any:
-    """Run a registered or logged model on a user's input file and write a CSV.
+def predict(model_uri: str, input_path: str | Path, output_path: str | Path, warmup: int | None = None) -> Any:
+    """Run a registered or logged model on a user's input file (or folder) and write a CSV (or a folder of them).
 
     Args:
         model_uri: A model URI (`models:/<name>@champion`, `runs:/...`, `models:/m-...`).
         input_path: The input file or folder.
-        output_path: The CSV to write.
+        output_path: The CSV to write; a folder when the task reads a folder as one request per file
+            (`read_inputs` returns `{relative path: request}`), written in the same layout.
+        warmup: Rows an anomaly model calibrates a series it never saw on (the model's `warmup`
+            parameter). Default: `None`, the model's default.
 
     Returns:
-        The predictions as a DataFrame.
+        The predictions as a DataFrame (for a folder, `{relative path: DataFrame}`).
     """
-    if Path(output_path).is_dir():  # checked before the model runs on the whole input
+    if Path(output_path).is_dir() and not Path(input_path).is_dir():  # checked before the model runs
         raise PipelineError(f"cannot write predictions to {output_path}: it is a folder, not a file")
     model = _load_served_model(model_uri)
     task_name = _task_of(model, model_uri)
+    extra = {}  # MLflow's `params`, only for a model that takes them
+    if warmup is not None:
+        signature = model.metadata.signature
+        names = [] if signature is None or signature.params is None else [p.name for p in signature.params.params]
+        if "warmup" not in names:
+            raise PipelineError(f"--warmup: model {model_uri} ({task_name}) takes no warm-up")
+        extra = {"params": {"warmup": warmup}}
     inputs = get_task(task_name).read_inputs(input_path, model.unwrap_python_model())
-    predictions = model.predict(inputs)
+    if not isinstance(inputs, dict):
+        predictions = model.predict(inputs, **extra)
+        _write_csv(predictions, Path(output_path))
+        return predictions
+    if Path(output_path).is_file():
+        raise PipelineError(f"cannot write predictions of folder {input_path} to {output_path}: it is a file")
+    written = {}
+    for relative, request in inputs.items():
+        written[relative] = model.predict(request, **extra)
+        _write_csv(written[relative], Path(output_path) / relative)
+    return written
+
+
+def _write_csv(predictions: Any, path: Path) -> None:
     try:
-        Path(output_path).parent.mkdir(parents=True, exist_ok=True)
-        predictions.to_csv(output_path, index=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        predictions.to_csv(path, index=False)
     except OSError as error:
-        raise PipelineError(f"cannot write predictions to {output_path}: {error.strerror or error}") from None
-    return predictions
+        raise PipelineError(f"cannot write predictions to {path}: {error.strerror or error}") from None
 
 
 @dataclasses.dataclass

@@ -216,6 +216,29 @@ def test_predict_output_that_cannot_be_written_is_a_clear_error(monkeypatch, cap
     assert f"error: cannot write predictions to {output}: " in capsys.readouterr().err
 
 
+def test_predict_warmup_goes_to_a_model_that_takes_one_and_is_refused_by_others(monkeypatch, capsys, tmp_path):
+    seen = {}
+
+    def model_with(params):
+        signature = SimpleNamespace(params=SimpleNamespace(params=[SimpleNamespace(name=p) for p in params]))
+        return SimpleNamespace(
+            metadata=SimpleNamespace(metadata={"task": "anomaly_detection"}, signature=signature),
+            unwrap_python_model=lambda: None,
+            predict=lambda inputs, **kwargs: seen.update(kwargs) or pd.DataFrame({"score": [1.0]}),
+        )
+
+    monkeypatch.setattr(workflows, "get_task", lambda name: SimpleNamespace(read_inputs=lambda path, served: None))
+    argv = ["predict", "--model", "models:/m@champion", "--input", str(tmp_path), "--output", str(tmp_path / "o.csv")]
+    monkeypatch.setattr(workflows, "_load_served_model", lambda uri: model_with(["warmup"]))
+    assert main([*argv, "--warmup", "500"]) == 0 and seen == {"params": {"warmup": 500}}
+    monkeypatch.setattr(workflows, "_load_served_model", lambda uri: model_with([]))
+    assert main([*argv, "--warmup", "500"]) == 2
+    assert "error: --warmup: model models:/m@champion (anomaly_detection) takes no warm-up" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--warmup", "0"])
+    assert "--warmup: expected a positive number of rows, got 0" in capsys.readouterr().err
+
+
 def test_make_clean_removes_the_studies_with_the_runs_they_point_to():
     # A study left in optuna.db would resume with finished trials whose models were in the deleted mlflow.db.
     root = Path(__file__).resolve().parents[2]

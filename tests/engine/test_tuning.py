@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from pipelines import runner, tracking, tuning, workflows
 from pipelines.config import with_values
-from pipelines.errors import ConfigError, PipelineError
+from pipelines.errors import ConfigError, DataError, PipelineError
 from pipelines.tasks import get_task
 from pipelines.workflows import load_task_config
 
@@ -210,6 +210,39 @@ def test_a_storage_error_after_training_fails_that_trial_alone(
     assert "database is locked" in trials[0].data.tags["error"]
     assert client.get_run(result.parent_run_id).data.tags["best_trial"] in {"1", "2", "3"}
     assert mlflow.active_run() is None
+
+
+def test_a_data_error_in_the_first_trial_stops_the_tune_with_it(config, experiment_id, monkeypatch, tmp_path):
+    calls = []
+
+    def train_and_log(task, config, source, callbacks=()):
+        calls.append(config)
+        raise DataError("series s: its normal prefix has 9 of 40 rows")
+
+    monkeypatch.setattr(runner, "train_and_log", train_and_log)
+    storage = str(tmp_path / "journal.log")
+    with pytest.raises(DataError, match="series s: its normal prefix"):
+        _tune(config, storage, trials=3)
+    assert len(calls) == 1, "one trial, not every trial to the same failure"
+    study = optuna.load_study(study_name="s", storage=tuning.open_storage(storage))
+    assert [trial.state for trial in study.trials] == [TrialState.FAIL]
+    runs = MlflowClient().search_runs([experiment_id])
+    assert {run.info.status for run in runs} == {"FAILED"} and len(runs) == 2  # the trial's and the parent's
+    assert mlflow.active_run() is None
+
+
+def test_a_data_error_after_a_finished_trial_fails_that_trial_alone(config, experiment_id, monkeypatch, tmp_path):
+    def train_and_log(task, config, source, callbacks=()):
+        if len(calls) == 1:
+            calls.append("failed")
+            raise DataError("features.window too long for one series")
+        calls.append("ok")
+        return SimpleNamespace(model_uri="", evaluation=SimpleNamespace(metrics={task.objective: 1.0}, headline=""))
+
+    calls = []
+    monkeypatch.setattr(runner, "train_and_log", train_and_log)
+    result = _tune(config, str(tmp_path / "journal.log"), trials=2)
+    assert calls == ["ok", "failed", "ok"] and result.counts["fail"] == 1 and result.counts["complete"] == 2
 
 
 def test_resuming_into_another_experiment_is_refused_naming_the_study_s_own(
