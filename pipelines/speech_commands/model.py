@@ -10,9 +10,11 @@ end along time, `model.num_layers` bidirectional LSTMs, attention over time
 (`lstm_models.TemporalAttention`, additive scoring where the paper uses a dot product with the
 middle step as query; layer instead of batch normalisation after each convolution, since batch
 statistics gathered over a few dozen steps of noisy training clips misjudge clean validation
-clips), then dense 64 -> 32 -> softmax. `model.architecture: crnn` puts two 3 x 3 convolution blocks
-that pool over frequency only (a formant a few bins higher gives nearly the same features) in
-front of the same recurrent and attention layers.
+clips), then the dense layers of `model.dense_units` (64 -> 32) -> softmax. `model.architecture: crnn`
+puts 3 x 3 convolution blocks of `model.conv_filters` filters that pool over frequency only (a
+formant a few bins higher gives nearly the same features) in front of the same recurrent and
+attention layers; each block normalises with `model.conv_norm` (layer or batch normalisation).
+`model.head_dropout` drops the last dense layer's outputs in training.
 """
 
 from __future__ import annotations
@@ -33,19 +35,24 @@ if TYPE_CHECKING:
     from pipelines.speech_commands.task import SpeechConfig
 
 ARCHITECTURES = ("zoo", "attention_rnn", "crnn")
-CRNN_FILTERS = (16, 32)  # two 3 x 3 convolution blocks, each halving the mel bins
+CONV_NORMS = ("layer", "batch")
 
 
 def _recurrent_attention_head(x, config, num_classes):
-    """`model.num_layers` bidirectional LSTMs, attention over time, dense 64 -> 32 -> softmax."""
+    """`model.num_layers` bidirectional LSTMs, attention over time, `model.dense_units`, dropout, softmax."""
     for index in range(config.model.num_layers):
         x = recurrent_layer(
             "bilstm", config.model.units, return_sequences=True, dropout=config.model.dropout,
             recurrent_dropout=config.model.recurrent_dropout, name=f"encoder_{index}",
         )(x)  # fmt: skip
-    context, _ = TemporalAttention(name="attention")(x)
-    x = keras.layers.Dense(64, activation="relu", name="dense_0")(context)
-    x = keras.layers.Dense(32, name="dense_1")(x)
+    x, _ = TemporalAttention(name="attention")(x)
+    units = config.model.dense_units
+    for index, width in enumerate(units):
+        # The last hidden layer stays linear, as in de Andrade et al. 2018 (64 relu -> 32 linear).
+        activation = "relu" if index < len(units) - 1 or len(units) == 1 else None
+        x = keras.layers.Dense(width, activation=activation, name=f"dense_{index}")(x)
+    if config.model.head_dropout > 0:
+        x = keras.layers.Dropout(config.model.head_dropout, name="head_dropout")(x)
     return keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
 
 
@@ -63,9 +70,14 @@ def _attention_rnn(features, config, num_classes):
 def _crnn(features, config, num_classes):
     frames, bins = features.shape[1], features.shape[2]
     x = keras.layers.Reshape((frames, bins, 1), name="to_image")(features)
-    for index, filters in enumerate(CRNN_FILTERS):
-        x = keras.layers.Conv2D(filters, (3, 3), padding="same", activation="relu", name=f"conv_{index}")(x)
-        x = keras.layers.LayerNormalization(axis=(2, 3), name=f"conv_{index}_norm")(x)
+    for index, filters in enumerate(config.model.conv_filters):
+        if config.model.conv_norm == "batch":  # convolution, batch norm, then ReLU
+            x = keras.layers.Conv2D(filters, (3, 3), padding="same", use_bias=False, name=f"conv_{index}")(x)
+            x = keras.layers.BatchNormalization(name=f"conv_{index}_norm")(x)
+            x = keras.layers.ReLU(name=f"conv_{index}_relu")(x)
+        else:
+            x = keras.layers.Conv2D(filters, (3, 3), padding="same", activation="relu", name=f"conv_{index}")(x)
+            x = keras.layers.LayerNormalization(axis=(2, 3), name=f"conv_{index}_norm")(x)
         x = keras.layers.MaxPooling2D((1, 2), name=f"pool_{index}")(x)
     x = keras.layers.Reshape((frames, x.shape[2] * x.shape[3]), name="to_sequence")(x)
     return _recurrent_attention_head(x, config, num_classes)

@@ -29,7 +29,7 @@ from pipelines.speech_commands.data import (
     wav_files,
 )
 from pipelines.speech_commands.features import feature_statistics
-from pipelines.speech_commands.model import ARCHITECTURES, build_speech_model
+from pipelines.speech_commands.model import ARCHITECTURES, CONV_NORMS, build_speech_model
 from pipelines.speech_commands.serving import SpeechServingModel, save_class_names, serving_signature
 from pipelines.speech_commands.streaming import ClipFile
 from pipelines.tasks import Evaluation, ServingBundle, Task
@@ -148,6 +148,10 @@ class SpeechModelConfig(ModelConfig):
     """
 
     architecture: str = "zoo"  # zoo (model.variant over log-mel), attention_rnn (de Andrade et al. 2018) or crnn
+    conv_filters: list = dataclasses.field(default_factory=lambda: [16, 32])  # crnn: one 3 x 3 block per entry
+    conv_norm: str = "layer"  # crnn: layer or batch normalisation in each convolution block
+    dense_units: list = dataclasses.field(default_factory=lambda: [64, 32])  # attention_rnn, crnn: dense layers
+    head_dropout: float = 0.0  # attention_rnn, crnn: dropout after the dense layers
 
     def __post_init__(self):
         super().__post_init__()
@@ -155,6 +159,14 @@ class SpeechModelConfig(ModelConfig):
             raise ConfigError(
                 f"model.architecture: expected one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}"
             )
+        for key in ("conv_filters", "dense_units"):
+            values = getattr(self, key)
+            if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+                raise ConfigError(f"model.{key}: expected a non-empty list of positive integers, got {values!r}")
+        if self.conv_norm not in CONV_NORMS:
+            raise ConfigError(f"model.conv_norm: expected one of {', '.join(CONV_NORMS)}, got {self.conv_norm!r}")
+        if not 0 <= self.head_dropout < 1:
+            raise ConfigError(f"model.head_dropout: expected a number in [0, 1), got {self.head_dropout!r}")
 
 
 # Every key of the old flat `data` group that moved or went.
