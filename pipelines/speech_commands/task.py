@@ -60,9 +60,8 @@ class SpeechDataConfig:
     in_memory_max_clips: int = 20000  # more clips than this stream from a file on disk (streaming.ClipFile)
 
     def __post_init__(self):
-        limit = self.in_memory_max_clips
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ConfigError(f"data.in_memory_max_clips: expected an integer >= 0, got {limit!r}")
+        if self.in_memory_max_clips < 0:
+            raise ConfigError(f"data.in_memory_max_clips: expected an integer >= 0, got {self.in_memory_max_clips!r}")
         if isinstance(self.extra_train, str):
             self.extra_train = [self.extra_train]
         if self.extra_train is not None and not all(isinstance(path, str) for path in self.extra_train):
