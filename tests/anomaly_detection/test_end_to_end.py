@@ -37,12 +37,13 @@ def test_tune_register_and_serve_the_champion(nab_root, tmp_path):
     experiment = client.get_experiment_by_name("anomaly_detection").experiment_id
     children = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
     child = next(run for run in children if run.info.status == "FINISHED")
-    assert {"val_mse", "test_nab_standard", "test_random_nab_standard", "test_f1"} <= set(child.data.metrics)
+    expected = {"val_mse", "test_alert_nab_standard", "test_random_alert_nab_standard", "test_row_f1"}
+    assert expected <= set(child.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(child.info.run_id, "tables/nab_results/synthetic")}
     assert any(path.endswith("_spikes.csv") for path in artifacts)
     assert client.list_artifacts(child.info.run_id, "plots")
     version = client.get_model_version_by_alias("anomaly_detection", "champion")
-    assert version.tags["study"] == "ad" and "test_nab_standard" in version.tags
+    assert version.tags["study"] == "ad" and "test_alert_nab_standard" in version.tags
 
     # The champion takes raw values of a window and answers scores and flags.
     model = mlflow.pyfunc.load_model("models:/anomaly_detection@champion")
@@ -50,10 +51,10 @@ def test_tune_register_and_serve_the_champion(nab_root, tmp_path):
     first = window + 3 - 1  # the first row with a score: three forecasts of it are needed
     rows = pd.read_csv(nab_root / "data" / "synthetic" / "spikes.csv").tail(first + 20)
     out = model.predict(rows)
-    assert list(out.columns) == ["timestamp", "score", "anomaly_score", "is_anomaly"]
+    assert list(out.columns) == ["timestamp", "score", "anomaly_score", "is_anomaly", "alert", "calibration"]
     assert len(out) == 20 and out["timestamp"].iloc[-1] == rows["timestamp"].iloc[-1]
     assert np.isfinite(out["score"]).all() and out["anomaly_score"].between(0, 1).all()
-    assert set(out["is_anomaly"]) <= {0, 1}
+    assert set(out["is_anomaly"]) <= {0, 1} and set(out["alert"]) <= {0, 1}
     assert model.metadata.signature.inputs.input_names() == ["timestamp", "series", "value"]
     # The model carries a real request: the series' last rows, enough for ten scored rows.
     request, answer = serve_logged_example("models:/anomaly_detection@champion")
@@ -70,4 +71,13 @@ def test_tune_register_and_serve_the_champion(nab_root, tmp_path):
     assert cli_main(["predict", "--model", "models:/anomaly_detection@champion", "--input", str(source),
                      "--output", str(output)]) == 0  # fmt: skip
     written = pd.read_csv(output)
-    assert len(written) == 400 - first
+    assert len(written) == 400 - first and set(written["calibration"]) == {"synthetic/spikes.csv"}
+    # A folder as the user has it: one result file per input, same layout; a series the model never saw
+    # warms up on its first rows (--warmup sets how many).
+    outputs = tmp_path / "scores"
+    argv = ["predict", "--model", "models:/anomaly_detection@champion", "--input", str(nab_root / "data")]
+    assert cli_main([*argv, "--output", str(outputs), "--warmup", "100"]) == 0
+    drift = pd.read_csv(outputs / "synthetic" / "drift.csv")
+    assert len(drift) == 400 - first and set(drift["calibration"]) == {"warm-up: first 100 rows"}
+    assert not drift["alert"].iloc[: 100 - first].any()
+    assert set(pd.read_csv(outputs / "synthetic" / "spikes.csv")["calibration"]) == {"synthetic/spikes.csv"}
