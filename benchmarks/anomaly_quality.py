@@ -1,7 +1,13 @@
-"""Quality run: the anomaly detection pipeline on the real NAB corpus, scored as NAB scores it.
+"""Quality run: the anomaly detection pipeline on the real NAB corpus, scored as NAB scores it, or on SKAB.
 
 Usage:
     python benchmarks/anomaly_quality.py --data-dir ../shared/data/nab
+    python benchmarks/anomaly_quality.py --skab-dir ../shared/data/skab/valve1
+
+With `--skab-dir` the run is SKAB's protocol instead (each run's first 400 rows train, every later
+row is scored row by row): row and range F1 of `is_anomaly` and the alerts' event and NAB scores, on
+the development runs 0-7 (whose labels were looked at) and the held-out runs 8-15 apart, beside the
+random and always-anomalous baselines; it writes its own section (`anomaly_skab` markers).
 
 By default one network is trained on every series' NAB probationary period (its first 15%, at most
 750 rows) pooled, as `lstm-pipelines train anomaly_detection --set data.path=<NAB root>` does, with
@@ -19,6 +25,9 @@ Reported, all on the rows after the probationary period:
 - the score with NAB's own procedure for its scoreboard: one threshold for the whole corpus per
   profile, chosen to maximise that profile's score on the labels. The published anchors (HTM 70.1,
   Random Cut Forest 51.7, windowed Gaussian 39.6) were obtained that way.
+
+- NAB's own procedure (`run.py --optimize --score --normalize`, as `nab_scoring.optimised_score`
+  mirrors it) on the NAB-format results files the run writes (`--results-dir`).
 
 The section goes into `docs/results.md` between markers this script owns.
 """
