@@ -4,7 +4,7 @@ Per series of ``n`` rows with labelled windows (inclusive row ranges) and binary
 
 - The first ``probation = min(floor(0.15 n), 0.15 * 5000)`` rows are not scored at all.
 - Every row gets a weight from the scaled sigmoid ``sigma(y) = 2 / (1 + exp(5 y)) - 1`` (``-1`` when
-  ``y >= 3``). Inside a window of width ``w`` whose last row is ``r``, row ``i`` sits at
+  ``y > 3``). Inside a window of width ``w`` whose last row is ``r``, row ``i`` sits at
   ``y = -(r - i + 1) / w`` (``-1`` on the first row) and weighs ``A_TP * sigma(y) / sigma(-1)``, so
   an alert on a window's first row earns exactly ``A_TP``. Outside windows, a row after a window
   (width ``w``, last row ``r``) sits at ``y = |i - r| / (w - 1)`` and weighs ``A_FP * sigma(y)``
@@ -70,7 +70,7 @@ def probationary_length(rows: int, percent: float = PROBATION_PERCENT) -> int:
 
 
 def scaled_sigmoid(position: np.ndarray) -> np.ndarray:
-    """``2 * sigmoid(-5 y) - 1``, and ``-1`` for ``y >= 3`` (NAB's ``scaledSigmoid``).
+    """``2 * sigmoid(-5 y) - 1``, and ``-1`` for ``y > 3`` (NAB's ``scaledSigmoid``).
 
     Args:
         position: relative positions ``y``.
@@ -79,7 +79,7 @@ def scaled_sigmoid(position: np.ndarray) -> np.ndarray:
         One weight per position, in ``[-1, 1]``.
     """
     position = np.asarray(position, dtype=np.float64)
-    return np.where(position >= 3.0, -1.0, 2.0 * expit(-5.0 * np.minimum(position, 3.0)) - 1.0)
+    return np.where(position > 3.0, -1.0, 2.0 * expit(-5.0 * np.minimum(position, 3.0)) - 1.0)
 
 
 def row_weights(rows: int, windows: list[tuple[int, int]], profile: Profile) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +95,7 @@ def row_weights(rows: int, windows: list[tuple[int, int]], profile: Profile) -> 
     """
     index = np.arange(rows)
     window_of_row = np.full(rows, -1)
-    position = np.full(rows, 3.0)  # before any window: a full false positive
+    position = np.full(rows, np.inf)  # before any window: a full false positive
     previous = np.full(rows, -1)
     for k, (first, last) in enumerate(windows):
         width = last - first + 1

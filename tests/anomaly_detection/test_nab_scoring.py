@@ -7,6 +7,7 @@ import pytest
 
 from pipelines.anomaly_detection.nab_scoring import (
     PROFILES,
+    Profile,
     ResultsFile,
     normalized_score,
     optimised_score,
@@ -38,7 +39,9 @@ def test_profiles_and_probation_are_nabs():
     assert PROFILES["reward_low_fn_rate"].fn == 2.0
     assert probationary_length(100) == 15 and probationary_length(22695) == 750
     assert scaled_sigmoid(-1.0) == pytest.approx(0.98661, abs=1e-5)
-    assert scaled_sigmoid(0.0) == 0.0 and scaled_sigmoid(3.0) == -1.0
+    assert scaled_sigmoid(0.0) == 0.0 and scaled_sigmoid(3.0 + 1e-9) == -1.0
+    # NAB's scaledSigmoid is -1 only beyond 3; at 3 it is still the sigmoid's 2 * sigmoid(-15) - 1.
+    assert scaled_sigmoid(3.0) == pytest.approx(-math.tanh(7.5), abs=1e-15) and scaled_sigmoid(3.0) > -1.0
 
 
 def test_detection_on_the_first_row_of_the_window_earns_a_tp_and_scores_100():
@@ -127,3 +130,26 @@ def test_threshold_sweep_scores_every_threshold_and_the_optimum_is_the_best_of_t
     alerts = alerts_at(50, 20)
     decided = [ResultsFile("c.csv", alerts.astype(float), [WINDOW])]
     assert optimised_score(decided, STANDARD)[0] == pytest.approx(nab(alerts)[1])
+
+
+def test_nabs_own_sweeper_cases_with_unit_weights():
+    """The cases of NAB's tests/unit (true_positive_test.py, false_negative_test.py): tp, fp, fn weights 1,
+    no probationary period."""
+    unit = Profile(tp=1.0, fp=1.0, fn=1.0)
+    first = np.zeros(10, dtype=bool)
+    first[4] = True  # a 2-row window (rows 4, 5) in 10 rows: its first row earns exactly tpWeight
+    assert score_series(first, [(4, 5)], unit, 0).raw == pytest.approx(1.0, abs=1e-12)
+    assert score_series(np.zeros(1000, dtype=bool), [(450, 549)], unit, 0).raw == -1.0
+    # A detection on a window's last row and one just after it: TP + FP + 1 (the FN of the second) is about 0.
+    at_edge, after = np.zeros(1000, dtype=bool), np.zeros(1000, dtype=bool)
+    at_edge[549], after[550] = True, True
+    total = score_series(at_edge, [(450, 549)], unit, 0).raw + score_series(after, [(450, 549)], unit, 0).raw
+    assert total + 1 == pytest.approx(0.0, abs=1e-3)
+
+
+def test_nab_scores_rows_before_any_window_as_full_false_positives_and_one_exactly_three_widths_past_not():
+    weights, _ = row_weights(ROWS, [WINDOW], STANDARD)
+    assert (weights[:50] == -STANDARD.fp).all()
+    # Row 86 is (86 - 59) / 9 = 3 widths past the window: NAB's sigmoid there, -1 only from beyond 3.
+    assert weights[86] == pytest.approx(-STANDARD.fp * math.tanh(7.5), abs=1e-15) and weights[86] > -STANDARD.fp
+    assert weights[87] == -STANDARD.fp
