@@ -267,7 +267,9 @@ def load_clips(
         `skipped_silent`, ...).
     """
     notes = collections.Counter()
-    waveforms, kept, problems = [], [], []
+    kept, problems = [], []
+    # Filled in place, not stacked from a list: the clips are never held twice.
+    waveforms = np.empty((len(paths) if into is None else 0, clip_samples), dtype="float32")
     for index, path in enumerate(paths):
         try:
             clip = load_clip(path, sample_rate, clip_samples, notes)
@@ -282,7 +284,7 @@ def load_clips(
             problems.append(f"{path}: silent (peak below {SILENCE_PEAK})")
             continue
         if into is None:
-            waveforms.append(clip)
+            waveforms[len(kept)] = clip
         else:
             into.append(clip)
         kept.append(index)
@@ -291,9 +293,7 @@ def load_clips(
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         logger.warning("skipped %d bad %s: %s", len(problems), what, shown)
-    if into is None:
-        into = np.stack(waveforms) if waveforms else np.zeros((0, clip_samples), dtype="float32")
-    return into, np.asarray(kept, dtype="int64"), notes
+    return (waveforms[: len(kept)] if into is None else into), np.asarray(kept, dtype="int64"), notes
 
 
 # Layouts ----------------------------------------------------------------------------------------------------
@@ -591,12 +591,12 @@ def _silence_clips(
     starts = rng.integers(0, len(noise) - clip_samples, size=count)
     gains = rng.uniform(0.0, 1.0, size=(count, 1)).astype("float32")
     chunk = chunk or max(count, 1)
-    clips = (
-        (noise[starts[first : first + chunk, None] + np.arange(clip_samples)] * gains[first : first + chunk]).astype(
-            "float32"
-        )
-        for first in range(0, count, chunk)
-    )
+
+    def cut(first):
+        rows = starts[first : first + chunk, None] + np.arange(clip_samples)
+        return (noise[rows] * gains[first : first + chunk]).astype("float32")
+
+    clips = (cut(first) for first in range(0, count, chunk))
     return clips, [f"{NOISE_FOLDER}@{start}" for start in starts]
 
 

@@ -3,8 +3,8 @@
 `data.load_source` writes each clip to a `ClipFile` as it reads it when the tree has more clips than
 `data.in_memory_max_clips`; training, validation and prediction then read a batch of rows at a time
 (`clip_batches`), so the process holds a few batches, never the data set. The rows are exactly the
-float32 waveforms the in-memory path holds, in the same order, and `clip_batches` shuffles an array
-and a `ClipFile` into the same batches.
+float32 waveforms the in-memory path holds, in the same order, and `clip_batches` reads an array and
+a `ClipFile` alike, into the same batches.
 
 The file is read with `os.preadv`, not memory-mapped: a mapped file's pages count in the process's
 resident memory once touched, so one epoch would grow it to the size of the file. The operating
@@ -193,9 +193,9 @@ def clip_batches(
 ) -> tf.data.Dataset:
     """`(waveforms, labels)` batches of an array or of a `ClipFile`, the same batches for both.
 
-    A `ClipFile`'s clips are read a batch at a time in a parallel map, so its epoch never holds the
-    data set; an array is sliced in memory (`from_tensor_slices`, which copies it into TensorFlow).
-    Both shuffle the clips' indices alike, so the same seed gives the same batches.
+    The dataset holds the clips' indices only: each batch of indices is read from `x` in a parallel
+    map (rows of an array, or of the file), so a `ClipFile`'s epoch never holds the data set and an
+    array is not copied into TensorFlow (as `from_tensor_slices` would).
 
     Args:
         x: Waveforms `(n, samples)`.
@@ -206,17 +206,14 @@ def clip_batches(
     Returns:
         A batched `tf.data.Dataset`.
     """
-    streamed = isinstance(x, ClipFile)
-    dataset = tf.data.Dataset.range(len(x)) if streamed else tf.data.Dataset.from_tensor_slices((x, y))
+    rows = x.rows if isinstance(x, ClipFile) else lambda indices: np.asarray(x[indices], dtype=DTYPE)
+    labels = tf.constant(np.asarray(y))
+    dataset = tf.data.Dataset.range(len(x))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    if not streamed:
-        return dataset
-    labels = tf.constant(np.asarray(y))
 
     def read(indices):
-        waveforms = tf.numpy_function(x.rows, [indices], tf.float32)
-        return tf.ensure_shape(waveforms, (None, x.samples)), tf.gather(labels, indices)
+        waveforms = tf.numpy_function(rows, [indices], tf.float32)
+        return tf.ensure_shape(waveforms, (None, x.shape[1])), tf.gather(labels, indices)
 
-    return dataset.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(batch_size).map(read, num_parallel_calls=tf.data.AUTOTUNE)

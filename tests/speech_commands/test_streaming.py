@@ -211,4 +211,4 @@ def test_a_streamed_epoch_holds_a_few_batches_not_the_data_set(tmp_path, cache):
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     assert measured["clips"] == clips
     assert measured["streamed_mb"] < budget_mb, measured
-    assert measured["in_memory_mb"] > dataset_mb, measured  # the probe sees a data set held in memory
+    assert measured["in_memory_mb"] > 0.75 * dataset_mb, measured  # the probe sees a data set held in memory
