@@ -131,12 +131,24 @@ class SearchConfig:
 
 
 @dataclasses.dataclass
+class GateConfig:
+    """`tracking.gate`: the promotion gate of `register` and `tune --register` (each task's `Task.gate`)."""
+
+    alpha: float | None = None  # forecasting: the Diebold-Mariano p against naive must also be below it
+
+    def __post_init__(self) -> None:
+        if self.alpha is not None and not 0.0 < self.alpha < 1.0:
+            raise ConfigError(f"tracking.gate.alpha: expected a probability in (0, 1) or null, got {self.alpha!r}")
+
+
+@dataclasses.dataclass
 class TrackingConfig:
     """MLflow settings; `experiment` defaults to the task name."""
 
     experiment: str | None = None
     registered_model: str | None = None
     alias: str = "champion"
+    gate: GateConfig = dataclasses.field(default_factory=GateConfig)
 
     def __post_init__(self) -> None:
         # MLflow checks the alias only when it sets it, after the model version is registered

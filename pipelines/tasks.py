@@ -33,6 +33,77 @@ class Evaluation:
 
 
 @dataclasses.dataclass
+class GateCheck:
+    """One condition of a promotion gate, with MLflow `MetricThreshold` semantics.
+
+    `value` must beat `threshold` (strictly: above it when `greater_is_better`, below it otherwise);
+    a check without a threshold (a missing champion) passes.
+    """
+
+    metric: str
+    value: float
+    threshold: float | None
+    greater_is_better: bool
+    against: str
+
+    @property
+    def passed(self) -> bool:
+        """Whether the value beats the threshold (`NaN` never does)."""
+        if self.threshold is None:
+            return True
+        return self.value > self.threshold if self.greater_is_better else self.value < self.threshold
+
+    def describe(self) -> str:
+        """One line: `val_u2 = 1.004, needs < 1 (naive forecast): fails`."""
+        if self.threshold is None:
+            return f"{self.metric} = {self.value:.4g}: no {self.against} to compare with"
+        sign = ">" if self.greater_is_better else "<"
+        verdict = "passes" if self.passed else "fails"
+        return f"{self.metric} = {self.value:.4g}, needs {sign} {self.threshold:.4g} ({self.against}): {verdict}"
+
+
+@dataclasses.dataclass
+class GateDecision:
+    """Whether a candidate may take the alias: every check must pass."""
+
+    checks: list[GateCheck]
+
+    @property
+    def promote(self) -> bool:
+        """True when every check passes."""
+        return all(check.passed for check in self.checks)
+
+    @property
+    def reason(self) -> str:
+        """The checks, `; `-joined (the failing ones first when it is refused)."""
+        ordered = sorted(self.checks, key=lambda check: check.passed) if not self.promote else self.checks
+        return "; ".join(check.describe() for check in ordered) or "no checks"
+
+
+def metric_check(
+    metrics: dict[str, float],
+    metric: str,
+    threshold: float | None,
+    greater_is_better: bool,
+    against: str,
+) -> GateCheck:
+    """A `GateCheck` of `metrics[metric]` (NaN when missing, which fails any threshold).
+
+    Args:
+        metrics: The candidate's metrics.
+        metric: The metric's name.
+        threshold: What it must beat; `None` passes (nothing to compare with).
+        greater_is_better: Whether higher is better.
+        against: What the threshold is, for the message.
+
+    Returns:
+        The check.
+    """
+    value = float(metrics.get(metric, float("nan")))
+    return GateCheck(metric, value, None if threshold is None else float(threshold), greater_is_better, against)
+
+
+@dataclasses.dataclass
 class ServingBundle:
     """A pyfunc model with its preprocessing: `python_model`, local `artifacts` files, `signature`,
     and `input_example`: a real request (a few rows or clips of the task's data) that MLflow stores
@@ -112,6 +183,20 @@ class Task:
 
         Returns:
             What the served model takes.
+        """
+        raise NotImplementedError
+
+    def gate(self, metrics: dict[str, float], config: Any, champion: dict[str, float] | None) -> GateDecision:
+        """What "beats its baseline on validation" means for this task: the promotion gate of
+        `register` and `tune --register`.
+
+        Args:
+            metrics: The candidate's metrics (`Evaluation.metrics`).
+            config: The task config (its `tracking.gate` group).
+            champion: The metrics of the version that holds the alias now, or `None`.
+
+        Returns:
+            A `GateDecision`; the alias moves only when it promotes (or with `--force`).
         """
         raise NotImplementedError
 

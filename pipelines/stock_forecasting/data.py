@@ -56,11 +56,13 @@ _FIRST_DATA_LINE = 2  # line 1 is the header
 _TZ_OFFSET = r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d\d:?\d\d)$"
 
 
-def load_prices(path: str | Path) -> dict[str, pd.DataFrame]:
+def load_prices(path: str | Path, extra: tuple[str, ...] = ()) -> dict[str, pd.DataFrame]:
     """Load one CSV file, or every ``*.csv`` in a folder (sorted by name).
 
     Args:
         path: a CSV file or a folder of CSV files.
+        extra: other numeric columns to keep (case-insensitive; ``column:`` covariates), under
+            their lower-case names. Default: none.
 
     Returns:
         ``{series_name: frame}``; the name is the file's ``Name`` column, else its stem without a
@@ -78,41 +80,45 @@ def load_prices(path: str | Path) -> dict[str, pd.DataFrame]:
     prices: dict[str, pd.DataFrame] = {}
     for file in files:
         raw, lines = read_csv_strings(file)
-        name, frame = normalise_prices(raw, source=str(file), default_name=_stem_name(file), lines=lines)
+        name, frame = normalise_prices(raw, source=str(file), default_name=_stem_name(file), lines=lines, extra=extra)
         if name in prices:
             raise DataError(f"{file}: series '{name}' is also in {prices[name].attrs['source']}")
         prices[name] = frame
     return prices
 
 
-def load_default_prices() -> dict[str, pd.DataFrame]:
+def load_default_prices(extra: tuple[str, ...] = ()) -> dict[str, pd.DataFrame]:
     """Load the daily MSFT prices 1986-2017 shipped with pmdarima, normalised like ``load_prices``.
+
+    Args:
+        extra: other numeric columns to keep, as ``load_prices``. Default: none.
 
     Returns:
         ``{"MSFT": frame}`` with ``attrs["source"] == "pmdarima.datasets.load_msft"``.
     """
     from pmdarima.datasets import load_msft
 
-    name, frame = normalise_prices(load_msft(), source=DEFAULT_SOURCE, default_name="MSFT")
+    name, frame = normalise_prices(load_msft(), source=DEFAULT_SOURCE, default_name="MSFT", extra=extra)
     return {name: frame}
 
 
-def load_prices_or_default(path: str | Path | None) -> dict[str, pd.DataFrame]:
+def load_prices_or_default(path: str | Path | None, extra: tuple[str, ...] = ()) -> dict[str, pd.DataFrame]:
     """Load ``path`` with ``load_prices``, or the default MSFT series when ``path`` is None or "".
 
     Args:
         path: a CSV file, a folder of CSV files, or None / "" for the default data.
+        extra: other numeric columns to keep, as ``load_prices``. Default: none.
 
     Returns:
         ``{series_name: frame}`` as ``load_prices`` returns it.
     """
     if path is None or str(path) == "":
-        return load_default_prices()
-    return load_prices(path)
+        return load_default_prices(extra)
+    return load_prices(path, extra)
 
 
 def normalise_prices(
-    raw: pd.DataFrame, source: str, default_name: str, lines: np.ndarray | None = None
+    raw: pd.DataFrame, source: str, default_name: str, lines: np.ndarray | None = None, extra: tuple[str, ...] = ()
 ) -> tuple[str, pd.DataFrame]:
     """Validate a raw price table and return the clean frame; the one path every loader takes.
 
@@ -121,9 +127,11 @@ def normalise_prices(
         source: the file name (or data set name) used in error messages and ``attrs["source"]``.
         default_name: the series name when ``raw`` has no ``Name`` column.
         lines: the file line of each row. Default: row ``i`` is line ``i + 2``.
+        extra: other numeric columns to keep (case-insensitive), under their lower-case names;
+            a blank cell is NaN. Default: none.
 
     Returns:
-        ``(series_name, frame)`` with a DatetimeIndex ``date`` and float64 OHLCV columns.
+        ``(series_name, frame)`` with a DatetimeIndex ``date``, float64 OHLCV columns and the ``extra`` ones.
     """
     if lines is None:
         lines = np.arange(len(raw)) + _FIRST_DATA_LINE
@@ -134,6 +142,24 @@ def normalise_prices(
     values = {col: _parse_numbers(raw[columns[col]], source, lines, columns[col]) for col in COLUMNS}
     name = _series_name(raw, columns.get("name"), source, lines, default_name)
 
+    found = {str(column).strip().lower(): column for column in raw.columns}
+    for column in (str(c).strip().lower() for c in extra):
+        if column in values:
+            continue
+        if column not in found:
+            raise DataError(
+                f"{source}, line 1: no column '{column}' (named in features.covariates); "
+                f"found {[str(c) for c in raw.columns]}"
+            )
+        text = _text(raw[found[column]])
+        numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+        bad = np.flatnonzero(numbers.isna().to_numpy() & text.notna().to_numpy())
+        if bad.size:
+            raise DataError(
+                f"{source}, line {lines[bad[0]]}, column '{found[column]}': "
+                f"{raw[found[column]].iloc[bad[0]]!r} is not a number"
+            )
+        values[column] = numbers.to_numpy(np.float64)
     frame = pd.DataFrame(values, index=pd.DatetimeIndex(dates, name="date"))
     repairs: dict[str, int] = {}
     frame, lines = _ascending(frame, lines, source, columns["date"], repairs)

@@ -17,7 +17,7 @@ from scipy import stats
 from sklearn.metrics import mean_absolute_error, mean_absolute_percentage_error, root_mean_squared_error
 
 from pipelines.stock_forecasting.baselines import baseline_forecasts, naive_forecast
-from pipelines.stock_forecasting.features import StockDataset, actual_columns
+from pipelines.stock_forecasting.features import StockDataset, actual_columns, level_name
 
 METRIC_NAMES = ("rmse", "mae", "mape", "mase", "u2", "directional_accuracy")
 SIGNIFICANCE = 0.05
@@ -172,6 +172,106 @@ def diebold_mariano(
     return statistic, float(2.0 * stats.t.sf(abs(statistic), df=n - 1))
 
 
+def conformal_quantiles(actual: np.ndarray, forecast: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """Split-conformal bounds per horizon step: quantiles of ``log(actual / forecast)`` on calibration windows.
+
+    For level ``L`` the lower and upper bounds are the ``(1 - L) / 2`` and ``(1 + L) / 2`` empirical
+    quantiles of the calibration residuals of each step, taken at the finite-sample positions of
+    split-conformal prediction (``floor((n + 1) * q)`` and ``ceil((n + 1) * q)`` of ``n`` sorted
+    residuals, clipped to the ends), so that exchangeable new windows fall inside with probability
+    at least ``L``.
+
+    Args:
+        actual: ``(n, horizon)`` actual prices of the calibration (validation) windows.
+        forecast: ``(n, horizon)`` forecasts of the same windows.
+        levels: interval levels in (0, 1), e.g. ``(0.8, 0.95)``.
+
+    Returns:
+        float64 ``(len(levels), 2, horizon)``: lower and upper log-ratio offsets.
+    """
+    a, f = _pair(actual, forecast)
+    residuals = np.sort(np.log(a / f), axis=0)
+    n = len(residuals)
+    if n < 2:
+        raise ValueError(f"Expected at least 2 calibration windows for the intervals. Received: {n}")
+    out = np.empty((len(levels), 2, residuals.shape[1]))
+    for i, level in enumerate(levels):
+        low = int(np.floor((n + 1) * (1.0 - level) / 2.0)) - 1
+        high = int(np.ceil((n + 1) * (1.0 + level) / 2.0)) - 1
+        out[i, 0] = residuals[min(max(low, 0), n - 1)]
+        out[i, 1] = residuals[min(max(high, 0), n - 1)]
+    return out
+
+
+def coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    """Share of actual values inside ``[lower, upper]``.
+
+    Args:
+        actual: actual prices.
+        lower: lower bounds, same shape.
+        upper: upper bounds, same shape.
+
+    Returns:
+        A fraction in [0, 1].
+    """
+    a, lo = _pair(actual, lower)
+    _, hi = _pair(actual, upper)
+    return float(np.mean((a >= lo) & (a <= hi)))
+
+
+def winkler_score(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: float) -> float:
+    """Mean Winkler (interval) score: the width, plus ``2 / (1 - level)`` times any miss; lower is better.
+
+    Args:
+        actual: actual prices.
+        lower: lower bounds, same shape.
+        upper: upper bounds, same shape.
+        level: the interval's level in (0, 1).
+
+    Returns:
+        The mean score, in price units.
+    """
+    a, lo = _pair(actual, lower)
+    _, hi = _pair(actual, upper)
+    penalty = 2.0 / (1.0 - level)
+    score = (hi - lo) + penalty * np.maximum(lo - a, 0.0) + penalty * np.maximum(a - hi, 0.0)
+    return float(np.mean(score))
+
+
+def interval_metrics(
+    actual: np.ndarray, forecasts: dict[str, dict[float, tuple[np.ndarray, np.ndarray]]]
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Coverage and Winkler score of each forecaster's intervals, overall and per horizon step.
+
+    Args:
+        actual: ``(n, horizon)`` actual prices.
+        forecasts: ``{"model" or a baseline: {level: (lower, upper)}}``.
+
+    Returns:
+        ``({"coverage_80": ..., "winkler_80": ..., "naive_coverage_80": ...}, table)``: the model's
+        names carry no prefix; the table has a row per forecaster, level and step.
+    """
+    flat, rows = {}, []
+    for name, bands in forecasts.items():
+        prefix = "" if name == "model" else f"{name}_"
+        for level, (lower, upper) in bands.items():
+            tag = level_name(level)
+            flat[f"{prefix}coverage_{tag}"] = coverage(actual, lower, upper)
+            flat[f"{prefix}winkler_{tag}"] = winkler_score(actual, lower, upper, level)
+            for step in range(actual.shape[1]):
+                rows.append(
+                    {
+                        "forecaster": name,
+                        "level": level,
+                        "step": step + 1,
+                        "coverage": coverage(actual[:, step], lower[:, step], upper[:, step]),
+                        "winkler": winkler_score(actual[:, step], lower[:, step], upper[:, step], level),
+                        "mean_width": float(np.mean(upper[:, step] - lower[:, step])),
+                    }
+                )
+    return flat, pd.DataFrame(rows)
+
+
 def forecast_metrics(
     actual: np.ndarray, forecast: np.ndarray, naive: np.ndarray, last_close: np.ndarray, scale: float | np.ndarray
 ) -> dict[str, float]:
@@ -274,7 +374,11 @@ class ForecastReport:
 
 
 def evaluate_forecasts(
-    dataset: StockDataset, index_frame: pd.DataFrame, model_prices: np.ndarray, folds: int = 4
+    dataset: StockDataset,
+    index_frame: pd.DataFrame,
+    model_prices: np.ndarray,
+    folds: int = 4,
+    bands: dict[float, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> ForecastReport:
     """Score the model and every baseline on exactly the windows of ``index_frame``.
 
@@ -283,6 +387,7 @@ def evaluate_forecasts(
         index_frame: ``dataset.test_index`` (or ``val_index``), row ``i`` matching ``model_prices[i]``.
         model_prices: the model's price forecasts ``(n, horizon)``.
         folds: consecutive periods of origin dates for the walk-forward table. Default: 4.
+        bands: the model's ``{level: (lower, upper)}`` intervals, drawn in the forecast figure. Default: none.
 
     Returns:
         A ``ForecastReport``.
@@ -316,7 +421,7 @@ def evaluate_forecasts(
         walk_forward=walk_forward_table(index_frame, actual, forecasts, folds),
         per_series=per_series_table(series, actual, forecasts),
         figures={
-            "forecast_vs_actual": forecast_figure(dataset, index_frame, forecasts),
+            "forecast_vs_actual": forecast_figure(dataset, index_frame, forecasts, bands=bands),
             "residuals": residual_figure(index_frame, actual, model_prices),
         },
     )
@@ -377,7 +482,11 @@ def walk_forward_table(
 
 
 def forecast_figure(
-    dataset: StockDataset, index_frame: pd.DataFrame, forecasts: dict[str, np.ndarray], series: str | None = None
+    dataset: StockDataset,
+    index_frame: pd.DataFrame,
+    forecasts: dict[str, np.ndarray],
+    series: str | None = None,
+    bands: dict[float, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Figure:
     """Actual closes of one series over its evaluation period with the 1-step and h-step forecasts.
 
@@ -386,6 +495,7 @@ def forecast_figure(
         index_frame: the windows.
         forecasts: ``{"model": ..., baseline: ...}`` price forecasts ``(n, horizon)``.
         series: which series to draw. Default: the first in ``index_frame``.
+        bands: the model's ``{level: (lower, upper)}``; the 1-step bands are shaded. Default: none.
 
     Returns:
         An Agg-backed matplotlib Figure.
@@ -400,6 +510,16 @@ def forecast_figure(
     ax = fig.add_subplot()
     span = slice(origins.min(), origins.max() + h + 1)
     ax.plot(history.index[span], history["close"].to_numpy()[span], color="black", lw=1.5, label="actual")
+    for level, (lower, upper) in sorted((bands or {}).items(), reverse=True):
+        ax.fill_between(
+            history.index[origins + 1],
+            lower[rows, 0],
+            upper[rows, 0],
+            alpha=0.2,
+            color="tab:blue",
+            lw=0,
+            label=f"model, 1-step {level_name(level)}% interval",
+        )
     ax.plot(history.index[origins + 1], forecasts["model"][rows, 0], lw=1, label="model, 1-step")
     if h > 1:
         ax.plot(history.index[origins + h], forecasts["model"][rows, -1], lw=1, label=f"model, {h}-step")
