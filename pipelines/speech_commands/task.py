@@ -301,6 +301,27 @@ class SpeechCommands(Task):
     def evaluate(self, model: keras.Model, data: SpeechSplits, config: SpeechConfig) -> Evaluation:
         return evaluation.evaluate(model, data)
 
+    def gate(self, metrics: dict[str, float], config: SpeechConfig, champion: dict[str, float] | None) -> Any:
+        """Above the majority class on validation, and not below the current champion's validation accuracy.
+
+        The majority class's validation accuracy is `val_majority_accuracy` where the evaluation logs
+        it, else its test accuracy (`test_majority_accuracy`), the share of the commonest training class.
+
+        Returns:
+            A `pipelines.tasks.GateDecision`.
+        """
+        from pipelines.tasks import GateDecision, metric_check
+
+        majority = metrics.get("val_majority_accuracy", metrics.get("test_majority_accuracy"))
+        name = "the majority class" + ("" if "val_majority_accuracy" in metrics else " (its test accuracy)")
+        best = None if champion is None else champion.get("val_accuracy")
+        return GateDecision(
+            [
+                metric_check(metrics, "val_accuracy", majority, True, name),
+                metric_check(metrics, "val_accuracy", best, True, "the current champion", or_equal=True),
+            ]
+        )
+
     def serving_bundle(self, model: keras.Model, data: SpeechSplits, workdir: str | Path) -> ServingBundle:
         artifacts = save_keras_artifacts(model, data.x_test[:8], workdir)
         artifacts["class_names"] = save_class_names(data.class_names, workdir)
