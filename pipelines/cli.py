@@ -57,12 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument("--study", help="study name (default: the task name); rerun to resume")
     tune.add_argument("--storage", help="Optuna storage URL or journal file (default: sqlite:///optuna.db)")
-    tune.add_argument("--register", action="store_true", help="register the best model as <task>@champion")
+    tune.add_argument(
+        "--register", action="store_true", help="register the best model; <task>@champion moves if it passes the gate"
+    )
+    tune.add_argument("--force", action="store_true", help="with --register: move the alias even if the gate refuses")
 
     register = commands.add_parser("register", help="register a study's best model with the alias")
     _add_config_arguments(register)
     register.add_argument("--study", help="study name (default: the task name)")
     register.add_argument("--storage", help="Optuna storage URL or journal file")
+    register.add_argument("--force", action="store_true", help="move the alias even if the gate refuses")
 
     predict = commands.add_parser("predict", help="run a model on an input file and write a CSV")
     predict.add_argument("--model", required=True, help="model URI, e.g. models:/stock_forecasting@champion")
@@ -138,17 +142,27 @@ def run(args: argparse.Namespace) -> None:
             print(result.evaluation.summary)
     elif args.command == "tune":
         result = workflows.tune(
-            args.task, args.trials, args.config, args.overrides, args.timeout, args.study, args.storage, args.register
+            args.task,
+            args.trials,
+            args.config,
+            args.overrides,
+            args.timeout,
+            args.study,
+            args.storage,
+            args.register,
+            args.force,
         )
         print(f"study: {result.study_name}  parent run: {result.parent_run_id}  trials: {result.counts}")
         if result.best_trial is not None:
             print(f"best trial {result.best_trial.number}: {result.best_trial.params}")
             _print_metrics(result.best_trial.user_attrs.get("metrics", {}))
         if result.model_version is not None:
-            print(f"registered {result.model_version.name} version {result.model_version.version}")
+            print(result.model_version.message())
     elif args.command == "register":
-        version = workflows.register(args.task, args.study, args.storage, args.config, args.overrides)
-        print(f"registered {version.name} version {version.version} ({version.source})")
+        registration = workflows.register(
+            args.task, args.study, args.storage, args.config, args.overrides, force=args.force
+        )
+        print(registration.message())
     elif args.command == "predict":
         predictions = workflows.predict(args.model, args.input, args.output, warmup=args.warmup)
         if isinstance(predictions, dict):

@@ -55,6 +55,7 @@ def main(trials: int | None = None) -> None:
                     "best variant": "failed",
                     "test metric": str(error)[:60],
                     "baseline": "-",
+                    "gate": "-",
                     "model URI": "-",
                     "seconds": f"{time.monotonic() - start:.0f}",
                     "metrics": {},
@@ -63,29 +64,36 @@ def main(trials: int | None = None) -> None:
             continue
         metrics = result.best_trial.user_attrs.get("metrics", {}) if result.best_trial else {}
         headline = result.best_trial.user_attrs.get("headline", {}) if result.best_trial else {}
+        registration = result.model_version
+        if registration is not None:
+            print(f"\n{name}: {registration.message()}")
         rows.append(
             {
                 "task": name,
                 "best variant": result.best_trial.params.get("model.variant", "?") if result.best_trial else "-",
                 "test metric": f"{headline.get('metric', '?')}={headline.get('value', float('nan')):.4f}",
                 "baseline": headline.get("baseline", "-"),
-                "model URI": f"models:/{name}@champion" if result.model_version else "-",
+                "gate": ("passed" if registration.promoted else "refused") if registration else "-",
+                "model URI": registration.model_uri if registration else "-",
                 "seconds": f"{time.monotonic() - start:.0f}",
                 "metrics": metrics,
             }
         )
-    columns = ["task", "best variant", "test metric", "baseline", "model URI", "seconds"]
+    columns = ["task", "best variant", "test metric", "baseline", "gate", "model URI", "seconds"]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
     print()
     print("  ".join(c.ljust(widths[c]) for c in columns))
     for row in rows:
         print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
     uri = tracking.tracking_uri()
-    print(
-        "\nLook further:\n"
-        f"  mlflow ui --backend-store-uri {uri}\n"
-        "  lstm-pipelines predict --model models:/stock_forecasting@champion --input prices.csv --output forecast.csv\n"
-        "  lstm-pipelines predict --model models:/anomaly_detection@champion --input series.csv --output scores.csv\n"
-        f"  MLFLOW_TRACKING_URI={uri} mlflow models serve -m models:/stock_forecasting@champion "
-        "--env-manager local -p 5001"
-    )
+    models = {row["task"]: row["model URI"] for row in rows if row["model URI"] != "-"}
+    lines = [f"  mlflow ui --backend-store-uri {uri}"]
+    inputs = {"stock_forecasting": ("prices.csv", "forecast.csv"), "anomaly_detection": ("series.csv", "scores.csv")}
+    for task, (given, written) in inputs.items():
+        if task in models:
+            lines.append(f"  lstm-pipelines predict --model {models[task]} --input {given} --output {written}")
+    if "stock_forecasting" in models:
+        serve = f"mlflow models serve -m {models['stock_forecasting']} --env-manager local -p 5001"
+        lines.append(f"  MLFLOW_TRACKING_URI={uri} {serve}")
+    print("\nA version the gate refused keeps its version URI (models:/<task>/<n>); --force promotes it.")
+    print("Look further:\n" + "\n".join(lines))

@@ -36,8 +36,8 @@ class Evaluation:
 class GateCheck:
     """One condition of a promotion gate, with MLflow `MetricThreshold` semantics.
 
-    `value` must beat `threshold` (strictly: above it when `greater_is_better`, below it otherwise);
-    a check without a threshold (a missing champion) passes.
+    `value` must beat `threshold` (above it when `greater_is_better`, below it otherwise; equal is
+    enough with `or_equal`); a check without a threshold (no champion yet) passes.
     """
 
     metric: str
@@ -45,11 +45,14 @@ class GateCheck:
     threshold: float | None
     greater_is_better: bool
     against: str
+    or_equal: bool = False
 
     @property
     def passed(self) -> bool:
         """Whether the value beats the threshold (`NaN` never does)."""
         if self.threshold is None:
+            return True
+        if self.or_equal and self.value == self.threshold:
             return True
         return self.value > self.threshold if self.greater_is_better else self.value < self.threshold
 
@@ -57,7 +60,7 @@ class GateCheck:
         """One line: `val_u2 = 1.004, needs < 1 (naive forecast): fails`."""
         if self.threshold is None:
             return f"{self.metric} = {self.value:.4g}: no {self.against} to compare with"
-        sign = ">" if self.greater_is_better else "<"
+        sign = (">" if self.greater_is_better else "<") + ("=" if self.or_equal else "")
         verdict = "passes" if self.passed else "fails"
         return f"{self.metric} = {self.value:.4g}, needs {sign} {self.threshold:.4g} ({self.against}): {verdict}"
 
@@ -86,6 +89,7 @@ def metric_check(
     threshold: float | None,
     greater_is_better: bool,
     against: str,
+    or_equal: bool = False,
 ) -> GateCheck:
     """A `GateCheck` of `metrics[metric]` (NaN when missing, which fails any threshold).
 
@@ -95,12 +99,14 @@ def metric_check(
         threshold: What it must beat; `None` passes (nothing to compare with).
         greater_is_better: Whether higher is better.
         against: What the threshold is, for the message.
+        or_equal: Whether equal to the threshold passes. Default: `False`.
 
     Returns:
         The check.
     """
     value = float(metrics.get(metric, float("nan")))
-    return GateCheck(metric, value, None if threshold is None else float(threshold), greater_is_better, against)
+    threshold = None if threshold is None else float(threshold)
+    return GateCheck(metric, value, threshold, greater_is_better, against, or_equal)
 
 
 @dataclasses.dataclass

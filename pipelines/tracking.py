@@ -4,6 +4,8 @@ The tracking URI comes from `MLFLOW_TRACKING_URI` (default `sqlite:///mlflow.db`
 directory), so a tracking server is used by changing an environment variable, not code.
 """
 
+import dataclasses
+import json
 import logging
 import os
 import re
@@ -28,9 +30,10 @@ from mlflow.data.sources import LocalArtifactDatasetSource  # noqa: E402
 from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from pipelines import model_card  # noqa: E402
 from pipelines.config import flatten, to_dict  # noqa: E402
 from pipelines.errors import PipelineError  # noqa: E402
-from pipelines.tasks import ServingBundle  # noqa: E402
+from pipelines.tasks import GateDecision, ServingBundle  # noqa: E402
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 logger = logging.getLogger(__name__)
@@ -311,6 +314,186 @@ def register(model_uri: str, name: str, alias: str, tags: dict[str, Any]) -> Mod
     MlflowClient().set_registered_model_alias(name, alias, version.version)
     logger.info("registered %s version %s as %s@%s", model_uri, version.version, name, alias)
     return version
+
+
+@dataclasses.dataclass
+class Registration:
+    """A registered version and what the promotion gate made of it.
+
+    Attributes:
+        version: The new `ModelVersion`.
+        alias: The alias the gate guards.
+        promoted: Whether the alias now points at this version.
+        forced: Whether `--force` promoted a version the gate refused.
+        reason: The gate's checks, one line.
+        card: The model card's artifact URI.
+    """
+
+    version: ModelVersion
+    alias: str
+    promoted: bool
+    forced: bool
+    reason: str
+    card: str = ""
+
+    @property
+    def model_uri(self) -> str:
+        """`models:/<name>@<alias>` when promoted, else the version's own `models:/<name>/<version>`."""
+        name, number = self.version.name, self.version.version
+        return f"models:/{name}@{self.alias}" if self.promoted else f"models:/{name}/{number}"
+
+    def message(self) -> str:
+        """What the command prints: the version, the gate's decision and its reason."""
+        name, number = self.version.name, self.version.version
+        if self.forced:
+            verdict = f"promoted to {name}@{self.alias} by --force although the gate refused it"
+        elif self.promoted:
+            verdict = f"passed the gate: {name}@{self.alias} now points at it"
+        else:
+            verdict = f"did not pass the gate: registered without @{self.alias} (--force promotes it)"
+        return f"registered {name} version {number}; {verdict}\n  gate: {self.reason}\n  use: {self.model_uri}"
+
+
+def alias_metrics(name: str, alias: str) -> dict[str, float] | None:
+    """The metrics of the run behind the version that holds `alias`, or None when no version does.
+
+    Args:
+        name: Registered model name.
+        alias: The alias (`champion`).
+
+    Returns:
+        The run's metrics, or None.
+    """
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+    run_id = _run_of(version)
+    return dict(client.get_run(run_id).data.metrics) if run_id else None
+
+
+def _run_of(version: ModelVersion) -> str | None:
+    if version.run_id:
+        return version.run_id
+    model_id = getattr(version, "model_id", None)
+    return mlflow.get_logged_model(model_id).source_run_id if model_id else None
+
+
+def register_gated(
+    model_uri: str,
+    name: str,
+    alias: str,
+    tags: dict[str, Any],
+    decision: GateDecision,
+    task_name: str,
+    force: bool = False,
+) -> Registration:
+    """Register a logged model; move `alias` to it only when the gate promotes it (or `force`); log its card.
+
+    The version carries the tags `gate` (`passed`, `refused` or `forced`) and `gate_reason`; the model
+    card (`model_card.md`, with the run's plots) is logged beside the model.
+
+    Args:
+        model_uri: URI of a logged model.
+        name: Registered model name.
+        alias: The alias the gate guards.
+        tags: Version tags (study, trial, test metrics).
+        decision: The task's `GateDecision`.
+        task_name: The task, for the card's commands.
+        force: Move the alias even when the gate refuses. Default: `False`.
+
+    Returns:
+        A `Registration`.
+    """
+    status = "passed" if decision.promote else ("forced" if force else "refused")
+    all_tags = {**{k: str(v) for k, v in tags.items()}, "gate": status, "gate_reason": decision.reason[:4000]}
+    version = mlflow.register_model(model_uri, name, tags=all_tags)
+    promoted = decision.promote or force
+    if promoted:
+        MlflowClient().set_registered_model_alias(name, alias, version.version)
+    registration = Registration(version, alias, promoted, force and not decision.promote, decision.reason)
+    logger.info("registered %s version %s (gate %s)", name, version.version, status)
+    registration.card = log_model_card(registration, model_uri, task_name)
+    return registration
+
+
+def log_model_card(registration: Registration, model_uri: str, task_name: str) -> str:
+    """Write `model_card.md` (and the run's plots beside it) into the logged model's artifacts.
+
+    Args:
+        registration: The registered version and the gate's decision.
+        model_uri: The logged model's URI (`models:/m-...`).
+        task_name: The task.
+
+    Returns:
+        The card's artifact URI.
+    """
+    client = MlflowClient()
+    version = registration.version
+    run_id = _run_of(version) or ""
+    run = client.get_run(run_id) if run_id else None
+    metrics = {k: v for k, v in (run.data.metrics if run else {}).items() if k.startswith(("val_", "test_"))}
+    gate_line = registration.message().split("\n")[0].split("; ", 1)[-1] + f". Checks: {registration.reason}."
+    card = model_card.CardInputs(
+        name=version.name,
+        version=str(version.version),
+        task=task_name,
+        model_uri=model_uri,
+        run_id=run_id,
+        tracking_uri=redact(tracking_uri()),
+        gate=gate_line,
+        metrics=metrics,
+        summary=(run.data.tags.get("summary", "") if run else ""),
+    )
+    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as scratch:
+        if run is not None:
+            card.dataset = _dataset_facts(run)
+            artifacts = {item.path for item in client.list_artifacts(run_id)}
+            if "config.yaml" in artifacts:
+                card.config_yaml = mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
+            if "tables" in artifacts:
+                tables = {item.path for item in client.list_artifacts(run_id, "tables")}
+                for table in ("data_summary", "intervals"):
+                    path = f"tables/{table}.csv"
+                    if path in tables:
+                        card.tables[table] = pd.read_csv(client.download_artifacts(run_id, path, scratch))
+            if "plots" in artifacts:
+                client.download_artifacts(run_id, "plots", folder)
+                card.plots = sorted(f"plots/{p.name}" for p in (Path(folder) / "plots").glob("*.png"))
+        (Path(folder) / model_card.CARD_FILE).write_text(model_card.render(card), encoding="utf-8")
+        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+        if model_id:
+            client.log_model_artifacts(model_id, folder)
+            where = f"{model_uri}/{model_card.CARD_FILE}"
+        else:
+            client.log_artifacts(run_id, folder, "model")
+            where = f"runs:/{run_id}/model/{model_card.CARD_FILE}"
+    client.update_model_version(version.name, version.version, description=f"{gate_line}\n\nModel card: {where}")
+    return where
+
+
+def _dataset_facts(run: Any) -> dict[str, Any]:
+    """Name, digest, source and rows of the run's first logged dataset (a tuning trial: its parent's)."""
+    inputs = run.inputs.dataset_inputs if run.inputs else []
+    if not inputs and run.data.tags.get("mlflow.parentRunId"):
+        parent = MlflowClient().get_run(run.data.tags["mlflow.parentRunId"])
+        inputs = parent.inputs.dataset_inputs if parent.inputs else []
+    if not inputs:
+        return {}
+    dataset = inputs[0].dataset
+    facts = {"name": dataset.name, "digest": dataset.digest}
+    try:
+        facts["source"] = json.loads(dataset.source).get("uri", dataset.source)
+    except (TypeError, ValueError):
+        facts["source"] = dataset.source
+    try:
+        facts["rows"] = json.loads(dataset.profile or "{}").get("num_rows")
+    except ValueError:
+        pass
+    return {key: value for key, value in facts.items() if value is not None}
 
 
 def run_is_live(run_id: str) -> bool:

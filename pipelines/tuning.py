@@ -21,7 +21,6 @@ import mlflow
 import optuna
 from mlflow import MlflowClient
 from mlflow.entities import Run
-from mlflow.entities.model_registry import ModelVersion
 from optuna.distributions import CategoricalDistribution, IntDistribution, check_distribution_compatibility
 from optuna.storages import BaseStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -65,7 +64,7 @@ class TuneResult:
     parent_run_id: str
     best_trial: FrozenTrial | None
     counts: dict[str, int]
-    model_version: ModelVersion | None = None
+    model_version: Any = None  # a `tracking.Registration` after `tune --register`
 
 
 class FailLostTrial:

@@ -80,6 +80,7 @@ def tune(
     study: str | None = None,
     storage: str | None = None,
     register: bool = False,
+    force: bool = False,
 ) -> tuning.TuneResult:
     """Run or resume an Optuna study; optionally register the best model.
 
@@ -94,10 +95,12 @@ def tune(
         timeout: Seconds after which no new trial starts. Default: `search.timeout`.
         study: Study name. Default: the task name.
         storage: Optuna storage URL or journal file. Default: `sqlite:///optuna.db`.
-        register: Register the best model and move `tracking.alias` to it. Default: `False`.
+        register: Register the best model; `tracking.alias` moves to it when it passes the task's gate.
+            Default: `False`.
+        force: With `register`, move the alias even when the gate refuses. Default: `False`.
 
     Returns:
-        A `TuneResult`.
+        A `TuneResult` (`model_version` is a `tracking.Registration` when registered).
     """
     task = get_task(task_name)
     config = load_task_config(task, config_path, overrides)
@@ -118,7 +121,7 @@ def tune(
         on_parent=_log_input(task, config, source),
     )
     if register:
-        result.model_version = register_best(task, config, result.study_name, storage_handle)
+        result.model_version = register_best(task, config, result.study_name, storage_handle, force)
     return result
 
 
@@ -129,17 +132,21 @@ def _log_input(task: Task, config: Any, source: Any) -> Callable[[], None]:
     return log
 
 
-def register_best(task: Task, config: Any, study_name: str, storage: Any) -> Any:
-    """Register the study's best model as `<task>` and move the alias (`champion`) to it.
+def register_best(task: Task, config: Any, study_name: str, storage: Any, force: bool = False) -> Any:
+    """Register the study's best model as `<task>`; move the alias (`champion`) to it when it passes the gate.
+
+    The gate is the task's (`Task.gate`: beats its baseline on validation, and for some tasks the
+    current champion); a refused version is registered without the alias and tagged with the reason.
 
     Args:
         task: The task.
         config: The config (its `tracking` group).
         study_name: The study.
         storage: An opened Optuna storage.
+        force: Move the alias even when the gate refuses. Default: `False`.
 
     Returns:
-        The new `ModelVersion`.
+        A `tracking.Registration`.
     """
     best = tuning.best_trial(study_name, storage)
     model_uri = best.user_attrs.get("model_uri")
@@ -154,7 +161,9 @@ def register_best(task: Task, config: Any, study_name: str, storage: Any) -> Any
     tags = {"study": study_name, "trial": best.number, "objective": f"{task.objective}={best.value:.6g}"}
     tags.update({k: f"{v:.6g}" for k, v in best.user_attrs.get("metrics", {}).items() if k.startswith("test_")})
     name = config.tracking.registered_model or task.name
-    return tracking.register(model_uri, name, config.tracking.alias, tags)
+    champion = tracking.alias_metrics(name, config.tracking.alias)
+    decision = task.gate(best.user_attrs.get("metrics", {}), config, champion)
+    return tracking.register_gated(model_uri, name, config.tracking.alias, tags, decision, task.name, force)
 
 
 def register(
@@ -163,6 +172,7 @@ def register(
     storage: str | None = None,
     config_path: str | Path | None = None,
     overrides: Iterable[str] = (),
+    force: bool = False,
 ) -> Any:
     """CLI `register`: register the best model of an existing study.
 
@@ -172,14 +182,15 @@ def register(
         storage: Optuna storage URL or journal file. Default: `sqlite:///optuna.db`.
         config_path: `--config`. Default: `conf/<task>.yaml`.
         overrides: `--set KEY=VALUE` strings.
+        force: Move the alias even when the gate refuses. Default: `False`.
 
     Returns:
-        The new MLflow `ModelVersion`.
+        A `tracking.Registration`.
     """
     task = get_task(task_name)
     config = load_task_config(task, config_path, overrides)
     _experiment(task, config)
-    return register_best(task, config, study or task.name, _open_storage(config, storage))
+    return register_best(task, config, study or task.name, _open_storage(config, storage), force)
 
 
 def _load_served_model(model_uri: str) -> mlflow.pyfunc.PyFuncModel:

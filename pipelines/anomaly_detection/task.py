@@ -42,7 +42,7 @@ from pipelines.anomaly_detection.synthetic import ensure_synthetic_nab
 from pipelines.config import ModelConfig, make_config_class
 from pipelines.errors import ConfigError, DataError
 from pipelines.serving import save_keras_artifacts
-from pipelines.tasks import Evaluation, ServingBundle, Task
+from pipelines.tasks import Evaluation, GateDecision, ServingBundle, Task, metric_check
 from pipelines.tracking import local_dataset
 from pipelines.training import build_and_compile
 
@@ -333,6 +333,16 @@ class AnomalyDetection(Task):
             summary=result.summary,
             headline={**headline, "baseline": baseline},
         )
+
+    def gate(self, metrics: dict[str, float], config: AnomalyConfig, champion: dict[str, float] | None) -> GateDecision:
+        """Above random alerts on the labelled series: the NAB standard score of the alerts beats that of
+        as many alerts placed at random (the only labelled measure: the validation part has no labels).
+
+        Returns:
+            The decision.
+        """
+        random = metrics.get("test_random_alert_nab_standard")
+        return GateDecision([metric_check(metrics, "test_alert_nab_standard", random, True, "random alerts")])
 
     def serving_bundle(self, model: keras.Model, data: AnomalySplits, workdir: str | Path) -> ServingBundle:
         """The network with each series' calibrated detector (`detectors.json`).
