@@ -467,7 +467,7 @@ def log_model_card(registration: Registration, model_uri: str, task_name: str) -
         model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
         if model_id:
             client.log_model_artifacts(model_id, folder)
-            where = f"{model_uri}/{model_card.CARD_FILE}"
+            where = f"{client.get_logged_model(model_id).artifact_location}/{model_card.CARD_FILE}"
         else:
             client.log_artifacts(run_id, folder, "model")
             where = f"runs:/{run_id}/model/{model_card.CARD_FILE}"

@@ -16,7 +16,7 @@ import pytest
 from pipelines import runner, training
 from pipelines.config import GROUPS, load_config
 from pipelines.errors import ConfigError
-from pipelines.tasks import ADAPTING_TASKS, TASK_MODULES, Task, get_task
+from pipelines.tasks import ADAPTING_TASKS, TASK_MODULES, GateDecision, Task, get_task
 from tests.helpers import serve_logged_example
 
 TINY_TRAINING = ["model.units=4", "train.epochs=1", "train.verbose=0", "train.batch_size=16", "train.ensemble_size=1"]
@@ -86,6 +86,12 @@ def test_prepare_build_train_evaluate_and_serve(name, tmp_path):
     assert math.isfinite(evaluation.metrics[task.objective]), task.objective
     headline = evaluation.headline
     assert headline["metric"] in evaluation.metrics and math.isfinite(headline["value"]), headline
+    # The promotion gate reads metrics the evaluation logged: every check has a number and a bar.
+    decision = task.gate(evaluation.metrics, config, None)
+    assert isinstance(decision, GateDecision) and decision.checks
+    for check in decision.checks:
+        assert check.metric in evaluation.metrics and math.isfinite(check.value), check
+    assert any(check.threshold is not None for check in decision.checks), decision.reason
 
     request, answer = serve_logged_example(model_uri)
     assert len(answer) > 0
