@@ -195,7 +195,11 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
         One row per recipe, in the order of first appearance.
     """
     latest = rows.groupby("name", sort=False)["command"].transform("last")
-    rows = rows[rows["command"] == latest].drop_duplicates(["name", "fold"], keep="last")
+    rows = (
+        rows[rows["command"] == latest]
+        .drop_duplicates(["name", "fold"], keep="last")
+        .sort_values("fold", kind="stable")
+    )
     grouped = rows.groupby("name", sort=False)
     return pd.DataFrame(
         {
@@ -205,6 +209,11 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
             "std": grouped["test_accuracy"].std(ddof=1),
             "low": grouped["test_accuracy"].min(),
             "high": grouped["test_accuracy"].max(),
+            "per_fold": grouped.apply(
+                lambda part: ", ".join(
+                    f"{f}: {a:.3f}" for f, a in zip(part["fold"], part["test_accuracy"], strict=True)
+                )
+            ),
             "epochs": grouped["epochs"].mean(),
             "minutes": grouped["seconds"].sum() / 60,
             "command": grouped["command"].first(),
@@ -224,7 +233,7 @@ def render(table: pd.DataFrame, data: str) -> str:
             "recipe": row["name"],
             "folds": f"{row['folds']} of {row['of']}",
             "CV accuracy, mean ± std": f"{row['mean']:.3f} ± {row['std']:.3f}",
-            "lowest - highest fold": f"{row['low']:.3f} - {row['high']:.3f}",
+            "per fold": row["per_fold"],
             "epochs (mean)": f"{row['epochs']:.0f}",
             "minutes (all folds)": f"{row['minutes']:.0f}",
             "command": f"`{row['command']}`",
@@ -238,15 +247,16 @@ def render(table: pd.DataFrame, data: str) -> str:
             "",
             "Written by `benchmarks/speech_cv.py --table`; do not edit by hand between the markers.",
             "",
-            markdown_table(rows, "lrrrrrl"),
+            markdown_table(rows, "lrrlrrl"),
             "",
             f"- Data: `{data}`, Speech Commands v0.02 test-set clips of 129 speakers, cut into speaker folds "
             "(`StratifiedGroupKFold`, fold seed 0); each fold trains on the other folds' speakers (a tenth of "
             "them held out for early stopping) and is scored on its own speakers' clips: the ten commands, "
             "`_unknown_` and `_silence_` as the loader samples them (`data.unknown_fraction`, "
             "`data.silence_fraction`).",
-            "- std is the sample standard deviation over the folds; each fold trains one run of the recipe "
-            "through `workflows.train` (the path of `lstm-pipelines train`).",
+            "- std is the sample standard deviation over the folds; the folds are the same for every recipe, so "
+            "per-fold figures compare pairwise. Each fold trains one run of the recipe (seed 42) through "
+            "`workflows.train` (the path of `lstm-pipelines train`).",
             f"- Machine: {table['machine'].iloc[-1]}, shared with other work; Python {platform.python_version()}, "
             f"TensorFlow {tf.__version__}, Keras {keras.__version__}. Dates: "
             f"{', '.join(sorted(set(table['date'])))}.",
@@ -271,7 +281,7 @@ def main() -> None:
     parser.add_argument("--output", default="docs/results.md")
     args = parser.parse_args()
     if args.table:
-        rows = pd.read_json(args.log, lines=True)
+        rows = pd.read_json(args.log, lines=True, dtype=False)
         write_section(args.output, render(summary(rows), args.data), START, END)
         print(summary(rows).drop(columns=["command", "machine"]).to_string(index=False))
         return
