@@ -2,10 +2,14 @@
 
 Usage:
     python benchmarks/stock_quality.py --data-dir ../shared/data/stocks/sp500_5yr --trials 8
+    python benchmarks/stock_quality.py --heldout 15 --trials 2   # tickers never used to choose settings
 
 One model is tuned on the 20 tickers together (a folder of CSVs is one dataset); the best trial's test
 forecasts are scored per ticker against the naive, drift and ARIMA baselines on the same windows.
-The table goes into `docs/results.md` between markers this script owns.
+With `--heldout N` the run takes N other tickers of the folder instead (evenly spaced in name order,
+none of the 20 the settings were chosen on), registers the best model through the promotion gate,
+and reports the forecast intervals' coverage and Winkler score beside the naive forecast's.
+The tables go into `docs/results.md` between markers this script owns.
 """
 
 import argparse
@@ -24,6 +28,83 @@ TICKERS = (
     "WMT", "INTC", "CSCO", "BA", "CAT", "GE", "IBM", "MRK", "CVX", "DIS",
 )  # fmt: skip
 START, END = "<!-- stock_quality:start -->", "<!-- stock_quality:end -->"
+HELDOUT_START, HELDOUT_END = "<!-- stock_heldout:start -->", "<!-- stock_heldout:end -->"
+
+
+def heldout_tickers(data_dir: str, count: int) -> tuple[str, ...]:
+    """`count` tickers of the folder outside `TICKERS`, evenly spaced in name order.
+
+    Args:
+        data_dir: The sp500_5yr folder.
+        count: How many.
+
+    Returns:
+        The tickers.
+    """
+    names = sorted(p.name.removesuffix("_data.csv") for p in Path(data_dir).glob("*_data.csv"))
+    others = [name for name in names if name not in TICKERS]
+    if len(others) < count:
+        sys.exit(f"error: {data_dir} has {len(others)} tickers outside the 20, fewer than --heldout {count}")
+    step = len(others) / count
+    return tuple(others[int(i * step)] for i in range(count))
+
+
+def render_heldout(table: pd.DataFrame, result, command: str, seconds: float, tickers: tuple[str, ...]) -> str:
+    """Markdown section of a held-out run: per-ticker U2, the medians, the intervals and the gate.
+
+    Args:
+        table: The best trial's per-series table.
+        result: What `workflows.tune(register=True)` returns.
+        command: The command line.
+        seconds: Wall time of the whole run.
+        tickers: The held-out tickers.
+
+    Returns:
+        The section, markers included.
+    """
+    metrics = result.best_trial.user_attrs["metrics"]
+    median = {name: table[f"{name}_u2"].median() for name in ("model", "drift", "arima")}
+    interval_rows = []
+    for level in ("80", "95"):
+        model, naive = metrics[f"test_coverage_{level}"], metrics[f"test_naive_coverage_{level}"]
+        interval_rows.append(
+            {
+                "level": f"{level}%",
+                "model coverage": f"{model:.3f}",
+                "within 3 points": "yes" if abs(model - int(level) / 100) <= 0.03 else "no",
+                "naive coverage": f"{naive:.3f}",
+                "model Winkler": f"{metrics[f'test_winkler_{level}']:.3f}",
+                "naive Winkler": f"{metrics[f'test_naive_winkler_{level}']:.3f}",
+            }
+        )
+    registration = result.model_version
+    lines = [
+        HELDOUT_START,
+        f"### {len(tickers)} held-out S&P 500 tickers (never used to choose settings)",
+        "",
+        f"Command: `{command}`  ",
+        f"Measured {datetime.date.today()} on {cpu_model()}, {os.cpu_count()} cores; "
+        f"{result.counts.get('complete', 0)} complete / {result.counts.get('pruned', 0)} pruned trials "
+        f"in {seconds / 60:.0f} min. Tickers: {', '.join(tickers)}.",
+        "",
+        ticker_table(table),
+        "",
+        f"Median U2: model {median['model']:.3f}, drift {median['drift']:.3f}, ARIMA {median['arima']:.3f}; "
+        f"goal (model no worse than drift): {'met' if median['model'] <= median['drift'] else 'not met'}. "
+        f"Pooled: model U2 {metrics['test_u2']:.3f}, Diebold-Mariano vs naive p = {metrics['test_dm_p_value']:.3g} "
+        f"(statistic {metrics['test_dm_statistic']:.2f}).",
+        "",
+        "Forecast intervals on the test windows (split-conformal on the validation windows; the naive "
+        "forecast's intervals are its own validation errors' quantiles), pooled over tickers and steps:",
+        "",
+        markdown_table(interval_rows, "lrlrrr"),
+        "",
+        "Promotion gate (validation): "
+        + (registration.message().split("\n")[0].split("; ", 1)[-1] if registration else "not registered")
+        + (f"; {registration.reason}." if registration else "."),
+        HELDOUT_END,
+    ]
+    return "\n".join(lines)
 
 
 def link_tickers(data_dir: str, tickers: tuple[str, ...], folder: str) -> None:
@@ -142,21 +223,33 @@ def main() -> None:
     parser.add_argument("--storage", default="benchmarks/stock_quality_journal.log")
     parser.add_argument("--output", default="docs/results.md")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--heldout", type=int, default=0, help="take this many tickers outside the 20 instead")
     args = parser.parse_args()
+    tickers = heldout_tickers(args.data_dir, args.heldout) if args.heldout else TICKERS
 
     from pipelines import workflows
 
     command = "python benchmarks/stock_quality.py " + " ".join(sys.argv[1:])
     start = datetime.datetime.now()
     with tempfile.TemporaryDirectory() as folder:
-        link_tickers(args.data_dir, TICKERS, folder)
+        link_tickers(args.data_dir, tickers, folder)
         overrides = [f"data.path={folder}", "train.verbose=0", *args.overrides]
         result = workflows.tune(
-            "stock_forecasting", args.trials, overrides=overrides, study=args.study, storage=args.storage
+            "stock_forecasting",
+            args.trials,
+            overrides=overrides,
+            study=args.study,
+            storage=args.storage,
+            register=bool(args.heldout),
         )
     table, run_id = best_per_series_table(result)
     seconds = (datetime.datetime.now() - start).total_seconds()
-    write_section(args.output, render(table, result, command, seconds), START, END)
+    if args.heldout:
+        section = render_heldout(table, result, command, seconds, tickers)
+        write_section(args.output, section, HELDOUT_START, HELDOUT_END)
+        print(section)
+    else:
+        write_section(args.output, render(table, result, command, seconds), START, END)
     print(table.to_string(index=False))
     print(f"median model U2 {table['model_u2'].median():.3f}; best run {run_id}; wrote {args.output}")
 
