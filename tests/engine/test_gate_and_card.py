@@ -117,3 +117,28 @@ def test_a_refused_version_gets_no_alias_until_forced_and_every_version_a_card(t
     forced = client.get_model_version_by_alias("stock_forecasting", "champion")
     assert str(forced.version) == "3" and forced.tags["gate"] == "forced"
     assert "Model card" in forced.description and "by --force" in forced.description
+
+
+def test_the_demo_shows_the_gate_and_ends_with_uris_that_exist(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from pipelines import demo, tracking
+
+    def tune(name, trials, overrides, study, register):
+        version = SimpleNamespace(name=name, version=2)
+        promoted = name == "anomaly_detection"
+        registration = tracking.Registration(version, "champion", promoted, False, "val_u2 = 1.02, needs < 1: fails")
+        trial = SimpleNamespace(
+            number=0, params={"model.variant": "lstm"}, user_attrs={"headline": {"metric": "m", "value": 1.0}}
+        )
+        return SimpleNamespace(best_trial=trial, model_version=registration)
+
+    monkeypatch.setattr(demo, "available_tasks", lambda: ["stock_forecasting", "anomaly_detection"])
+    monkeypatch.setattr(demo.workflows, "tune", tune)
+    demo.main()
+    out = capsys.readouterr().out
+    assert "stock_forecasting: registered stock_forecasting version 2; did not pass the gate" in out
+    assert "predict --model models:/stock_forecasting/2 --input prices.csv" in out
+    assert "mlflow models serve -m models:/stock_forecasting/2" in out
+    assert "predict --model models:/anomaly_detection@champion" in out
+    assert "stock_forecasting@champion" not in out.split("Look further:")[1]
