@@ -32,7 +32,8 @@ HELDOUT_START, HELDOUT_END = "<!-- stock_heldout:start -->", "<!-- stock_heldout
 
 
 def heldout_tickers(data_dir: str, count: int) -> tuple[str, ...]:
-    """`count` tickers of the folder outside `TICKERS`, evenly spaced in name order.
+    """`count` tickers of the folder outside `TICKERS`, evenly spaced in name order, among those with the
+    whole five years (1,259 rows; a later listing has no training days before the shared cut dates).
 
     Args:
         data_dir: The sp500_5yr folder.
@@ -41,7 +42,8 @@ def heldout_tickers(data_dir: str, count: int) -> tuple[str, ...]:
     Returns:
         The tickers.
     """
-    names = sorted(p.name.removesuffix("_data.csv") for p in Path(data_dir).glob("*_data.csv"))
+    files = sorted(Path(data_dir).glob("*_data.csv"))
+    names = [p.name.removesuffix("_data.csv") for p in files if sum(1 for _ in p.open()) - 1 >= 1259]
     others = [name for name in names if name not in TICKERS]
     if len(others) < count:
         sys.exit(f"error: {data_dir} has {len(others)} tickers outside the 20, fewer than --heldout {count}")
