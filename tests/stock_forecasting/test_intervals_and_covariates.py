@@ -194,3 +194,18 @@ def test_the_stock_gate_wants_u2_below_one_and_with_alpha_a_significant_dm_test(
     assert not TASK.gate({}, config, None).promote, "a missing metric never passes"
     with pytest.raises(ConfigError, match=r"tracking.gate.alpha: expected a probability in \(0, 1\) or null"):
         load_config(StockConfig, None, ["tracking.gate.alpha=1.5"])
+
+
+def test_predict_reads_the_covariate_columns_the_served_model_needs(tmp_path):
+    from types import SimpleNamespace
+
+    path = write_csv(synthetic_ohlcv(40), tmp_path / "A.csv")
+    raw = pd.read_csv(path)
+    raw["Sentiment"] = np.arange(len(raw), dtype=float)
+    raw.to_csv(path, index=False)
+    served = SimpleNamespace(preprocessor=SimpleNamespace(covariates=("column:sentiment", "calendar:month")))
+    request = TASK.read_inputs(str(path), served)
+    assert list(request.columns) == ["date", "open", "high", "low", "close", "volume", "sentiment"]
+    assert request["sentiment"].iloc[-1] == len(raw) - 1
+    plain = TASK.read_inputs(str(path), SimpleNamespace())
+    assert "sentiment" not in plain.columns
