@@ -125,11 +125,16 @@ def model_text(config) -> str:
 def augment_text(config) -> str:
     """The training-only augmentation of a config, in words."""
     a = config.augment
+    speed = f"speed change up to {a.speed_change:g}" if a.speed_change else "no speed change"
+    masks = (
+        f"SpecAugment {a.freq_masks} frequency mask(s) of up to {a.freq_mask_width} bins and {a.time_masks} time "
+        f"mask(s) of up to {a.time_mask_width} frames"
+        if a.freq_masks or a.time_masks
+        else "no SpecAugment"
+    )
     return (
-        f"speed change up to {a.speed_change:g}, time shift up to {a.time_shift_seconds:g} s, background noise with "
-        f"probability {a.noise_probability:g} at a gain up to {a.noise_max_gain:g}, SpecAugment {a.freq_masks} "
-        f"frequency mask(s) of up to {a.freq_mask_width} bins and {a.time_masks} time mask(s) of up to "
-        f"{a.time_mask_width} frames"
+        f"{speed}, time shift up to {a.time_shift_seconds:g} s, background noise with probability "
+        f"{a.noise_probability:g} at a gain up to {a.noise_max_gain:g}, {masks}"
     )
 
 
