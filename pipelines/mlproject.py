@@ -23,7 +23,7 @@ def to_cli_arguments(argv: list[str]) -> list[str]:
     parser = argparse.ArgumentParser(prog="python -m pipelines.mlproject")
     parser.add_argument("command", choices=["train", "tune", "register", "adapt", "demo"])
     parser.add_argument("--task", default="")
-    for name in ("config", "overrides", "study", "storage", "register", "trials", "timeout", "model", "input"):
+    for name in ("config", "overrides", "study", "storage", "register", "force", "trials", "timeout", "model", "input"):
         parser.add_argument(f"--{name}", default="")
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -38,6 +38,7 @@ def to_cli_arguments(argv: list[str]) -> list[str]:
     if args.command in ("tune", "register"):
         cli += ["--study", args.study] if args.study else []
         cli += ["--storage", args.storage] if args.storage else []
+        cli += ["--force"] if args.force.lower() in ("1", "true", "yes") else []
     if args.command == "adapt":
         if not (args.model and args.input):
             parser.error("adapt needs --model and --input")

@@ -318,3 +318,12 @@ def test_adapt_is_offered_only_for_tasks_that_adapt(capsys):
     assert "invalid choice: 'stock_forecasting' (choose from 'speech_commands')" in capsys.readouterr().err
     args = build_parser().parse_args(["adapt", "speech_commands", "--model", "m", "--input", "i", "--threshold", "0.9"])
     assert (args.task, args.threshold) == ("speech_commands", 0.9)
+
+
+def test_mlproject_passes_force_to_tune_and_register():
+    register = ["register", "--task", "stock_forecasting", "--force", "true"]
+    assert to_cli_arguments(register) == ["register", "stock_forecasting", "--force"]
+    tune = ["tune", "--task", "stock_forecasting", "--register", "true", "--force", "false"]
+    assert to_cli_arguments(tune) == ["tune", "stock_forecasting", "--register"]
+    args = build_parser().parse_args(to_cli_arguments([*tune[:-1], "yes"]))
+    assert (args.register, args.force) == (True, True)
