@@ -70,7 +70,16 @@ def test_the_shipped_config_and_recipes_build(path):
 
 
 def test_the_recipes_set_what_they_say():
-    assert [path.name for path in EXPERIMENTS] == ["fsdd_held_out_speaker.yaml", "speech_attention_rnn.yaml"]
+    assert [path.name for path in EXPERIMENTS] == [
+        "fsdd_held_out_speaker.yaml", "speech_attention_rnn.yaml", "speech_plain_crnn.yaml"
+    ]  # fmt: skip
+    crnn = load_config(SpeechConfig, CONF_DIR / "experiments" / "speech_plain_crnn.yaml")
+    model = crnn.model
+    assert (model.architecture, model.conv_filters, model.conv_norm, model.dense_units, model.head_dropout) == (
+        "crnn", [32, 48], "batch", [64], 0.3
+    )  # fmt: skip
+    shipped = load_config(SpeechConfig, CONF_DIR / "speech_commands.yaml")
+    assert {**vars(shipped), "search": None} == {**vars(crnn), "search": None}, "the default is the measured recipe"
     attention = load_config(SpeechConfig, CONF_DIR / "experiments" / "speech_attention_rnn.yaml")
     assert (attention.model.architecture, attention.model.variant, attention.model.num_layers) == (
         "attention_rnn", "attention_lstm", 2
