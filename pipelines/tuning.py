@@ -6,6 +6,7 @@ storage (possibly on another machine), logs under the same parent.
 """
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -376,6 +377,42 @@ def _close_orphan_runs(study: optuna.Study) -> None:
             logger.warning("could not check MLflow run %s of trial %d: %s", run_id, trial.number, error)
 
 
+def _fail_lost_trials(study: optuna.Study, storage: BaseStorage) -> None:
+    """Before `tune` exits, fail the RUNNING trials that no live worker owns.
+
+    Optuna fails a trial whose worker died only when some later worker starts a trial after the
+    grace period; a `tune` rerun at once after a crash would finish and leave the dead trial and its
+    MLflow run RUNNING. A trial whose heartbeat is older than 1.5 heartbeat intervals has most
+    likely lost its worker: this waits for it (at most the grace period, saying so), then fails it
+    as Optuna's own check does (`FailLostTrial`: the run marked lost, a retry queued). A trial whose
+    heartbeat is fresh, or turns fresh again, belongs to a live worker and is left alone.
+    """
+    if not isinstance(storage, optuna.storages.RDBStorage) or storage.heartbeat_interval is None:
+        return  # journal files have no heartbeat
+    interval = storage.heartbeat_interval
+    grace = storage.grace_period if storage.grace_period is not None else 2 * interval
+    probe = copy.copy(storage)  # the same database, asked with a one-interval grace period
+    probe.grace_period = 1.5 * interval
+    suspects = set(probe._get_stale_trial_ids(study._study_id))
+    if not suspects:
+        return
+    numbers = sorted(storage.get_trial(trial_id).number for trial_id in suspects)
+    logger.warning(
+        "trial(s) %s sent no heartbeat for over %g s: waiting up to %d s (search.grace_period) for their "
+        "workers before failing them",
+        ", ".join(map(str, numbers)),
+        1.5 * interval,
+        grace,
+    )
+    deadline = time.monotonic() + grace + interval
+    while suspects and time.monotonic() < deadline:
+        time.sleep(min(1.0, interval))
+        with optuna_experimental():
+            optuna.storages.fail_stale_trials(study)
+        stale = set(probe._get_stale_trial_ids(study._study_id))
+        suspects = {i for i in suspects if i in stale and storage.get_trial(i).state == TrialState.RUNNING}
+
+
 def _end_runs_above(run_id: str) -> None:
     """End (as FAILED) any active run nested below `run_id`, so the next trial nests under it."""
     while (active := mlflow.active_run()) is not None and active.info.run_id != run_id:
@@ -550,6 +587,7 @@ def tune(
             mlflow.log_metric("tune_seconds", time.monotonic() - start)
         else:
             logger.info("study %s already has %d finished trials (asked for %d)", study_name, finished, trials)
+        _fail_lost_trials(study, storage)
         _close_orphan_runs(study)
         counts, best = _log_study_summary(study, task)
     except KeyboardInterrupt:

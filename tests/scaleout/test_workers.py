@@ -108,6 +108,39 @@ def test_killed_worker_trial_fails_is_retried_and_nothing_is_lost(prices_csv, tm
 
 
 @pytest.mark.slow
+def test_a_tune_rerun_at_once_after_a_kill_leaves_no_zombie_trial_or_run(prices_csv, tmp_path):
+    # The worker is killed in its first trial and the same command is run again at once; it finishes
+    # before the grace period has passed (so Optuna's own check never fails the dead trial), and
+    # when it exits, the dead worker's trial and run must not stay RUNNING.
+    storage, tracking_uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = worker_env(tracking_uri, tmp_path)
+    heartbeat = ["search.heartbeat_interval=1", "search.grace_period=30"]
+    slow = worker_command(
+        "zombie", storage, 2, prices_csv, extra=[*heartbeat, "train.epochs=500", "train.early_stopping_patience=500"]
+    )
+    victim = start_worker(slow, env, tmp_path / "victim.log")
+    lost = wait_for(lambda: _running_trial(storage, "zombie"), 180, what="the first trial to start")
+    assert kill(victim, signal.SIGKILL) == -signal.SIGKILL
+
+    rerun = start_worker(
+        worker_command("zombie", storage, 1, prices_csv, extra=[*heartbeat, "train.epochs=1"]),
+        env,
+        tmp_path / "rerun.log",
+    )
+    assert rerun.wait(timeout=600) == 0, (tmp_path / "rerun.log").read_text()[-3000:]
+    assert "sent no heartbeat" in (tmp_path / "rerun.log").read_text()
+
+    trials = optuna.load_study(study_name="zombie", storage=storage).get_trials()
+    assert [t.number for t in trials if t.state == TrialState.RUNNING] == []
+    assert trials[lost.number].state == TrialState.FAIL
+    client = MlflowClient(tracking_uri=tracking_uri)
+    lost_run = client.get_run(lost.user_attrs["mlflow_run_id"])
+    assert lost_run.info.status == "FAILED" and "worker lost" in lost_run.data.tags["error"]
+    parents, children = _runs(tracking_uri, "zombie")
+    assert all(run.info.status != "RUNNING" for run in parents + children)
+
+
+@pytest.mark.slow
 def test_ctrl_c_fails_the_trial_closes_runs_and_tune_resumes(prices_csv, tmp_path, monkeypatch):
     storage, tracking_uri = f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = worker_env(tracking_uri, tmp_path)
