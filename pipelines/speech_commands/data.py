@@ -20,6 +20,11 @@ Every clip is read with `soundfile` and checked (each case is counted and logged
     several channels: averaged to mono. Another sample rate: resampled (`scipy.signal.resample_poly`).
     longer than the clip: cropped to the loudest window; shorter: zero-padded on both sides.
 
+Memory: with up to `data.in_memory_max_clips` clips each split's waveforms are one float32 array
+`(clips, samples)`, filled in place; with more, each clip goes as it is read into a
+`streaming.ClipFile` (a float32 file in the cache folder, read back a batch at a time), so loading
+and training never hold a split in memory whole.
+
 Class setups (`data.classes`):
     `12` (Speech Commands' standard task): the ten commands, `_unknown_` (other words, sampled to
         `unknown_fraction` of each split's command clips) and `_silence_` (1 s cuts of the
