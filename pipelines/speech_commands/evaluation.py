@@ -16,6 +16,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from lstm_models import TemporalAttention, attention_weights  # noqa: E402
 from pipelines.speech_commands import baselines  # noqa: E402
+from pipelines.speech_commands.augment import evaluation_dataset  # noqa: E402
 from pipelines.speech_commands.model import feature_model  # noqa: E402
 from pipelines.tasks import Evaluation  # noqa: E402
 from pipelines.training import ensemble_members  # noqa: E402
@@ -179,8 +180,9 @@ def evaluate(model: keras.Model, data: SpeechSplits) -> Evaluation:
         per-class table and every test clip's prediction.
     """
     names = data.class_names
-    val_pred = model.predict(data.x_val, batch_size=256, verbose=0).argmax(axis=1)
-    test_probabilities = model.predict(data.x_test, batch_size=256, verbose=0)
+    # Through the batched datasets: a streamed split is read from its clip file a batch at a time.
+    val_pred = model.predict(evaluation_dataset(data.x_val, data.y_val, 256), verbose=0).argmax(axis=1)
+    test_probabilities = model.predict(evaluation_dataset(data.x_test, data.y_test, 256), verbose=0)
     test_pred = test_probabilities.argmax(axis=1)
     metrics = {
         key: value

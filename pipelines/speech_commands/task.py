@@ -417,7 +417,8 @@ class SpeechCommands(Task):
         """
         model = served.keras_model
         x_new = _waveforms(inputs)
-        test_predictions = model.predict(data.x_test, batch_size=256, verbose=0).argmax(axis=1)
+        test_dataset = augment.evaluation_dataset(data.x_test, data.y_test, 256)
+        test_predictions = model.predict(test_dataset, verbose=0).argmax(axis=1)
         source_test_accuracy = float(np.mean(test_predictions == data.y_test))
         before = model.predict(x_new, batch_size=256, verbose=0)
         pseudo, replayed = self_train(

@@ -135,8 +135,8 @@ def test_a_bad_setting_is_refused_before_the_model_is_loaded(capsys):
 def test_adapt_logs_and_registers_a_model_self_trained_on_a_new_speakers_folder(tmp_path, capsys):
     root = fsdd_tree(tmp_path / "fsdd", speakers=("alice", "bob"), indices=range(12))
     data = [f"data.path={root}", "augment.noise_probability=0", "features.num_mel_bins=16", "augment.time_masks=0"]
-    tiny = ["train.epochs=6", "train.verbose=0", "train.batch_size=16", "model.units=16", "model.variant=gru",
-            "train.learning_rate=0.01"]  # fmt: skip
+    tiny = ["train.epochs=6", "train.verbose=0", "train.batch_size=16", "model.units=16", "model.architecture=zoo",
+            "model.variant=gru", "train.learning_rate=0.01"]  # fmt: skip
     run = workflows.train("speech_commands", overrides=[*tiny, *data])
     new = tmp_path / "dave"  # a new speaker: every digit a little higher than alice and bob say it
     for digit in range(10):
