@@ -2,8 +2,10 @@
 
 import logging
 import time
+from typing import Any
 
 from pipelines import tracking, workflows
+from pipelines.config import with_values
 from pipelines.errors import ConfigError, PipelineError
 from pipelines.tasks import TASK_MODULES, get_task
 
@@ -33,6 +35,24 @@ def available_tasks() -> list[str]:
     return names
 
 
+def best_model(task_name: str, overrides: list[str], trial: Any) -> str:
+    """The model of a study's best trial in a word: the zoo variant, or the task architecture.
+
+    Args:
+        task_name: The task.
+        overrides: The demo's `--set` overrides of the task's shipped config.
+        trial: The best Optuna trial, or `None`.
+
+    Returns:
+        E.g. `"gru"` or `"crnn"`; `"-"` without a trial.
+    """
+    if trial is None:
+        return "-"
+    config = with_values(workflows.load_task_config(get_task(task_name), None, overrides), trial.params)
+    architecture = getattr(config.model, "architecture", "zoo")
+    return config.model.variant if architecture == "zoo" else architecture
+
+
 def main(trials: int | None = None) -> None:
     """Tune, register and summarise each available task.
 
@@ -52,7 +72,7 @@ def main(trials: int | None = None) -> None:
             rows.append(
                 {
                     "task": name,
-                    "best variant": "failed",
+                    "best model": "failed",
                     "test metric": str(error)[:60],
                     "baseline": "-",
                     "gate": "-",
@@ -70,7 +90,7 @@ def main(trials: int | None = None) -> None:
         rows.append(
             {
                 "task": name,
-                "best variant": result.best_trial.params.get("model.variant", "?") if result.best_trial else "-",
+                "best model": best_model(name, settings["overrides"], result.best_trial),
                 "test metric": f"{headline.get('metric', '?')}={headline.get('value', float('nan')):.4f}",
                 "baseline": headline.get("baseline", "-"),
                 "gate": ("passed" if registration.promoted else "refused") if registration else "-",
@@ -79,7 +99,7 @@ def main(trials: int | None = None) -> None:
                 "metrics": metrics,
             }
         )
-    columns = ["task", "best variant", "test metric", "baseline", "gate", "model URI", "seconds"]
+    columns = ["task", "best model", "test metric", "baseline", "gate", "model URI", "seconds"]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
     print()
     print("  ".join(c.ljust(widths[c]) for c in columns))

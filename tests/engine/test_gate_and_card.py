@@ -142,3 +142,16 @@ def test_the_demo_shows_the_gate_and_ends_with_uris_that_exist(monkeypatch, caps
     assert "mlflow models serve -m models:/stock_forecasting/2" in out
     assert "predict --model models:/anomaly_detection@champion" in out
     assert "stock_forecasting@champion" not in out.split("Look further:")[1]
+
+
+def test_the_demo_names_the_best_model_by_variant_or_task_architecture():
+    from types import SimpleNamespace
+
+    from pipelines import demo
+
+    assert demo.best_model("stock_forecasting", [], SimpleNamespace(params={"model.variant": "gru"})) == "gru"
+    assert demo.best_model("speech_commands", [], SimpleNamespace(params={"augment.time_masks": 1})) == "crnn"
+    assert demo.best_model("speech_commands", ["model.architecture=zoo"], SimpleNamespace(params={})) == (
+        "attention_lstm"
+    )
+    assert demo.best_model("stock_forecasting", [], None) == "-"
