@@ -257,8 +257,7 @@ def render(results: dict, build_s: float, args: argparse.Namespace, command: str
         f"{first['batch_size']}); train clips/s is timed over {steps} after the 10th (tracing and warm-up), "
         "validation apart; the epoch time includes validation.",
         "- Peak memory is the arm process's VmHWM (peak resident set) after each stage; `evaluate` predicts the "
-        "validation and test splits with `model.predict(data.x_val)`, which reads a streamed split into memory "
-        "whole.",
+        "validation and test splits through the batched dataset, a batch at a time.",
         f"- Machine: {cpu_model()}, {os.cpu_count()} cores (shared with other work), CPU only; Python "
         f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}, NumPy "
         f"{np.__version__}. Date: {datetime.date.today().isoformat()}. Command: `{command}`.",
