@@ -6,7 +6,6 @@ storage (possibly on another machine), logs under the same parent.
 """
 
 import contextlib
-import copy
 import dataclasses
 import json
 import logging
@@ -391,9 +390,7 @@ def _fail_lost_trials(study: optuna.Study, storage: BaseStorage) -> None:
         return  # journal files have no heartbeat
     interval = storage.heartbeat_interval
     grace = storage.grace_period if storage.grace_period is not None else 2 * interval
-    probe = copy.copy(storage)  # the same database, asked with a one-interval grace period
-    probe.grace_period = 1.5 * interval
-    suspects = set(probe._get_stale_trial_ids(study._study_id))
+    suspects = _stale_trial_ids(storage, study, 1.5 * interval)
     if not suspects:
         return
     numbers = sorted(storage.get_trial(trial_id).number for trial_id in suspects)
@@ -409,8 +406,22 @@ def _fail_lost_trials(study: optuna.Study, storage: BaseStorage) -> None:
         time.sleep(min(1.0, interval))
         with optuna_experimental():
             optuna.storages.fail_stale_trials(study)
-        stale = set(probe._get_stale_trial_ids(study._study_id))
+        stale = _stale_trial_ids(storage, study, 1.5 * interval)
         suspects = {i for i in suspects if i in stale and storage.get_trial(i).state == TrialState.RUNNING}
+
+
+def _stale_trial_ids(storage: optuna.storages.RDBStorage, study: optuna.Study, seconds: float) -> set[int]:
+    """Ids of the study's RUNNING trials whose last heartbeat is older than `seconds`.
+
+    Optuna's own query, asked with `seconds` as its grace period (no public call takes one); the
+    storage's setting is put back at once (the tune's trials have ended: no heartbeat thread reads it).
+    """
+    grace = storage.grace_period
+    storage.grace_period = seconds
+    try:
+        return set(storage._get_stale_trial_ids(study._study_id))
+    finally:
+        storage.grace_period = grace
 
 
 def _end_runs_above(run_id: str) -> None:
