@@ -168,6 +168,29 @@ class SpeechModelConfig(ModelConfig):
             raise ConfigError(f"model.head_dropout: expected a number in [0, 1), got {self.head_dropout!r}")
 
 
+@dataclasses.dataclass
+class SpeechSpottingConfig:
+    """`spotting` group: keyword spotting in long recordings (`lstm-pipelines stream`, `spotting.detect`)."""
+
+    hop_seconds: float = 0.02  # audio per step; a whole number of the front end's 10 ms frame hops
+    smoothing_seconds: float = 0.1  # each class's probability averaged over the hops of this much audio
+    threshold: float = 0.5  # a word is reported when its averaged probability reaches this
+    refractory_seconds: float = 1.0  # after a detection, none for this long
+
+    def __post_init__(self):
+        steps = self.hop_seconds / 0.01
+        if not 0.01 <= self.hop_seconds <= 1.0 or abs(steps - round(steps)) > 1e-6:
+            raise ConfigError(
+                f"spotting.hop_seconds: expected a multiple of 0.01 s (the log-mel frame hop) from 0.01 to 1, "
+                f"got {self.hop_seconds!r}"
+            )
+        for key in ("smoothing_seconds", "refractory_seconds"):
+            if not 0.0 <= getattr(self, key) < math.inf:
+                raise ConfigError(f"spotting.{key}: expected a finite number of seconds >= 0, got {getattr(self, key)!r}")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ConfigError(f"spotting.threshold: expected a probability in (0, 1], got {self.threshold!r}")
+
+
 # Every key of the old flat `data` group that moved or went.
 MOVED_KEYS = {
     **{f"data.{key}": f"features.{key}" for key in ("num_mel_bins", "mel_min_hz", "mel_max_hz", "top_db")},
@@ -187,6 +210,7 @@ class SpeechConfig(
         features=SpeechFeaturesConfig,
         augment=SpeechAugmentConfig,
         model=SpeechModelConfig,
+        output=("spotting", SpeechSpottingConfig),
         moved=MOVED_KEYS,
     )
 ):
