@@ -1,19 +1,29 @@
-"""Train-step and predict throughput of every `build_model` variant, measured side by side.
+"""Keras zoo against PyTorch on CPU: train step, `fit` epoch and inference, side by side.
 
     .venv/bin/python benchmarks/train_throughput.py            # full run, rewrites its section of docs/benchmarks.md
     .venv/bin/python benchmarks/train_throughput.py --quick    # smoke check: tiny sizes, prints the table only
 
-The main process runs `--repeats` worker processes one after another (this file with `--worker`).
-A worker builds and warms up every variant (the first fit epoch and predict trace the graphs), then
-times fit epochs and predict passes in rounds that interleave the variants in a shuffled order, so
-all variants of one worker run under the same load; it keeps each variant's fastest round, by wall
-clock and by CPU time, and prints one JSON line. The main takes per-variant medians across workers,
-and the median of each worker's ratios to `lstm`.
+PyTorch is optional (the `bench` extra: `pip install -e '.[bench]'`); without it the script says so and
+exits. The main process runs worker processes (this file with `--worker`) one after another,
+alternating frameworks: for each repeat and each shape, a Keras worker, then a PyTorch worker. A
+worker builds every variant, warms it up (the first calls trace the graphs), then times rounds that
+interleave the variants in a shuffled order and keeps each variant's fastest round. The main takes
+per-variant medians across repeats; a ratio is Keras samples/s over PyTorch samples/s.
+
+Kinds of run, each over the same `batches` batches of random data:
+    step: one training step per batch (`model.train_on_batch`; PyTorch: zero_grad, forward, loss,
+        backward, Adam step).
+    fit: one `model.fit` epoch over the batches (data adapter, callbacks, the training steps),
+        against PyTorch's training steps over the same batches.
+    predict: `model.predict` over the batches; PyTorch: the forward pass per batch under
+        `torch.inference_mode()`.
+    call: `model.predict_on_batch` per batch (the compiled forward pass without `predict`'s loop).
 """
 
 import argparse
 import datetime
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -30,18 +40,52 @@ from report import cpu_model, markdown_table, write_section  # benchmarks/report
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("rnn", "lstm", "bilstm", "stacked_lstm", "gru", "peephole_lstm", "attention_lstm")
-BASELINE = "lstm"
-FULL = dict(batch_size=64, timesteps=100, features=40, units=128, classes=10, batches=16, rounds=6)
-QUICK = dict(batch_size=8, timesteps=10, features=4, units=8, classes=3, batches=2, rounds=2)
-# One thread per worker, for every variant: on a shared machine a single-threaded process is
-# disturbed less by other work, and its CPU time is then a stable measure of its own work.
+# What each variant is measured against: PyTorch has no peephole LSTM, so `peephole_lstm` meets
+# torch's LSTM; `attention_lstm` meets torch's LSTM followed by the same attention pooling.
+TORCH_COUNTERPART = {
+    "rnn": "nn.RNN (tanh)",
+    "lstm": "nn.LSTM",
+    "bilstm": "nn.LSTM(bidirectional=True)",
+    "stacked_lstm": "nn.LSTM(num_layers=2)",
+    "gru": "nn.GRU",
+    "peephole_lstm": "nn.LSTM",
+    "attention_lstm": "nn.LSTM + the same attention pooling",
+}
+SHAPES = {"large": (100, 40, 128), "small": (30, 8, 32)}  # (timesteps, features, units)
+FULL = dict(batch_size=64, classes=10, batches=16, rounds=3, shapes=SHAPES)
+QUICK = dict(batch_size=8, classes=3, batches=2, rounds=1, shapes={"large": (10, 4, 8), "small": (5, 3, 4)})
+KINDS = ("step", "fit", "predict", "call")
+# One thread per worker on both sides: on a shared machine a single-threaded process is disturbed
+# less by other work, and it is the same budget for both frameworks.
 THREADS = 1
-CLOCKS = ("wall", "cpu")
 START, END = "<!-- train_throughput:start -->", "<!-- train_throughput:end -->"
 
 
-def run_worker(index: int, variants: list[str], settings: dict) -> None:
-    """Time every variant in this process; print `{variant: {kind: {clock: samples/s}}}` as JSON."""
+def _data(index: int, settings: dict, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    timesteps, features, _ = shape
+    samples = settings["batches"] * settings["batch_size"]
+    rng = np.random.default_rng(index)
+    x = rng.normal(size=(samples, timesteps, features)).astype("float32")
+    return x, rng.integers(0, settings["classes"], size=samples)
+
+
+def _time_rounds(models: dict, runs: dict, rounds: int, samples: int, index: int) -> dict:
+    """Fastest round's samples/s per variant and kind; variants interleaved in a shuffled order."""
+    order = list(models)
+    random.Random(index).shuffle(order)
+    rates = {v: {kind: [] for kind in runs} for v in order}
+    for _ in range(rounds):
+        for variant in order:
+            for kind, run in runs.items():
+                start = time.perf_counter()
+                run(models[variant])
+                rates[variant][kind].append(samples / (time.perf_counter() - start))
+    # Keep the fastest round: slower rounds are other processes getting in the way, not the model.
+    return {v: {kind: max(r) for kind, r in kinds.items()} for v, kinds in rates.items()}
+
+
+def keras_worker(index: int, variants: list[str], settings: dict, shape: tuple, options: dict) -> dict:
+    """Samples/s of every zoo variant: `{variant: {kind: samples/s}}`."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
@@ -52,98 +96,172 @@ def run_worker(index: int, variants: list[str], settings: dict) -> None:
     from lstm_models import build_model
 
     s = settings
-    samples = s["batches"] * s["batch_size"]
-    rng = np.random.default_rng(index)
-    x = rng.normal(size=(samples, s["timesteps"], s["features"])).astype("float32")
-    y = rng.integers(0, s["classes"], size=samples)
+    x, y = _data(index, s, shape)
+    batch, samples = s["batch_size"], len(x)
+    batches = [(x[i : i + batch], y[i : i + batch]) for i in range(0, samples, batch)]
     runs = {
-        "train": lambda model: model.fit(x, y, batch_size=s["batch_size"], epochs=1, shuffle=False, verbose=0),
-        "predict": lambda model: model.predict(x, batch_size=s["batch_size"], verbose=0),
+        "step": lambda model: [model.train_on_batch(xb, yb) for xb, yb in batches],
+        "fit": lambda model: model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0),
+        "predict": lambda model: model.predict(x, batch_size=batch, verbose=0),
+        "call": lambda model: [model.predict_on_batch(xb) for xb, _ in batches],
     }
-    order = list(variants)
-    random.Random(index).shuffle(order)
-
     models = {}
-    for variant in order:
+    for variant in variants:
         keras.utils.set_random_seed(index)
-        model = build_model(variant, (s["timesteps"], s["features"]), output_dim=s["classes"], units=s["units"])
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model = build_model(variant, shape[:2], output_dim=s["classes"], units=shape[2], **options["build"])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", **options["compile"])
         for run in runs.values():  # warm-up: traces the train and predict graphs
             run(model)
         models[variant] = model
-
-    # samples/s of each round, by wall clock and by this process's CPU time.
-    rates = {v: {kind: {clock: [] for clock in CLOCKS} for kind in runs} for v in order}
-    for _ in range(s["rounds"]):
-        for variant in order:
-            for kind, run in runs.items():
-                wall, cpu = time.perf_counter(), time.process_time()
-                run(models[variant])
-                rates[variant][kind]["wall"].append(samples / (time.perf_counter() - wall))
-                rates[variant][kind]["cpu"].append(samples / (time.process_time() - cpu))
-    # Keep the fastest round: slower rounds are other processes getting in the way, not the model.
-    rates = {
-        v: {kind: {clock: max(r) for clock, r in clocks.items()} for kind, clocks in kinds.items()}
-        for v, kinds in rates.items()
-    }
-    print(json.dumps(rates))
+    return _time_rounds(models, runs, s["rounds"], samples, index)
 
 
-def run_workers(repeats: int, variants: list[str], quick: bool) -> list[dict]:
+def torch_worker(index: int, variants: list[str], settings: dict, shape: tuple) -> dict:
+    """Samples/s of each variant's PyTorch counterpart (`TORCH_COUNTERPART`): `{variant: {kind: samples/s}}`."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(THREADS)
+    torch.set_num_interop_threads(THREADS)
+    s = settings
+    _, features, units = shape
+    attention_units = max(8, units // 4)  # as build_model gives TemporalAttention
+
+    class Net(nn.Module):
+        def __init__(self, variant: str) -> None:
+            super().__init__()
+            self.variant = variant
+            if variant == "rnn":
+                self.rnn = nn.RNN(features, units, batch_first=True)
+            elif variant == "gru":
+                self.rnn = nn.GRU(features, units, batch_first=True)
+            else:
+                self.rnn = nn.LSTM(
+                    features,
+                    units,
+                    batch_first=True,
+                    num_layers=2 if variant == "stacked_lstm" else 1,
+                    bidirectional=variant == "bilstm",
+                )
+            width = 2 * units if variant == "bilstm" else units
+            if variant == "attention_lstm":
+                self.score = nn.Linear(width, attention_units)
+                self.score_vector = nn.Linear(attention_units, 1, bias=False)
+            self.head = nn.Linear(width, s["classes"])
+
+        def forward(self, inputs: "torch.Tensor") -> "torch.Tensor":
+            outputs, _ = self.rnn(inputs)
+            if self.variant == "attention_lstm":
+                weights = torch.softmax(self.score_vector(torch.tanh(self.score(outputs))).squeeze(-1), dim=1)
+                encoded = (outputs * weights.unsqueeze(-1)).sum(dim=1)
+            elif self.variant == "bilstm":  # Keras's Bidirectional: forward's last step, backward's first
+                encoded = torch.cat([outputs[:, -1, :units], outputs[:, 0, units:]], dim=1)
+            else:
+                encoded = outputs[:, -1]
+            return self.head(encoded)
+
+    x, y = _data(index, s, shape)
+    batch, samples = s["batch_size"], len(x)
+    batches = [
+        (torch.from_numpy(x[i : i + batch]), torch.from_numpy(y[i : i + batch])) for i in range(0, samples, batch)
+    ]
+    loss_fn = nn.CrossEntropyLoss()
+
+    def train(pair: tuple) -> None:
+        net, optimizer = pair
+        net.train()
+        for xb, yb in batches:
+            optimizer.zero_grad()
+            loss_fn(net(xb), yb).backward()
+            optimizer.step()
+
+    def infer(pair: tuple) -> None:
+        net, _ = pair
+        net.eval()
+        with torch.inference_mode():
+            for xb, _ in batches:
+                torch.softmax(net(xb), dim=-1)
+
+    models = {}
+    for variant in variants:
+        torch.manual_seed(index)
+        net = Net(variant)
+        models[variant] = net, torch.optim.Adam(net.parameters())
+        train(models[variant])
+        infer(models[variant])
+    rates = _time_rounds(models, {"step": train, "predict": infer}, s["rounds"], samples, index)
+    # PyTorch has no separate fit loop or batch call: its training loop is the step, its forward pass the call.
+    return {v: {**r, "fit": r["step"], "call": r["predict"]} for v, r in rates.items()}
+
+
+def torch_missing() -> bool:
+    """Whether PyTorch is not installed."""
+    return importlib.util.find_spec("torch") is None
+
+
+def run_workers(args: argparse.Namespace, settings: dict) -> dict:
+    """`{shape: {"keras": [per-worker results], "torch": [...]}}`, workers alternating frameworks."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
-    results = []
-    for index in range(repeats):
-        command = [sys.executable, __file__, "--worker", str(index), "--variants", ",".join(variants)]
-        process = subprocess.run(command + ["--quick"] * quick, capture_output=True, text=True, env=env)
-        if process.returncode != 0:
-            sys.exit(f"Worker {index} failed:\n{process.stderr[-3000:]}")
-        results.append(json.loads(process.stdout.strip().splitlines()[-1]))
-        print(f"worker {index + 1}/{repeats} done", file=sys.stderr)
+    results = {shape: {"keras": [], "torch": []} for shape in settings["shapes"]}
+    for index in range(args.repeats):
+        for shape in settings["shapes"]:
+            for framework in ("keras", "torch"):
+                command = [sys.executable, __file__, "--worker", framework, "--index", str(index), "--shape", shape]
+                command += ["--variants", ",".join(args.variants), *args.keras_options]
+                process = subprocess.run(command + ["--quick"] * args.quick, capture_output=True, text=True, env=env)
+                if process.returncode != 0:
+                    sys.exit(f"{framework} worker {index} ({shape}) failed:\n{process.stderr[-3000:]}")
+                results[shape][framework].append(json.loads(process.stdout.strip().splitlines()[-1]))
+                print(f"repeat {index + 1}/{args.repeats}: {shape} {framework} done", file=sys.stderr)
     return results
 
 
-def summarize(results: list[dict], variants: list[str]) -> dict:
-    """Per variant and kind: median samples/s, and the per-worker ratios to the baseline."""
+def summarize(results: dict, variants: list[str]) -> dict:
+    """Per shape, variant and kind: median Keras and PyTorch samples/s and the median of the per-repeat ratios."""
     summary = {}
-    for variant in variants:
-        for kind in ("train", "predict"):
-            rates = [r[variant][kind]["wall"] for r in results]
-            ratios = {clock: [r[variant][kind][clock] / r[BASELINE][kind][clock] for r in results] for clock in CLOCKS}
-            summary[variant, kind] = statistics.median(rates), ratios
+    for shape, frameworks in results.items():
+        for variant in variants:
+            for kind in KINDS:
+                keras_rates = [r[variant][kind] for r in frameworks["keras"]]
+                torch_rates = [r[variant][kind] for r in frameworks["torch"]]
+                ratios = [k / t for k, t in zip(keras_rates, torch_rates, strict=True)]
+                summary[shape, variant, kind] = (
+                    statistics.median(keras_rates),
+                    statistics.median(torch_rates),
+                    ratios,
+                )
     return summary
 
 
 def versions() -> str:
-    """Python, TensorFlow, Keras and NumPy versions, as one line."""
+    """Python, TensorFlow, Keras, PyTorch and NumPy versions, as one line."""
     return f"Python {platform.python_version()}, " + ", ".join(
         f"{name} {importlib.metadata.version(package)}"
-        for name, package in (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("NumPy", "numpy"))
+        for name, package in (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("PyTorch", "torch"), ("NumPy", "numpy"))
     )
 
 
-def throughput_table(summary: dict, variants: list[str]) -> str:
-    """Per variant: samples/s and the ratios to the baseline, for train and predict."""
+def ratio_table(summary: dict, shape: str, variants: list[str]) -> str:
+    """Per variant: Keras samples/s and the ratio to PyTorch, for every kind of run."""
     rows = []
     for variant in variants:
-        row = {"variant": f"`{variant}`"}
-        for kind in ("train", "predict"):
-            rate, ratios = summary[variant, kind]
-            wall, cpu = ratios["wall"], ratios["cpu"]
-            row[f"{kind} samples/s"] = f"{rate:,.0f}"
-            row[f"{kind} vs lstm (min–max)"] = f"{statistics.median(wall):.2f}x ({min(wall):.2f}–{max(wall):.2f})"
-            row[f"{kind} vs lstm, CPU time"] = f"{statistics.median(cpu):.2f}x"
+        row = {"variant": f"`{variant}`", "PyTorch counterpart": TORCH_COUNTERPART[variant]}
+        for kind in KINDS:
+            keras_rate, torch_rate, ratios = summary[shape, variant, kind]
+            row[f"{kind}: Keras / PyTorch samples/s"] = f"{keras_rate:,.0f} / {torch_rate:,.0f}"
+            spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
+            row[f"{kind} ratio"] = f"{statistics.median(ratios):.2f}x{spread}"
         rows.append(row)
-    return markdown_table(rows, "lrrrrrr")
+    return markdown_table(rows, "ll" + "rr" * len(KINDS))
 
 
-def render(summary: dict, variants: list[str], settings: dict, repeats: int, load: tuple[float, float]) -> str:
+def render(summary: dict, args: argparse.Namespace, settings: dict, load: tuple[float, float]) -> str:
     """The Markdown section, markers included.
 
     Args:
         summary: What `summarize` returns.
-        variants: Variants measured, in table order.
+        args: The parsed command line (variants, repeats, Keras options).
         settings: `FULL` or `QUICK`.
-        repeats: Worker processes run.
         load: 1-minute load average at the start and at the end.
 
     Returns:
@@ -151,53 +269,77 @@ def render(summary: dict, variants: list[str], settings: dict, repeats: int, loa
     """
     s = settings
     command = shlex.join([os.path.relpath(sys.executable), os.path.relpath(__file__), *sys.argv[1:]])
-    return "\n".join(
-        [
-            START,
-            "## Train and predict throughput",
+    lines = [
+        START,
+        "## Keras against PyTorch: train and inference throughput on CPU",
+        "",
+        "Written by `benchmarks/train_throughput.py`; do not edit by hand between the markers. A ratio is Keras "
+        "samples/s over PyTorch samples/s (above 1.00x: Keras is faster); the median over repeats, min–max "
+        "across repeats in brackets.",
+    ]
+    for shape, (timesteps, features, units) in s["shapes"].items():
+        lines += [
             "",
-            "Written by `benchmarks/train_throughput.py`; do not edit by hand between the markers.",
+            f"### {timesteps} timesteps, {features} features, {units} units",
             "",
-            throughput_table(summary, variants),
-            "",
-            f"- Machine: {cpu_model()}, {os.cpu_count()} cores; TensorFlow on CPU (no XLA: Keras turns it off on "
-            f"CPU-only machines); intra-op and inter-op threads both set to {THREADS} in every worker.",
-            f"- Load: 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at the end, other "
-            "processes included. Other work slows the absolute samples/s down; the ratios are measured side "
-            "by side in one process, and the ratios by CPU time (samples per CPU-second of the worker) are "
-            "the least disturbed by other work.",
-            f"- Versions: {versions()}.",
-            f"- Date: {datetime.date.today().isoformat()}. Command: `{command}`.",
-            f"- Settings: batch {s['batch_size']}, {s['timesteps']} timesteps, {s['features']} features, "
-            f"{s['units']} units, {s['classes']} classes, classification head, Adam, sparse categorical "
-            f"cross-entropy, {s['batches']} batches of random data per epoch.",
-            f"- Method: {repeats} separate worker processes, run one after another. Each builds every variant, "
-            "runs one fit epoch and one predict pass as warm-up (graph tracing), then times "
-            f"{s['rounds']} rounds of one fit epoch and one predict pass per variant, variants interleaved "
-            "in a shuffled order, and keeps the fastest round. samples/s is the median over workers (wall "
-            "clock); a ratio is the median over workers of that worker's ratio to `lstm` (min–max across "
-            "workers in brackets).",
-            END,
+            ratio_table(summary, shape, args.variants),
         ]
-    )
+    lines += [
+        "",
+        "- Kinds: `step` is one training step per batch (`model.train_on_batch`; PyTorch: zero_grad, forward, "
+        "loss, backward, Adam step); `fit` is one `model.fit` epoch over the same batches, against PyTorch's "
+        "training steps; `predict` is `model.predict` over the batches, against PyTorch's forward pass per batch "
+        "under `torch.inference_mode()`; `call` is `model.predict_on_batch` per batch, against the same "
+        "PyTorch forward pass.",
+        f"- Machine: {cpu_model()}, {os.cpu_count()} cores, shared with other work; CPU only. Every worker runs "
+        f"with {THREADS} thread (TensorFlow intra-op and inter-op threads; `torch.set_num_threads` and "
+        "`torch.set_num_interop_threads`).",
+        f"- Load: 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at the end, other processes "
+        "included. Other work slows the absolute samples/s; the frameworks take turns, so both see the same load "
+        "on average, and the fastest round of each worker is kept.",
+        f"- Versions: {versions()}.",
+        f"- Date: {datetime.date.today().isoformat()}. Command: `{command}`.",
+        f"- Settings: batch {s['batch_size']}, {s['batches']} batches of random data, {s['classes']} classes, the "
+        "classification head (`build_model(variant, (timesteps, features), output_dim=classes, units=units)`; "
+        "PyTorch: the last step, or the attention pooling, then a linear layer, cross-entropy on the logits), "
+        f"Adam. Keras options: `{' '.join(args.keras_options) or 'none'}`.",
+        f"- Method: {args.repeats} repeats; in each, per shape, a Keras worker process and then a PyTorch worker "
+        "process. A worker builds every variant, runs each kind once as warm-up (graph tracing), then times "
+        f"{s['rounds']} rounds of every kind per variant, variants interleaved in a shuffled order, and keeps the "
+        "fastest round. samples/s is the median over repeats; a ratio is the median over repeats of that "
+        "repeat's Keras samples/s over its PyTorch samples/s.",
+        END,
+    ]
+    return "\n".join(lines)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5, help="worker processes (default: 5)")
+    parser.add_argument("--repeats", type=int, default=3, help="worker pairs per shape (default: 3)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (default: all)")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated of {', '.join(SHAPES)}")
+    parser.add_argument("--jit-compile", action="store_true", help="compile the Keras models with jit_compile=True")
+    parser.add_argument("--steps-per-execution", type=int, default=1, help="Keras compile(steps_per_execution=)")
     parser.add_argument("--output", type=Path, help="markdown file (default: docs/benchmarks.md; none with --quick)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke check")
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("keras", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--shape", choices=tuple(SHAPES), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    variants = [v for v in args.variants.split(",") if v]
-    unknown = sorted(set(variants) - set(VARIANTS))
+    args.variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(args.variants) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {unknown}; allowed: {', '.join(VARIANTS)}")
+    args.shapes = [s for s in args.shapes.split(",") if s]
+    if not args.shapes or set(args.shapes) - set(SHAPES):
+        parser.error(f"--shapes takes some of {', '.join(SHAPES)}. Received: --shapes={','.join(args.shapes)}")
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1. Received: --repeats={args.repeats}")
-    # The ratios need the baseline measured in every worker.
-    args.variants = variants if BASELINE in variants else [BASELINE, *variants]
+    if args.steps_per_execution < 1:
+        parser.error(f"--steps-per-execution must be at least 1. Received: {args.steps_per_execution}")
+    args.keras_options = ["--jit-compile"] * args.jit_compile
+    if args.steps_per_execution != 1:
+        args.keras_options += ["--steps-per-execution", str(args.steps_per_execution)]
     if args.output is None and not args.quick:
         args.output = ROOT / "docs" / "benchmarks.md"
     return args
@@ -205,14 +347,25 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    settings = QUICK if args.quick else FULL
-    if args.worker is not None:
-        run_worker(args.worker, args.variants, settings)
+    base = QUICK if args.quick else FULL
+    settings = {**base, "shapes": {name: base["shapes"][name] for name in args.shapes}}
+    if torch_missing():
+        sys.exit("PyTorch is not installed; it is the `bench` extra: pip install -e '.[bench]'")
+    if args.worker == "keras":
+        options = {
+            "build": {},
+            "compile": {"jit_compile": args.jit_compile, "steps_per_execution": args.steps_per_execution},
+        }
+        result = keras_worker(args.index, args.variants, settings, settings["shapes"][args.shape], options)
+        print(json.dumps(result))
+        return
+    if args.worker == "torch":
+        print(json.dumps(torch_worker(args.index, args.variants, settings, settings["shapes"][args.shape])))
         return
     load_start = os.getloadavg()[0]
-    results = run_workers(args.repeats, args.variants, args.quick)
+    results = run_workers(args, settings)
     load = load_start, os.getloadavg()[0]
-    section = render(summarize(results, args.variants), args.variants, settings, args.repeats, load)
+    section = render(summarize(results, args.variants), args, settings, load)
     print(section)
     if args.output:
         write_section(args.output, section, START, END, title="# Benchmarks\n")
