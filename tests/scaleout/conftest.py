@@ -1,10 +1,8 @@
 """Real services for the scale-out tests: a throwaway PostgreSQL server and worker processes."""
 
-import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.services import free_port, postgres, postgres_binary  # noqa: F401 (free_port: the tests import it from here)
 from pipelines.stock_forecasting.synthetic import synthetic_ohlcv, write_csv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,53 +22,21 @@ SPACE = (
 )
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _postgres_binary(name):
-    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found if isinstance(found, str) else (found[-1] if found else None)
-
-
 @pytest.fixture(scope="session")
 def postgres_server():
     """A PostgreSQL server in a temporary folder on a free port; yields its base URL.
 
-    As root, the server runs as the `postgres` user (initdb refuses root). Skipped, with the reason,
-    where PostgreSQL is not installed; `.ci/run` installs it so CI always runs these tests.
+    Skipped, with the reason, where PostgreSQL is not installed; `.ci/run` installs it so CI always
+    runs these tests.
     """
-    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
-    if not (initdb and pg_ctl):
+    if not (postgres_binary("initdb") and postgres_binary("pg_ctl")):
         pytest.skip("PostgreSQL server binaries not installed (apt-get install -y postgresql)")
     base = Path(tempfile.mkdtemp(prefix="lstm-pg-"))
-    as_user = []
-    if os.geteuid() == 0:
-        as_user = ["runuser", "-u", "postgres", "--"]
-        os.chmod(base, 0o755)
-        shutil.chown(base, "postgres", "postgres")
-    port = free_port()
-    data = base / "data"
-    subprocess.run(
-        [*as_user, initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True
-    )
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=200"
-    subprocess.run(
-        [*as_user, pg_ctl, "-D", data, "-l", base / "server.log", "-o", options, "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
-    url = f"postgresql://postgres@127.0.0.1:{port}"
-    import psycopg
-
-    with psycopg.connect(f"{url}/postgres", autocommit=True) as connection:
-        for database in ("optuna", "mlflow"):
-            connection.execute(f"CREATE DATABASE {database}")
-    yield url
-    subprocess.run([*as_user, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True)
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        with postgres(base) as url:
+            yield url
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
