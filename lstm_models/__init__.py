@@ -6,9 +6,11 @@ saved model with safe mode on and no `custom_objects`.
 
 from lstm_models.attention import TemporalAttention, attention_weights
 from lstm_models.builders import HEADS, VARIANTS, build_model, recurrent_layer
+from lstm_models.fused import LSTM as FusedLSTM
 from lstm_models.peephole import PeepholeLSTM, PeepholeLSTMCell
 
 __all__ = [
+    "FusedLSTM",
     "HEADS",
     "VARIANTS",
     "PeepholeLSTM",

@@ -7,6 +7,7 @@ from typing import Any
 import keras
 
 from lstm_models.attention import TemporalAttention
+from lstm_models.fused import LSTM as FusedLSTM
 from lstm_models.peephole import PeepholeLSTM, check_rate
 
 VARIANTS = ("rnn", "lstm", "bilstm", "stacked_lstm", "gru", "peephole_lstm", "attention_lstm")
@@ -76,7 +77,8 @@ def recurrent_layer(
     """One recurrent layer of the given variant.
 
     Args:
-        variant: One of `VARIANTS`; `stacked_lstm` and `attention_lstm` use a plain LSTM layer.
+        variant: One of `VARIANTS`; `lstm`, `bilstm`, `stacked_lstm` and `attention_lstm` use
+            `FusedLSTM` (`keras.layers.LSTM` with TensorFlow's fused loop on CPU).
         units: Units of the layer (per direction for `bilstm`).
         return_sequences: Return `(batch, timesteps, units)` instead of the last step.
         dropout: Input dropout rate. Default: `0.0`.
@@ -103,8 +105,8 @@ def recurrent_layer(
     if variant == "peephole_lstm":
         return PeepholeLSTM(units, name=name, **kwargs)
     if variant == "bilstm":
-        return keras.layers.Bidirectional(keras.layers.LSTM(units, **kwargs), name=name)
-    return keras.layers.LSTM(units, name=name, **kwargs)
+        return keras.layers.Bidirectional(FusedLSTM(units, **kwargs), name=name)
+    return FusedLSTM(units, name=name, **kwargs)
 
 
 def _encoder(

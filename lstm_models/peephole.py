@@ -13,6 +13,8 @@ from keras import activations, constraints, initializers, ops, regularizers
 # sequence (variational dropout) instead of one per step; LSTMCell and GRUCell use it too.
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
+from lstm_models.fused import block_lstm, fused_applies
+
 
 def check_rate(name: str, value: Any) -> None:
     """Check a dropout rate.
@@ -258,8 +260,11 @@ _CELL_ARGS = (
 class PeepholeLSTM(keras.layers.RNN):
     """Peephole LSTM layer: `keras.layers.RNN` over a `PeepholeLSTMCell`.
 
-    It subclasses `RNN`, not `LSTM`, so the cell's own maths always runs (an `LSTM` subclass
-    would take the cuDNN path on GPU and skip `cell.call`).
+    It subclasses `RNN`, not `LSTM`, so an `LSTM` code path (cuDNN on GPU) never skips the
+    peepholes. On the TensorFlow backend the time loop runs as the fused `BlockLSTM` op, which has
+    peepholes, whenever `lstm_models.fused.fused_applies` holds (no mask, default activations, no
+    recurrent dropout while training); otherwise the cell's `call` runs step by step. Both compute
+    the same numbers. A model using the fused op does not support XLA (`jit_compile`).
 
     Args:
         units: Positive integer, dimensionality of the output space.
@@ -313,6 +318,12 @@ class PeepholeLSTM(keras.layers.RNN):
             **kwargs,
         )
         self.input_spec = keras.layers.InputSpec(ndim=3)
+
+    def inner_loop(self, sequences: Any, initial_state: list[Any], mask: Any, training: bool = False) -> Any:
+        if fused_applies(self, mask, training):
+            self.supports_jit = False
+            return block_lstm(self, sequences, initial_state, training, peepholes=True)
+        return super().inner_loop(sequences, initial_state, mask, training=training)
 
     @property
     def units(self) -> int:

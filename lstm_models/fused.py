@@ -1,0 +1,151 @@
+"""The LSTM time loop as one fused TensorFlow op (`BlockLSTM`) on the TensorFlow backend.
+
+Keras runs an LSTM on CPU as a `while` loop of small ops per step; TensorFlow ships the whole loop,
+and its gradient, as one CPU kernel (`tf.raw_ops.BlockLSTM`, peepholes included). `LSTM` here and
+`PeepholeLSTM` take that path when it computes what the plain loop computes (see `fused_applies`)
+and fall back to the plain loop otherwise. The weights stay in Keras's layout and gate order
+(i, f, c, o); they are reordered for the op at call time, so the saved files do not change.
+"""
+
+from typing import Any
+
+import keras
+from keras import activations
+
+# BlockLSTMV2 takes Keras's gate order, but TensorFlow registers BlockLSTM's gradient kernel for it
+# (tensorflow/python/ops/rnn_grad.py), which reads the gates in BlockLSTM's order i, c, f, o: the
+# forward pass of V2 is right and its gradients are not. BlockLSTM (V1) with `forget_bias=0` and
+# no cell clipping computes the same maths with a matching gradient.
+_BLOCK_LSTM_GATE_ORDER = (0, 2, 1, 3)  # Keras's (i, f, c, o) blocks taken as (i, c, f, o)
+
+
+def fused_applies(layer: keras.layers.Layer, mask: Any, training: bool | None) -> bool:
+    """Whether `BlockLSTM` computes exactly what `layer`'s plain time loop computes.
+
+    Args:
+        layer: An `LSTM` or `PeepholeLSTM` layer.
+        mask: The mask passed to the layer's call.
+        training: The call's training flag.
+
+    Returns:
+        True on the TensorFlow backend for float32, no mask, no recurrent dropout while training,
+        and the default activations (tanh and sigmoid).
+    """
+    cell = layer.cell
+    if isinstance(mask, list | tuple):  # RNN may pass the mask of each input
+        mask = mask[0]
+    return (
+        keras.backend.backend() == "tensorflow"
+        and mask is None
+        and layer.compute_dtype == "float32"
+        and not (training and cell.recurrent_dropout)
+        and cell.activation is activations.tanh
+        and cell.recurrent_activation is activations.sigmoid
+    )
+
+
+def _gpu_available() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def block_lstm(
+    layer: keras.layers.Layer, sequences: Any, initial_state: list[Any], training: bool | None, peepholes: bool
+) -> tuple[Any, Any, list[Any]]:
+    """Run `layer`'s cell over `sequences` with `BlockLSTM`, returning what `RNN.inner_loop` returns.
+
+    Args:
+        layer: An `LSTM` or `PeepholeLSTM` layer for which `fused_applies` holds.
+        sequences: `(batch, timesteps, features)`.
+        initial_state: `[h, c]`, each `(batch, units)`.
+        training: Whether input dropout is active.
+        peepholes: Whether the cell has the three peephole vectors.
+
+    Returns:
+        `(last_output, outputs, [h, c])`: `(batch, units)`; `(batch, timesteps, units)` with
+        `return_sequences`, else `(batch, 1, units)`; and the final states.
+    """
+    import tensorflow as tf
+
+    cell = layer.cell
+    if training and cell.dropout:
+        # One input mask per sequence, the one the cell applies at every step of the plain loop.
+        sequences = sequences * tf.expand_dims(cell.get_dropout_mask(sequences[:, 0, :]), 1)
+
+    def reorder(tensor: Any, axis: int) -> Any:
+        blocks = tf.split(tensor, 4, axis=axis)
+        return tf.concat([blocks[index] for index in _BLOCK_LSTM_GATE_ORDER], axis=axis)
+
+    units = cell.units
+    dtype = sequences.dtype
+    weights = reorder(tf.concat([cell.kernel.value, cell.recurrent_kernel.value], axis=0), axis=1)
+    bias = reorder(cell.bias.value, axis=0) if cell.use_bias else tf.zeros([4 * units], dtype)
+    if peepholes:
+        peephole_vectors = [
+            cell.input_gate_peephole.value,
+            cell.forget_gate_peephole.value,
+            cell.output_gate_peephole.value,
+        ]
+    else:
+        peephole_vectors = [tf.zeros([units], dtype)] * 3
+    time_major = tf.transpose(sequences, [1, 0, 2])
+    if layer.go_backwards:
+        time_major = tf.reverse(time_major, axis=[0])
+    _, cell_states, _, _, _, _, outputs = tf.raw_ops.BlockLSTM(
+        seq_len_max=tf.shape(time_major, out_type=tf.int64)[0],
+        x=time_major,
+        cs_prev=initial_state[1],
+        h_prev=initial_state[0],
+        w=weights,
+        wci=peephole_vectors[0],
+        wcf=peephole_vectors[1],
+        wco=peephole_vectors[2],
+        b=bias,
+        forget_bias=0.0,
+        cell_clip=-1.0,  # no clipping
+        use_peephole=peepholes,
+    )
+    last_output = outputs[-1]
+    if layer.return_sequences:
+        outputs = tf.transpose(outputs, [1, 0, 2])
+    else:
+        outputs = tf.expand_dims(last_output, 1)
+    return last_output, outputs, [last_output, cell_states[-1]]
+
+
+@keras.saving.register_keras_serializable(package="lstm_models")
+class LSTM(keras.layers.LSTM):
+    """`keras.layers.LSTM` whose time loop runs as TensorFlow's fused `BlockLSTM` op on CPU.
+
+    The same arguments, weights (layout and gate order), config and maths as `keras.layers.LSTM`;
+    only the kernel that runs the loop differs. The class keeps the name `LSTM` because Keras
+    files address a layer's weights by its class name: `.keras` and `.weights.h5` files of
+    `keras.layers.LSTM` and of this layer hold their weights at the same paths and load into
+    each other. The package exports it as `lstm_models.FusedLSTM`. It takes the fused op when `fused_applies` holds
+    and no GPU is visible (there Keras's own cuDNN path is faster), and `keras.layers.LSTM`'s path
+    otherwise. A model using it does not support XLA (`jit_compile`): `BlockLSTM` has no XLA kernel.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        **kwargs: Any `keras.layers.LSTM` argument.
+
+    Call arguments:
+        sequences: `(batch, timesteps, features)`.
+        initial_state: Optional `[h, c]`, each `(batch, units)`.
+        mask: Optional boolean `(batch, timesteps)` (takes the plain loop).
+        training: Whether dropout is active.
+
+    Returns:
+        As `keras.layers.LSTM`.
+
+    Example:
+        >>> LSTM(32, return_sequences=True)(np.zeros((2, 10, 8), "float32")).shape
+        TensorShape([2, 10, 32])
+    """
+
+    def inner_loop(self, sequences: Any, initial_state: list[Any], mask: Any, training: bool = False) -> Any:
+        if fused_applies(self, mask, training) and not _gpu_available():
+            self.supports_jit = False
+            return block_lstm(self, sequences, initial_state, training, peepholes=False)
+        return super().inner_loop(sequences, initial_state, mask, training=training)
