@@ -237,7 +237,12 @@ def versions() -> str:
     """Python, TensorFlow, Keras, PyTorch and NumPy versions, as one line."""
     return f"Python {platform.python_version()}, " + ", ".join(
         f"{name} {importlib.metadata.version(package)}"
-        for name, package in (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("PyTorch", "torch"), ("NumPy", "numpy"))
+        for name, package in (
+            ("TensorFlow", "tensorflow"),
+            ("Keras", "keras"),
+            ("PyTorch", "torch"),
+            ("NumPy", "numpy"),
+        )
     )
 
 
