@@ -1,9 +1,10 @@
-"""`lstm-pipelines` (also `python -m pipelines`): train, tune, register, predict, export, adapt, demo."""
+"""`lstm-pipelines` (also `python -m pipelines`): train, tune, register, predict, export, stream, adapt, demo."""
 
 import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from pipelines.tasks import ADAPTING_TASKS, TASK_MODULES
 
@@ -91,6 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="TFLite dynamic-range int8 quantisation of weight tensors of at least 1024 values (--format tflite only)",
     )
 
+    stream = commands.add_parser(
+        "stream",
+        help="spot speech commands in long recordings, hop by hop; write file, word, start, end, confidence",
+    )
+    stream.add_argument("--model", required=True, help="speech model URI, e.g. models:/speech_commands@champion")
+    stream.add_argument("--input", help="WAV file of any length, or a folder of them")
+    stream.add_argument("--output", help="detections CSV to write (columns file, word, start, end, confidence)")
+    stream.add_argument(
+        "--export", metavar="DIR", help="also write the streaming model (SavedModel, TFLite) into DIR, checked"
+    )
+    stream.add_argument("--config", help="YAML config whose spotting group is used (default: conf/speech_commands.yaml)")
+    stream.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set spotting.threshold=0.7 (repeatable)",
+    )
+
     adapt = commands.add_parser(
         "adapt",
         help="self-train a speech model on a new speaker's unlabelled clips; log (and register) the result",
@@ -124,6 +145,44 @@ def _print_metrics(metrics: dict[str, float]) -> None:
     for key in sorted(metrics):
         if key.startswith("test_"):
             print(f"  {key:<32} {metrics[key]:.6g}")
+
+
+def _stream(args: argparse.Namespace) -> None:
+    """`stream`: load a speech model as `predict` does, export its streaming form and/or spot words in recordings."""
+    import numpy as np
+
+    from pipelines import workflows
+    from pipelines.errors import PipelineError
+    from pipelines.speech_commands import spotting, streaming_model
+    from pipelines.tasks import get_task
+
+    task = get_task("speech_commands")
+    config = workflows.load_task_config(task, args.config, args.overrides)  # a bad --set fails before the download
+    model = workflows._load_served_model(args.model)
+    if workflows._task_of(model, args.model) != task.name:
+        raise PipelineError(f"model {args.model} is a {workflows._task_of(model, args.model)} model, not {task.name}")
+    served = model.unwrap_python_model()
+    keras_model, settings = served.keras_model, config.spotting
+    if args.export:
+        streaming = streaming_model.build_streaming_model(keras_model, settings.hop_seconds)
+        result = streaming_model.export_streaming(
+            streaming, args.export, np.concatenate(list(served.sample_inputs[:2])), served.class_names
+        )
+        gaps = ", ".join(f"{name} {gap:.3g}" for name, gap in result.max_abs_diff.items())
+        print(
+            f"exported the streaming model to {result.saved_model} and {result.tflite} ({result.metadata}); "
+            f"max abs difference vs Keras over {result.hops_checked} hops: {gaps}"
+        )
+    if args.input is None:
+        return
+    table = spotting.spot(keras_model, served.class_names, served.sample_rate, args.input, settings)
+    try:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.output, index=False)
+    except OSError as error:
+        raise PipelineError(f"cannot write detections to {args.output}: {error.strerror or error}") from None
+    mode = "streaming" if streaming_model.can_stream(keras_model) else "sliding window: the whole model every hop"
+    print(f"wrote {len(table)} detection(s) to {args.output} ({mode})")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -175,6 +234,8 @@ def run(args: argparse.Namespace) -> None:
             f"exported {result.format} to {result.path} ({result.size_bytes} bytes); "
             f"max abs difference vs Keras: {result.max_abs_diff:.3g}"
         )
+    elif args.command == "stream":
+        _stream(args)
     elif args.command == "adapt":
         import dataclasses
 
@@ -219,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--int8 applies to --format tflite only, not --format {args.format}")
     if args.command == "predict" and args.warmup is not None and args.warmup < 1:
         parser.error(f"--warmup: expected a positive number of rows, got {args.warmup}")
+    if args.command == "stream" and (args.input is None) != (args.output is None):
+        parser.error("stream: --input and --output go together")
+    if args.command == "stream" and args.input is None and args.export is None:
+        parser.error("stream: give --input and --output, --export, or both")
     if args.command == "export" and not args.output.strip():  # Path("") is the working directory
         parser.error("--output: expected a folder, got an empty name")
     logging.basicConfig(

@@ -9,8 +9,10 @@ hop (50 per second of audio at the 20 ms default), batched.
 
 Detection (`detect`), with the settings of the `spotting` config group: each class's probability
 is averaged over the last `smoothing_seconds` of hops; at a hop where the highest averaged
-probability of a reportable word (any class but `_silence_` and `_unknown_`) reaches `threshold`
-and no detection was made in the last `refractory_seconds`, that word is reported. `end` is the
+probability of a reportable word (any class but `_silence_` and `_unknown_`) reaches `threshold`,
+no detection was made in the last `refractory_seconds`, and the score fell below the threshold
+since the last detection (a word the model holds for longer than the refractory period is
+reported once), that word is reported. `end` is the
 time of that hop's end (when the detector decides), `start` one clip length earlier (the audio the
 decision rests on, from 0 at the latest), `confidence` the averaged probability.
 """
@@ -66,12 +68,14 @@ def detect(
     best = smoothed.argmax(axis=1) if len(smoothed) else np.zeros(0, int)
     score = smoothed[np.arange(len(smoothed)), best] if len(smoothed) else np.zeros(0)
     refractory = int(round(settings.refractory_seconds / hop))
-    rows, free_from = [], 0
+    rows, free_from, previous = [], 0, -2
     for t in np.flatnonzero(score >= settings.threshold):
-        if t < free_from:
+        # One detection per stretch above the threshold: the next needs a fall below it in between.
+        rearmed, previous = t > previous + 1, t
+        if t < free_from or not (rearmed or not rows):
             continue
-        end = (t + 1) * hop
-        rows.append((class_names[reportable[best[t]]], max(0.0, end - clip_seconds), end, float(score[t])))
+        end = round((t + 1) * hop, 3)  # milliseconds: the hop grid, without float noise such as 1.3000000000000003
+        rows.append((class_names[reportable[best[t]]], round(max(0.0, end - clip_seconds), 3), end, float(score[t])))
         free_from = t + 1 + refractory
     frame = pd.DataFrame(rows, columns=COLUMNS[1:])
     return frame.astype({"start": "float64", "end": "float64", "confidence": "float64"})

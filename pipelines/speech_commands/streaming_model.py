@@ -42,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from lstm_models import PeepholeLSTM
+from lstm_models import PeepholeLSTM, TemporalAttention
 from pipelines.errors import ConfigError, PipelineError
 from pipelines.speech_commands.features import LogMelSpectrogram
 
@@ -67,17 +67,27 @@ def _recurrent_parts(model: keras.Model) -> tuple[LogMelSpectrogram, keras.layer
         log_mel, normalize = model.get_layer("log_mel"), model.get_layer("normalize")
     except ValueError:
         raise _not_streamable(model, "it is not a speech model with a log_mel front end") from None
+    for layer in _all_layers(model):
+        if isinstance(layer, keras.layers.Bidirectional | TemporalAttention) or getattr(layer, "go_backwards", False):
+            raise _not_streamable(model, f"its layer {layer.name} ({type(layer).__name__}) looks at the whole clip")
     classifier = model.layers[-1]
     layers = [layer for layer in getattr(classifier, "layers", []) if not isinstance(layer, keras.layers.InputLayer)]
-    if not layers or not isinstance(layers[-1], keras.layers.Dense):
+    recurrent, head = layers[:-1], layers[-1:]
+    if not recurrent or not head or not isinstance(head[0], keras.layers.Dense):
         raise _not_streamable(model, "its classifier is not recurrent layers under a softmax")
-    recurrent, head = layers[:-1], layers[-1]
     for layer in recurrent:
-        if not isinstance(layer, RECURRENT_CLASSES) or layer.go_backwards:
-            raise _not_streamable(model, f"its layer {layer.name} ({type(layer).__name__}) looks at the whole clip")
-    if not recurrent:
-        raise _not_streamable(model, "it has no recurrent layer")
+        if not isinstance(layer, RECURRENT_CLASSES):
+            raise _not_streamable(model, f"its layer {layer.name} ({type(layer).__name__}) is not a recurrent layer")
+    head = head[0]
     return log_mel, normalize, recurrent, head
+
+
+def _all_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """The layers of a model, nested models' included."""
+    found = []
+    for inner in getattr(layer, "layers", []):
+        found += [inner, *_all_layers(inner)]
+    return found
 
 
 def _state_sizes(layer: keras.layers.Layer) -> list[int]:
@@ -430,10 +440,10 @@ def export_streaming(
     except OSError as error:
         raise PipelineError(f"cannot write the streaming export into {output_dir}: {error}") from None
 
-    serve = tf.saved_model.load(str(saved_model)).serve
+    reloaded = tf.saved_model.load(str(saved_model))  # held: its variables live as long as it does
 
     def saved_model_step(samples, state):
-        out = serve(samples=tf.constant(samples), state=tf.constant(state))
+        out = reloaded.serve(samples=tf.constant(samples), state=tf.constant(state))
         return out["probabilities"], out["state"]
 
     runners = {"savedmodel": saved_model_step, "tflite": tflite_runner(tflite)}
