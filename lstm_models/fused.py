@@ -12,6 +12,9 @@ from typing import Any
 import keras
 from keras import activations
 
+# Whether a graph is being compiled by XLA; TensorFlow has no public function for it.
+from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
+
 # BlockLSTMV2 takes Keras's gate order, but TensorFlow registers BlockLSTM's gradient kernel for it
 # (tensorflow/python/ops/rnn_grad.py), which reads the gates in BlockLSTM's order i, c, f, o: the
 # forward pass of V2 is right and its gradients are not. BlockLSTM (V1) with `forget_bias=0` and
@@ -29,7 +32,8 @@ def fused_applies(layer: keras.layers.Layer, mask: Any, training: bool | None) -
 
     Returns:
         True on the TensorFlow backend for float32, no mask, no recurrent dropout while training,
-        and the default activations (tanh and sigmoid).
+        and the default activations (tanh and sigmoid), outside XLA: `BlockLSTM` has no XLA
+        kernel, and under `jit_compile=True` XLA compiles the plain loop instead.
     """
     cell = layer.cell
     if isinstance(mask, list | tuple):  # RNN may pass the mask of each input
@@ -41,7 +45,14 @@ def fused_applies(layer: keras.layers.Layer, mask: Any, training: bool | None) -
         and not (training and cell.recurrent_dropout)
         and cell.activation is activations.tanh
         and cell.recurrent_activation is activations.sigmoid
+        and not _in_xla_context()
     )
+
+
+def _in_xla_context() -> bool:
+    import tensorflow as tf
+
+    return not tf.executing_eagerly() and GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 def _gpu_available() -> bool:
@@ -124,7 +135,7 @@ class LSTM(keras.layers.LSTM):
     `keras.layers.LSTM` and of this layer hold their weights at the same paths and load into
     each other. The package exports it as `lstm_models.FusedLSTM`. It takes the fused op when `fused_applies` holds
     and no GPU is visible (there Keras's own cuDNN path is faster), and `keras.layers.LSTM`'s path
-    otherwise. A model using it does not support XLA (`jit_compile`): `BlockLSTM` has no XLA kernel.
+    otherwise, and under XLA (`jit_compile=True`), which compiles the plain loop.
 
     Args:
         units: Positive integer, dimensionality of the output space.
@@ -146,6 +157,5 @@ class LSTM(keras.layers.LSTM):
 
     def inner_loop(self, sequences: Any, initial_state: list[Any], mask: Any, training: bool = False) -> Any:
         if fused_applies(self, mask, training) and not _gpu_available():
-            self.supports_jit = False
             return block_lstm(self, sequences, initial_state, training, peepholes=False)
         return super().inner_loop(sequences, initial_state, mask, training=training)

@@ -264,7 +264,7 @@ class PeepholeLSTM(keras.layers.RNN):
     peepholes. On the TensorFlow backend the time loop runs as the fused `BlockLSTM` op, which has
     peepholes, whenever `lstm_models.fused.fused_applies` holds (no mask, default activations, no
     recurrent dropout while training); otherwise the cell's `call` runs step by step. Both compute
-    the same numbers. A model using the fused op does not support XLA (`jit_compile`).
+    the same numbers. Under XLA (`jit_compile=True`) XLA compiles the plain loop.
 
     Args:
         units: Positive integer, dimensionality of the output space.
@@ -321,7 +321,6 @@ class PeepholeLSTM(keras.layers.RNN):
 
     def inner_loop(self, sequences: Any, initial_state: list[Any], mask: Any, training: bool = False) -> Any:
         if fused_applies(self, mask, training):
-            self.supports_jit = False
             return block_lstm(self, sequences, initial_state, training, peepholes=True)
         return super().inner_loop(sequences, initial_state, mask, training=training)
 

@@ -194,10 +194,18 @@ def test_zoo_models_train_fused_and_round_trip(variant, tmp_path):
     assert_same_model(model, keras.models.load_model(tmp_path / "model.keras", safe_mode=True), x)
 
 
-def test_jit_compile_is_refused_for_a_fused_model():
-    """BlockLSTM has no XLA kernel: Keras compiles the model without XLA instead of failing."""
-    model = build_model("lstm", (TIMESTEPS, FEATURES), head="regression", units=UNITS)
-    model.predict(_inputs(), verbose=0)
-    with pytest.warns(UserWarning, match="doesn't support `jit_compile=True`"):
-        model.compile(optimizer="adam", loss="mse", jit_compile=True)
-    assert model.jit_compile is False
+@pytest.mark.parametrize("variant", ["lstm", "bilstm", "peephole_lstm", "attention_lstm", "gru", "rnn"])
+def test_under_xla_the_plain_loop_is_compiled_with_the_same_numbers(variant):
+    """BlockLSTM has no XLA kernel: with jit_compile=True the layers take the plain loop, which XLA compiles."""
+    keras.utils.set_random_seed(0)
+    model = build_model(variant, (TIMESTEPS, FEATURES), head="regression", units=UNITS)
+    x = _inputs()
+    expected = model.predict(x, verbose=0)
+    model.compile(optimizer="adam", loss="mse", jit_compile=True)
+    assert model.jit_compile is True
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=0, atol=TOLERANCE)
+    before = model.evaluate(x, x[:, -1, :1], verbose=0)
+    model.fit(x, x[:, -1, :1], epochs=5, verbose=0)
+    assert model.evaluate(x, x[:, -1, :1], verbose=0) < before
+    xla_ops = _ops(tf.function(lambda inputs: model(inputs), jit_compile=True), x)
+    assert "BlockLSTM" not in xla_ops
