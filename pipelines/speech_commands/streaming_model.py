@@ -276,8 +276,8 @@ def stream_probabilities(step, waveform: np.ndarray, hop_samples: int, state_siz
     """Probabilities after every hop of a waveform, from a fresh state (the last hop zero-padded).
 
     Args:
-        step: `(samples (1, hop), state (1, state_size)) -> (probabilities, state)`: a
-            `StreamingSpeechModel` or a `tf.function` of one.
+        step: `(samples (1, hop), state (1, state_size)) -> (probabilities, state)` on NumPy
+            arrays: `compiled_step` of a `StreamingSpeechModel`, or `tflite_runner` of its export.
         waveform: `(samples,)` float32 at the model's rate.
         hop_samples: Samples per call.
         state_size: Length of the state vector.
@@ -288,10 +288,10 @@ def stream_probabilities(step, waveform: np.ndarray, hop_samples: int, state_siz
     hops = max(1, math.ceil(len(waveform) / hop_samples))
     padded = np.zeros(hops * hop_samples, "float32")
     padded[: len(waveform)] = waveform
-    state = tf.zeros((1, state_size), tf.float32)
+    state = np.zeros((1, state_size), "float32")
     rows = []
     for chunk in padded.reshape(hops, 1, hop_samples):
-        probabilities, state = step(tf.constant(chunk), state)
+        probabilities, state = step(chunk, state)
         rows.append(probabilities[0])
     return np.stack([np.asarray(row) for row in rows]).astype("float32")
 
