@@ -13,8 +13,8 @@ per-variant medians across repeats; a ratio is Keras samples/s over PyTorch samp
 Kinds of run, each over the same `batches` batches of random data:
     step: one training step per batch (`model.train_on_batch`; PyTorch: zero_grad, forward, loss,
         backward, Adam step).
-    fit: one `model.fit` epoch over the batches (data adapter, callbacks, the training steps),
-        against PyTorch's training steps over the same batches.
+    fit: one `model.fit` epoch over the batches as the pipelines fit (`pipelines.training.array_dataset`,
+        callbacks, the training steps), against PyTorch's training steps over the same batches.
     predict: `model.predict` over the batches; PyTorch: the forward pass per batch under
         `torch.inference_mode()`.
     call: `model.predict_on_batch` per batch (the compiled forward pass without `predict`'s loop).
@@ -94,14 +94,16 @@ def keras_worker(index: int, variants: list[str], settings: dict, shape: tuple, 
 
     sys.path.insert(0, str(ROOT))
     from lstm_models import build_model
+    from pipelines.training import array_dataset
 
     s = settings
     x, y = _data(index, s, shape)
     batch, samples = s["batch_size"], len(x)
     batches = [(x[i : i + batch], y[i : i + batch]) for i in range(0, samples, batch)]
+    dataset = array_dataset(x, y, batch, shuffle=False)
     runs = {
         "step": lambda model: [model.train_on_batch(xb, yb) for xb, yb in batches],
-        "fit": lambda model: model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0),
+        "fit": lambda model: model.fit(dataset, epochs=1, verbose=0),
         "predict": lambda model: model.predict(x, batch_size=batch, verbose=0),
         "call": lambda model: [model.predict_on_batch(xb) for xb, _ in batches],
     }
@@ -307,7 +309,8 @@ def render(summary: dict, args: argparse.Namespace, settings: dict, load: tuple[
         f"- Settings: batch {s['batch_size']}, {s['batches']} batches of random data, {s['classes']} classes, the "
         "classification head (`build_model(variant, (timesteps, features), output_dim=classes, units=units)`; "
         "PyTorch: the last step, or the attention pooling, then a linear layer, cross-entropy on the logits), "
-        f"Adam. Keras options: `{' '.join(args.keras_options) or 'none'}`.",
+        "Adam; Keras compiled with the pipelines' `steps_per_execution` (`pipelines.training.STEPS_PER_EXECUTION`) "
+        f"unless the options say otherwise. Keras options: `{' '.join(args.keras_options) or 'none'}`.",
         f"- Method: {args.repeats} repeats; in each, per shape, a Keras worker process and then a PyTorch worker "
         "process. A worker builds every variant, runs each kind once as warm-up (graph tracing), then times "
         f"{s['rounds']} rounds of every kind per variant, variants interleaved in a shuffled order, and keeps the "
@@ -324,7 +327,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (default: all)")
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated of {', '.join(SHAPES)}")
     parser.add_argument("--jit-compile", action="store_true", help="compile the Keras models with jit_compile=True")
-    parser.add_argument("--steps-per-execution", type=int, default=1, help="Keras compile(steps_per_execution=)")
+    parser.add_argument(
+        "--steps-per-execution",
+        type=int,
+        help="Keras compile(steps_per_execution=) (default: pipelines.training.STEPS_PER_EXECUTION)",
+    )
     parser.add_argument("--output", type=Path, help="markdown file (default: docs/benchmarks.md; none with --quick)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke check")
     parser.add_argument("--worker", choices=("keras", "torch"), help=argparse.SUPPRESS)
@@ -340,10 +347,10 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--shapes takes some of {', '.join(SHAPES)}. Received: --shapes={','.join(args.shapes)}")
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1. Received: --repeats={args.repeats}")
-    if args.steps_per_execution < 1:
+    if args.steps_per_execution is not None and args.steps_per_execution < 1:
         parser.error(f"--steps-per-execution must be at least 1. Received: {args.steps_per_execution}")
     args.keras_options = ["--jit-compile"] * args.jit_compile
-    if args.steps_per_execution != 1:
+    if args.steps_per_execution is not None:
         args.keras_options += ["--steps-per-execution", str(args.steps_per_execution)]
     if args.output is None and not args.quick:
         args.output = ROOT / "docs" / "benchmarks.md"
@@ -357,6 +364,11 @@ def main() -> None:
     if torch_missing():
         sys.exit("PyTorch is not installed; it is the `bench` extra: pip install -e '.[bench]'")
     if args.worker == "keras":
+        if args.steps_per_execution is None:
+            sys.path.insert(0, str(ROOT))
+            from pipelines.training import STEPS_PER_EXECUTION
+
+            args.steps_per_execution = STEPS_PER_EXECUTION
         options = {
             "build": {},
             "compile": {"jit_compile": args.jit_compile, "steps_per_execution": args.steps_per_execution},

@@ -7,12 +7,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from lstm_models import build_model
 from pipelines.errors import PipelineError
 
 logger = logging.getLogger(__name__)
+
+# Training steps run per call into the compiled train function: fewer Python round trips per epoch
+# (docs/benchmarks.md). Callbacks' batch hooks then see every 16th batch.
+STEPS_PER_EXECUTION = 16
 
 
 def distribution_scope(config: Any) -> contextlib.AbstractContextManager:
@@ -79,7 +84,7 @@ def build_and_compile(
         metrics: Keras metric names. Default: `()`.
 
     Returns:
-        A compiled `keras.Model`.
+        A compiled `keras.Model` that runs `STEPS_PER_EXECUTION` training steps per call.
     """
     model = build_model(
         config.model.variant,
@@ -91,8 +96,36 @@ def build_and_compile(
         dropout=config.model.dropout,
         recurrent_dropout=config.model.recurrent_dropout,
     )
-    model.compile(optimizer=optimizer(config), loss=loss, metrics=list(metrics))
+    model.compile(
+        optimizer=optimizer(config), loss=loss, metrics=list(metrics), steps_per_execution=STEPS_PER_EXECUTION
+    )
     return model
+
+
+def array_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool) -> tf.data.Dataset:
+    """Batches of `(x, y)` from in-memory arrays, floats as float32.
+
+    `fit` on arrays builds Keras's array adapter at every call and gathers each batch through it;
+    a `tf.data` pipeline built once costs less per epoch (docs/benchmarks.md).
+
+    Args:
+        x: Inputs, first axis the examples.
+        y: Targets, first axis the examples.
+        batch_size: Examples per batch; the last batch may be smaller.
+        shuffle: Reshuffle the examples at every epoch.
+
+    Returns:
+        A batched, prefetching `tf.data.Dataset`.
+    """
+
+    def as_float32(array: np.ndarray) -> np.ndarray:
+        array = np.asarray(array)
+        return array.astype("float32") if np.issubdtype(array.dtype, np.floating) else array
+
+    dataset = tf.data.Dataset.from_tensor_slices((as_float32(x), as_float32(y)))
+    if shuffle:
+        dataset = dataset.shuffle(len(x), reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def average_ensemble(members: Sequence[keras.Model]) -> keras.Model:
@@ -161,8 +194,9 @@ def fit(
 
     Args:
         model: A compiled model.
-        data: Anything with `x_train, y_train, x_val, y_val`; or with `train_dataset` and
-            `val_dataset` (batched `tf.data.Dataset`s), which are used instead when present.
+        data: Anything with `x_train, y_train, x_val, y_val` (fed through `array_dataset`, the
+            training split reshuffled at every epoch); or with `train_dataset` and `val_dataset`
+            (batched `tf.data.Dataset`s), which are used instead when present.
         config: Task config (uses `train.*`).
         callbacks: Extra Keras callbacks (metric logging, pruning). Default: `()`.
 
@@ -175,21 +209,16 @@ def fit(
     schedule = learning_rate_schedule(config)
     callbacks = [StopOnDivergence(), stopping, *([schedule] if schedule else []), *callbacks]
     if getattr(data, "train_dataset", None) is not None:
-        return model.fit(
-            data.train_dataset,
-            validation_data=data.val_dataset,
-            epochs=config.train.epochs,
-            callbacks=callbacks,
-            verbose=config.train.verbose,
-            shuffle=False,  # the dataset shuffles itself; Keras warns that it ignores shuffle=True
-        )
+        train, validation = data.train_dataset, data.val_dataset
+    else:
+        batch_size = config.train.batch_size
+        train = array_dataset(data.x_train, data.y_train, batch_size, shuffle=True)
+        validation = array_dataset(data.x_val, data.y_val, batch_size, shuffle=False)
     return model.fit(
-        data.x_train,
-        data.y_train,
-        validation_data=(data.x_val, data.y_val),
+        train,
+        validation_data=validation,
         epochs=config.train.epochs,
-        batch_size=config.train.batch_size,
         callbacks=callbacks,
         verbose=config.train.verbose,
-        shuffle=True,
+        shuffle=False,  # the dataset shuffles itself; Keras warns that it ignores shuffle=True
     )
