@@ -7,6 +7,9 @@ and fall back to the plain loop otherwise. The weights stay in Keras's layout an
 (i, f, c, o); they are reordered for the op at call time, so the saved files do not change.
 """
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -20,6 +23,25 @@ from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
 # forward pass of V2 is right and its gradients are not. BlockLSTM (V1) with `forget_bias=0` and
 # no cell clipping computes the same maths with a matching gradient.
 _BLOCK_LSTM_GATE_ORDER = (0, 2, 1, 3)  # Keras's (i, f, c, o) blocks taken as (i, c, f, o)
+_PLAIN_LOOPS = contextvars.ContextVar("plain_loops", default=False)
+
+
+@contextlib.contextmanager
+def plain_loops() -> Iterator[None]:
+    """Trace the plain time loop instead of `BlockLSTM` inside this block.
+
+    For exports to runtimes without TensorFlow's ops: TFLite and ONNX have no `BlockLSTM`, and
+    convert the plain loop.
+
+    Example:
+        >>> with plain_loops():
+        ...     model.export("saved_model", format="tf_saved_model")
+    """
+    token = _PLAIN_LOOPS.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN_LOOPS.reset(token)
 
 
 def fused_applies(layer: keras.layers.Layer, mask: Any, training: bool | None) -> bool:
@@ -33,7 +55,8 @@ def fused_applies(layer: keras.layers.Layer, mask: Any, training: bool | None) -
     Returns:
         True on the TensorFlow backend for float32, no mask, no recurrent dropout while training,
         and the default activations (tanh and sigmoid), outside XLA: `BlockLSTM` has no XLA
-        kernel, and under `jit_compile=True` XLA compiles the plain loop instead.
+        kernel, and under `jit_compile=True` XLA compiles the plain loop instead; and outside
+        a `plain_loops()` block.
     """
     cell = layer.cell
     if isinstance(mask, list | tuple):  # RNN may pass the mask of each input
@@ -46,6 +69,7 @@ def fused_applies(layer: keras.layers.Layer, mask: Any, training: bool | None) -
         and cell.activation is activations.tanh
         and cell.recurrent_activation is activations.sigmoid
         and not _in_xla_context()
+        and not _PLAIN_LOOPS.get()
     )
 
 

@@ -28,6 +28,7 @@ import tensorflow as tf
 # tf.lite does not export the error its converter raises.
 from tensorflow.lite.python.convert_phase import ConverterError
 
+from lstm_models.fused import plain_loops
 from pipelines.errors import PipelineError
 
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
@@ -185,7 +186,8 @@ def _convert_tflite(model: keras.Model, input_shape: tuple[int, ...], int8: bool
     """
     with tempfile.TemporaryDirectory() as saved_model_dir:
         spec = tf.TensorSpec(input_shape, tf.float32, name="inputs")
-        model.export(saved_model_dir, format="tf_saved_model", input_signature=[spec], verbose=False)
+        with plain_loops():  # TFLite has no BlockLSTM op; it converts the plain loop
+            model.export(saved_model_dir, format="tf_saved_model", input_signature=[spec], verbose=False)
 
         def convert(supported_ops: list[tf.lite.OpsSet]) -> bytes:
             converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
@@ -212,6 +214,7 @@ def _export_onnx(model: keras.Model, output_dir: Path, x: np.ndarray) -> tuple[P
         ) from err
     path = output_dir / "model.onnx"
     # Keras converts through tf2onnx.convert.from_function and patches it for numpy 2 first.
-    model.export(path, format="onnx", verbose=False)
+    with plain_loops():  # ONNX has no BlockLSTM op; tf2onnx converts the plain loop
+        model.export(path, format="onnx", verbose=False)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return path, session.run(None, {session.get_inputs()[0].name: x})[0]

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from lstm_models import FusedLSTM, PeepholeLSTM, build_model
+from lstm_models.fused import plain_loops
 from tests.helpers import assert_same_model
 
 UNITS, FEATURES, BATCH, TIMESTEPS = 5, 3, 4, 9
@@ -209,3 +210,12 @@ def test_under_xla_the_plain_loop_is_compiled_with_the_same_numbers(variant):
     assert model.evaluate(x, x[:, -1, :1], verbose=0) < before
     xla_ops = _ops(tf.function(lambda inputs: model(inputs), jit_compile=True), x)
     assert "BlockLSTM" not in xla_ops
+
+
+@pytest.mark.parametrize("layer_class", [FusedLSTM, PeepholeLSTM])
+def test_plain_loops_traces_the_plain_loop_for_exports(layer_class):
+    layer = layer_class(UNITS)
+    x = _inputs()
+    with plain_loops():
+        assert "BlockLSTM" not in _ops(layer, x)
+    assert "BlockLSTM" in _ops(layer, x)  # and only inside the block
