@@ -18,6 +18,10 @@ Kinds of run, each over the same `batches` batches of random data:
     predict: `model.predict` over the batches; PyTorch: the forward pass per batch under
         `torch.inference_mode()`.
     call: `model.predict_on_batch` per batch (the compiled forward pass without `predict`'s loop).
+With `--runtimes`, inference only, the Keras model exported (plain loops) and run per batch by
+    tflite: TFLite's interpreter (XNNPACK, `THREADS` threads), converted for the batch size;
+    onnx: ONNX Runtime (CPU, `THREADS` threads), exported through tf2onnx (the `export` extra);
+each against the same PyTorch forward pass; this writes its own section.
 """
 
 import argparse
@@ -32,11 +36,17 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from report import cpu_model, markdown_table, write_section  # benchmarks/report.py
+
+if TYPE_CHECKING:
+    import keras
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("rnn", "lstm", "bilstm", "stacked_lstm", "gru", "peephole_lstm", "attention_lstm")
@@ -55,10 +65,12 @@ SHAPES = {"large": (100, 40, 128), "small": (30, 8, 32)}  # (timesteps, features
 FULL = dict(batch_size=64, classes=10, batches=16, rounds=3, shapes=SHAPES)
 QUICK = dict(batch_size=8, classes=3, batches=2, rounds=1, shapes={"large": (10, 4, 8), "small": (5, 3, 4)})
 KINDS = ("step", "fit", "predict", "call")
+RUNTIME_KINDS = ("call", "tflite", "onnx")
 # One thread per worker on both sides: on a shared machine a single-threaded process is disturbed
 # less by other work, and it is the same budget for both frameworks.
 THREADS = 1
 START, END = "<!-- train_throughput:start -->", "<!-- train_throughput:end -->"
+RUNTIMES_START, RUNTIMES_END = "<!-- inference_runtimes:start -->", "<!-- inference_runtimes:end -->"
 
 
 def _data(index: int, settings: dict, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -101,21 +113,72 @@ def keras_worker(index: int, variants: list[str], settings: dict, shape: tuple, 
     batch, samples = s["batch_size"], len(x)
     batches = [(x[i : i + batch], y[i : i + batch]) for i in range(0, samples, batch)]
     dataset = array_dataset(x, y, batch, shuffle=False)
-    runs = {
-        "step": lambda model: [model.train_on_batch(xb, yb) for xb, yb in batches],
-        "fit": lambda model: model.fit(dataset, epochs=1, verbose=0),
-        "predict": lambda model: model.predict(x, batch_size=batch, verbose=0),
-        "call": lambda model: [model.predict_on_batch(xb) for xb, _ in batches],
-    }
+    if options["runtimes"]:
+        runs = {kind: _runner(kind) for kind in RUNTIME_KINDS}
+    else:
+        runs = {
+            "step": lambda model: [model.train_on_batch(xb, yb) for xb, yb in batches],
+            "fit": lambda model: model.fit(dataset, epochs=1, verbose=0),
+            "predict": lambda model: model.predict(x, batch_size=batch, verbose=0),
+            "call": lambda model: [model.predict_on_batch(xb) for xb, _ in batches],
+        }
     models = {}
     for variant in variants:
         keras.utils.set_random_seed(index)
-        model = build_model(variant, shape[:2], output_dim=s["classes"], units=shape[2], **options["build"])
+        model = build_model(variant, shape[:2], output_dim=s["classes"], units=shape[2])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", **options["compile"])
-        for run in runs.values():  # warm-up: traces the train and predict graphs
+        if options["runtimes"]:
+            model = runtime_runners(model, [xb for xb, _ in batches])
+        for run in runs.values():  # warm-up: traces the graphs
             run(model)
         models[variant] = model
     return _time_rounds(models, runs, s["rounds"], samples, index)
+
+
+def _runner(kind: str) -> Callable[[dict], Any]:
+    return lambda runners: runners[kind]()
+
+
+def runtime_runners(model: "keras.Model", batches: list[np.ndarray]) -> dict:
+    """`{kind: run over the batches}` for `RUNTIME_KINDS`: Keras, TFLite and ONNX Runtime inference."""
+    import onnxruntime
+    import tensorflow as tf
+
+    from lstm_models.fused import plain_loops
+
+    spec = tf.TensorSpec(batches[0].shape, tf.float32, name="inputs")
+    with tempfile.TemporaryDirectory() as folder, plain_loops():  # neither runtime has BlockLSTM
+        model.export(f"{folder}/saved_model", format="tf_saved_model", input_signature=[spec], verbose=False)
+        model.export(f"{folder}/model.onnx", format="onnx", input_signature=[spec], verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(f"{folder}/saved_model")
+        flatbuffer = converter.convert()
+        session_options = onnxruntime.SessionOptions()
+        session_options.intra_op_num_threads = session_options.inter_op_num_threads = THREADS
+        session = onnxruntime.InferenceSession(f"{folder}/model.onnx", session_options, ["CPUExecutionProvider"])
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=THREADS)
+    interpreter.allocate_tensors()
+    tflite_in, tflite_out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    onnx_in = session.get_inputs()[0].name
+
+    def tflite() -> list[np.ndarray]:
+        outputs = []
+        for xb in batches:
+            interpreter.set_tensor(tflite_in, xb)
+            interpreter.invoke()
+            outputs.append(interpreter.get_tensor(tflite_out))
+        return outputs
+
+    runners = {
+        "call": lambda: [model.predict_on_batch(xb) for xb in batches],
+        "tflite": tflite,
+        "onnx": lambda: [session.run(None, {onnx_in: xb})[0] for xb in batches],
+    }
+    expected = np.concatenate(runners["call"]())
+    for kind in ("tflite", "onnx"):  # a runtime that computes something else is no comparison
+        difference = float(np.abs(np.concatenate(runners[kind]()) - expected).max())
+        if difference > 1e-4:
+            raise RuntimeError(f"{kind} differs from Keras by {difference:.2e} on {model.name}")
+    return runners
 
 
 def torch_worker(index: int, variants: list[str], settings: dict, shape: tuple) -> dict:
@@ -192,8 +255,9 @@ def torch_worker(index: int, variants: list[str], settings: dict, shape: tuple) 
         train(models[variant])
         infer(models[variant])
     rates = _time_rounds(models, {"step": train, "predict": infer}, s["rounds"], samples, index)
-    # PyTorch has no separate fit loop or batch call: its training loop is the step, its forward pass the call.
-    return {v: {**r, "fit": r["step"], "call": r["predict"]} for v, r in rates.items()}
+    # PyTorch has no separate fit loop or batch call: its training loop is the step, and every inference
+    # kind meets its forward pass.
+    return {v: {**r, "fit": r["step"], **{kind: r["predict"] for kind in RUNTIME_KINDS}} for v, r in rates.items()}
 
 
 def torch_missing() -> bool:
@@ -209,7 +273,7 @@ def run_workers(args: argparse.Namespace, settings: dict) -> dict:
         for shape in settings["shapes"]:
             for framework in ("keras", "torch"):
                 command = [sys.executable, __file__, "--worker", framework, "--index", str(index), "--shape", shape]
-                command += ["--variants", ",".join(args.variants), *args.keras_options]
+                command += ["--variants", ",".join(args.variants), *args.keras_options, *["--runtimes"] * args.runtimes]
                 process = subprocess.run(command + ["--quick"] * args.quick, capture_output=True, text=True, env=env)
                 if process.returncode != 0:
                     sys.exit(f"{framework} worker {index} ({shape}) failed:\n{process.stderr[-3000:]}")
@@ -218,12 +282,12 @@ def run_workers(args: argparse.Namespace, settings: dict) -> dict:
     return results
 
 
-def summarize(results: dict, variants: list[str]) -> dict:
+def summarize(results: dict, variants: list[str], kinds: tuple[str, ...]) -> dict:
     """Per shape, variant and kind: median Keras and PyTorch samples/s and the median of the per-repeat ratios."""
     summary = {}
     for shape, frameworks in results.items():
         for variant in variants:
-            for kind in KINDS:
+            for kind in kinds:
                 keras_rates = [r[variant][kind] for r in frameworks["keras"]]
                 torch_rates = [r[variant][kind] for r in frameworks["torch"]]
                 ratios = [k / t for k, t in zip(keras_rates, torch_rates, strict=True)]
@@ -248,18 +312,18 @@ def versions() -> str:
     )
 
 
-def ratio_table(summary: dict, shape: str, variants: list[str]) -> str:
+def ratio_table(summary: dict, shape: str, variants: list[str], kinds: tuple[str, ...]) -> str:
     """Per variant: Keras samples/s and the ratio to PyTorch, for every kind of run."""
     rows = []
     for variant in variants:
         row = {"variant": f"`{variant}`", "PyTorch counterpart": TORCH_COUNTERPART[variant]}
-        for kind in KINDS:
+        for kind in kinds:
             keras_rate, torch_rate, ratios = summary[shape, variant, kind]
             row[f"{kind}: Keras / PyTorch samples/s"] = f"{keras_rate:,.0f} / {torch_rate:,.0f}"
             spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
             row[f"{kind} ratio"] = f"{statistics.median(ratios):.2f}x{spread}"
         rows.append(row)
-    return markdown_table(rows, "ll" + "rr" * len(KINDS))
+    return markdown_table(rows, "ll" + "rr" * len(kinds))
 
 
 def render(summary: dict, args: argparse.Namespace, settings: dict, load: tuple[float, float]) -> str:
@@ -276,9 +340,11 @@ def render(summary: dict, args: argparse.Namespace, settings: dict, load: tuple[
     """
     s = settings
     command = shlex.join([os.path.relpath(sys.executable), os.path.relpath(__file__), *sys.argv[1:]])
+    kinds = RUNTIME_KINDS if args.runtimes else KINDS
+    title = "Inference runtimes against PyTorch on CPU" if args.runtimes else "train and inference throughput on CPU"
     lines = [
-        START,
-        "## Keras against PyTorch: train and inference throughput on CPU",
+        RUNTIMES_START if args.runtimes else START,
+        f"## Keras against PyTorch: {title}" if not args.runtimes else f"## {title}",
         "",
         "Written by `benchmarks/train_throughput.py`; do not edit by hand between the markers. A ratio is Keras "
         "samples/s over PyTorch samples/s (above 1.00x: Keras is faster); the median over repeats, min–max "
@@ -289,15 +355,27 @@ def render(summary: dict, args: argparse.Namespace, settings: dict, load: tuple[
             "",
             f"### {timesteps} timesteps, {features} features, {units} units",
             "",
-            ratio_table(summary, shape, args.variants),
+            ratio_table(summary, shape, args.variants, kinds),
         ]
+    if args.runtimes:
+        described = (
+            "- Kinds, each per batch against PyTorch's forward pass under `torch.inference_mode()`: `call` is Keras's "
+            "`model.predict_on_batch`; `tflite` the model exported with plain loops (`lstm_models.fused.plain_loops`) "
+            f"to TFLite for batch {s['batch_size']}, run by `tf.lite.Interpreter(num_threads={THREADS})` (XNNPACK); "
+            f"`onnx` the same export through tf2onnx, run by ONNX Runtime's CPU provider with {THREADS} intra-op and "
+            "inter-op thread. Each export is checked against Keras (outputs within 1e-4) before it is timed."
+        )
+    else:
+        described = (
+            "- Kinds: `step` is one training step per batch (`model.train_on_batch`; PyTorch: zero_grad, forward, "
+            "loss, backward, Adam step); `fit` is one `model.fit` epoch over the same batches as the pipelines fit "
+            "(`pipelines.training.array_dataset`), against PyTorch's training steps; `predict` is `model.predict` "
+            "over the batches, against PyTorch's forward pass per batch under `torch.inference_mode()`; `call` is "
+            "`model.predict_on_batch` per batch, against the same PyTorch forward pass."
+        )
     lines += [
         "",
-        "- Kinds: `step` is one training step per batch (`model.train_on_batch`; PyTorch: zero_grad, forward, "
-        "loss, backward, Adam step); `fit` is one `model.fit` epoch over the same batches, against PyTorch's "
-        "training steps; `predict` is `model.predict` over the batches, against PyTorch's forward pass per batch "
-        "under `torch.inference_mode()`; `call` is `model.predict_on_batch` per batch, against the same "
-        "PyTorch forward pass.",
+        described,
         f"- Machine: {cpu_model()}, {os.cpu_count()} cores, shared with other work; CPU only. Every worker runs "
         f"with {THREADS} thread (TensorFlow intra-op and inter-op threads; `torch.set_num_threads` and "
         "`torch.set_num_interop_threads`).",
@@ -316,7 +394,7 @@ def render(summary: dict, args: argparse.Namespace, settings: dict, load: tuple[
         f"{s['rounds']} rounds of every kind per variant, variants interleaved in a shuffled order, and keeps the "
         "fastest round. samples/s is the median over repeats; a ratio is the median over repeats of that "
         "repeat's Keras samples/s over its PyTorch samples/s.",
-        END,
+        RUNTIMES_END if args.runtimes else END,
     ]
     return "\n".join(lines)
 
@@ -331,6 +409,9 @@ def parse_args() -> argparse.Namespace:
         "--steps-per-execution",
         type=int,
         help="Keras compile(steps_per_execution=) (default: pipelines.training.STEPS_PER_EXECUTION)",
+    )
+    parser.add_argument(
+        "--runtimes", action="store_true", help="inference only: Keras, TFLite and ONNX Runtime (the export extra)"
     )
     parser.add_argument("--output", type=Path, help="markdown file (default: docs/benchmarks.md; none with --quick)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke check")
@@ -370,7 +451,7 @@ def main() -> None:
 
             args.steps_per_execution = STEPS_PER_EXECUTION
         options = {
-            "build": {},
+            "runtimes": args.runtimes,
             "compile": {"jit_compile": args.jit_compile, "steps_per_execution": args.steps_per_execution},
         }
         result = keras_worker(args.index, args.variants, settings, settings["shapes"][args.shape], options)
@@ -382,10 +463,12 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     results = run_workers(args, settings)
     load = load_start, os.getloadavg()[0]
-    section = render(summarize(results, args.variants), args, settings, load)
+    kinds = RUNTIME_KINDS if args.runtimes else KINDS
+    section = render(summarize(results, args.variants, kinds), args, settings, load)
     print(section)
     if args.output:
-        write_section(args.output, section, START, END, title="# Benchmarks\n")
+        markers = (RUNTIMES_START, RUNTIMES_END) if args.runtimes else (START, END)
+        write_section(args.output, section, *markers, title="# Benchmarks\n")
 
 
 if __name__ == "__main__":
