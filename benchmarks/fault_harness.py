@@ -26,7 +26,6 @@ machine and versions) is printed and written to `<workdir>/summary.md` and `summ
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -470,7 +469,7 @@ def _finished_numbers(storage: str, study_name: str) -> set[int]:
 
 def _log_lines(log: Path, since: int, *needles: str) -> list[str]:
     text = log.read_text(errors="replace")[since:]
-    return [line.strip()[:400] for line in text.splitlines() if any(needle in line for needle in needles)]
+    return [line.strip()[:400] for line in text.splitlines() if any(n.lower() in line.lower() for n in needles)]
 
 
 def scenario_server_restart(work: Path, rng: random.Random, data: Path) -> dict[str, Any]:
@@ -505,7 +504,7 @@ def scenario_server_restart(work: Path, rng: random.Random, data: Path) -> dict[
             stopped_during_trials=in_flight,
             worker_exit=code,
             seconds_to_exit=round(time.monotonic() - stopped, 1),
-            error_lines=_log_lines(log, since, "Error", "error", "unreachable")[-6:],
+            error_lines=[line for line in _log_lines(log, since, "error") if line.startswith("error:")],
         )
         result["error_names_server"] = any(server.url in line for line in result["error_lines"])
         server.start()
@@ -543,7 +542,7 @@ def scenario_full_disk(work: Path, data: Path) -> dict[str, Any]:
         MlflowClient(tracking_uri=tracking_uri).create_experiment(TASK, artifact_location=str(disk))
         env = worker_env(tracking_uri)
         result["first_exit"] = run(tune_command("disk", storage, 3, data, register=False), env, log, work)
-        result["error_lines"] = _log_lines(log, 0, "No space", "Errno 28")[-4:]
+        result["error_lines"] = [line for line in _log_lines(log, 0, "no space") if line.startswith("error:")]
         result["error_names_path"] = any(str(disk) in line for line in result["error_lines"])
         ledger = Ledger()
         full = check_invariants(storage, tracking_uri, "disk", ledger, [], None)

@@ -5,6 +5,7 @@ directory), so a tracking server is used by changing an environment variable, no
 """
 
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -43,6 +44,13 @@ class TrackingUnavailable(PipelineError):
     """The MLflow tracking server cannot be reached."""
 
 
+class ArtifactStoreFull(PipelineError):
+    """No space is left on the device an MLflow artifact was being written to."""
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
 def tracking_uri() -> str:
     """The tracking URI in force.
 
@@ -52,21 +60,28 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
-def _check_server(uri: str, timeout: float = 5.0) -> None:
+def _server_problem(uri: str, timeout: float = 5.0) -> str | None:
+    """Why the tracking server at `uri` does not answer its `/health` probe, or None when it does."""
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
             if response.status == 200:
-                return
-            problem = f"HTTP {response.status}"
+                return None
+            return f"HTTP {response.status}"
     except (urllib.error.URLError, OSError) as error:
-        problem = str(getattr(error, "reason", error))
-    raise TrackingUnavailable(
-        f"MLflow tracking server {uri} is unreachable ({problem}). Start it (mlflow server ...) or "
-        "unset MLFLOW_TRACKING_URI to use the local sqlite:///mlflow.db."
-    )
+        return str(getattr(error, "reason", error))
 
 
-def _check_database(uri: str, timeout: int = 5) -> None:
+def _check_server(uri: str, timeout: float = 5.0) -> None:
+    problem = _server_problem(uri, timeout)
+    if problem is not None:
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} is unreachable ({problem}). Start it (mlflow server ...) or "
+            "unset MLFLOW_TRACKING_URI to use the local sqlite:///mlflow.db."
+        )
+
+
+def _database_problem(uri: str, timeout: int = 5) -> str | None:
+    """Why the tracking database at `uri` cannot be connected to, or None when it can."""
     import sqlalchemy
 
     try:
@@ -75,9 +90,14 @@ def _check_database(uri: str, timeout: int = 5) -> None:
             pass
         engine.dispose()
     except Exception as error:
-        raise TrackingUnavailable(
-            f"MLflow tracking database {redact(uri)} is unreachable: {str(error).splitlines()[0]}"
-        ) from None
+        return str(error).splitlines()[0]
+    return None
+
+
+def _check_database(uri: str, timeout: int = 5) -> None:
+    problem = _database_problem(uri, timeout)
+    if problem is not None:
+        raise TrackingUnavailable(f"MLflow tracking database {redact(uri)} is unreachable: {problem}")
 
 
 def redact(uri: str) -> str:
@@ -555,3 +575,66 @@ def mark_lost(run_id: str, reason: str) -> None:
     client.set_tag(run_id, "optuna.state", "FAIL")
     client.set_tag(run_id, "error", reason)
     client.set_terminated(run_id, status="FAILED")
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def store_failure(error: BaseException) -> PipelineError | None:
+    """A clear error for a failure of the tracking store that every later run would meet too.
+
+    A full disk under the artifacts (`ENOSPC`, `EDQUOT` anywhere in the error's causes), or a
+    tracking server or database that no longer answers (checked with the same 5 s probe as at
+    start-up, only for an MLflow or OS error against a remote store). Any other error is the run's own.
+
+    Args:
+        error: An error raised while logging or training.
+
+    Returns:
+        An `ArtifactStoreFull` naming the path and where the run's artifacts go, a
+        `TrackingUnavailable` naming the server or database, or None.
+    """
+    if isinstance(error, (TrackingUnavailable, ArtifactStoreFull)):
+        return error
+    full = next((e for e in _causes(error) if isinstance(e, OSError) and e.errno in _NO_SPACE), None)
+    if full is not None:
+        path = full.filename2 or full.filename  # a copy's second name is the file it was writing
+        what = f"writing {path}" if path else "writing MLflow artifacts"
+        active = mlflow.active_run()
+        where = f"the run's artifacts go to {active.info.artifact_uri}; " if active is not None else ""
+        return ArtifactStoreFull(
+            f"no space left on device {what} ({where}temporary files to {tempfile.gettempdir()}): free space there "
+            "or give the experiment another artifact location, then rerun the same command to resume"
+        )
+    if not isinstance(error, (mlflow.exceptions.MlflowException, OSError)):
+        return None
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        problem, what = _server_problem(uri), f"MLflow tracking server {uri}"
+    elif uri.startswith(("postgresql", "mysql")):
+        problem, what = _database_problem(uri), f"MLflow tracking database {redact(uri)}"
+    else:
+        return None
+    if problem is None:
+        return None
+    return TrackingUnavailable(
+        f"{what} stopped answering ({problem}); what was logged before stays in it: start it again, then rerun "
+        "the same command to resume"
+    )
+
+
+def stop_retrying() -> None:
+    """Make this process's later MLflow HTTP requests fail at once.
+
+    MLflow retries a request to a server that does not answer for about two minutes (its
+    `MLFLOW_HTTP_REQUEST_MAX_RETRIES` and backoff); once the server is known to be down, closing
+    runs on the way out would wait that long for every request.
+    """
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "5"

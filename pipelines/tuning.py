@@ -432,10 +432,11 @@ def _end_runs_above(run_id: str) -> None:
 
 
 def _objective(
-    task: Task, config: Any, source: Any, study_name: str, parent_run_id: str, stopped_by: list[DataError]
+    task: Task, config: Any, source: Any, study_name: str, parent_run_id: str, stopped_by: list[PipelineError]
 ) -> Callable[[optuna.Trial], float]:
-    """The trial objective; a `DataError` before any trial of the study finished also goes into
-    `stopped_by` and stops the study: such an error is most likely common to every trial."""
+    """The trial objective. An error every later trial would meet too goes into `stopped_by` and
+    stops the study: a `DataError` before any trial of the study finished, a full artifact disk, a
+    tracking server or database that stopped answering (`tracking.store_failure`)."""
 
     def objective(trial: optuna.Trial) -> float:
         trial_config = with_values(config, suggest(trial, config.search.space))
@@ -459,11 +460,26 @@ def _objective(
             mlflow.end_run(status="KILLED")
             raise
         except BaseException as error:
-            mlflow.set_tags({"optuna.state": "FAIL", "error": f"{type(error).__name__}: {error}"[:5000]})
-            mlflow.end_run(status="FAILED")
-            if isinstance(error, DataError) and not trial.study.get_trials(deepcopy=False, states=FINISHED):
-                stopped_by.append(error)
+            outage = tracking.store_failure(error) if isinstance(error, Exception) else None
+            if isinstance(outage, tracking.TrackingUnavailable):
+                tracking.stop_retrying()
+            reason = str(outage) if outage is not None else f"{type(error).__name__}: {error}"
+            try:
+                mlflow.set_tags({"optuna.state": "FAIL", "error": reason[:5000]})
+                mlflow.end_run(status="FAILED")
+            except Exception as closing:
+                if outage is None:
+                    raise
+                # The run stays RUNNING in the store; the next tune's sweep closes it.
+                logger.warning("could not close MLflow run %s of trial %d: %s", run.info.run_id, trial.number, closing)
+            if outage is None and isinstance(error, DataError):
+                if not trial.study.get_trials(deepcopy=False, states=FINISHED):
+                    outage = error
+            if outage is not None:
+                stopped_by.append(outage)
                 trial.study.stop()
+                if outage is not error:
+                    raise outage from error
             raise
         mlflow.set_tag("optuna.state", "COMPLETE")
         mlflow.end_run(status="FINISHED")
@@ -565,6 +581,9 @@ def tune(
         DataError: A trial failed on the data before any trial of the study finished: such an error
             is most likely common to every trial, so the study stops there instead of running every
             trial to the same failure (the trial is recorded as failed, the parent run as FAILED).
+        ArtifactStoreFull: No space was left for a trial's artifacts (the study stops the same way).
+        TrackingUnavailable: The tracking server or database stopped answering (the study stops;
+            runs it could not close are closed by the next tune).
     """
     check_direction(task, config)
     study_name = study_name or task.name
@@ -582,7 +601,7 @@ def tune(
         if remaining > 0:
             logger.info("study %s: %d finished trials, running up to %d more", study_name, finished, remaining)
             start = time.monotonic()
-            stopped_by: list[DataError] = []
+            stopped_by: list[PipelineError] = []
             study.optimize(
                 _objective(task, config, source, study_name, parent.info.run_id, stopped_by),
                 # Failed trials do not count towards `trials`; the bound stops a study whose
@@ -606,8 +625,18 @@ def tune(
             mlflow.set_tag("interrupted", "true")
             mlflow.end_run(status="KILLED")
         raise
-    except BaseException:
-        mlflow.end_run(status="FAILED")
+    except BaseException as error:
+        outage = tracking.store_failure(error) if isinstance(error, Exception) else None
+        if isinstance(outage, tracking.TrackingUnavailable):
+            tracking.stop_retrying()
+        try:
+            mlflow.end_run(status="FAILED")
+        except Exception as closing:
+            if outage is None:
+                raise
+            logger.warning("could not close the parent run: %s", closing)
+        if outage is not None and outage is not error:
+            raise outage from error
         raise
     mlflow.end_run(status="FINISHED")
     return TuneResult(study_name, parent.info.run_id, best, counts)
