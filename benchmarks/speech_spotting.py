@@ -38,7 +38,7 @@ START, END = "<!-- speech_spotting:start -->", "<!-- speech_spotting:end -->"
 CONFIG = "conf/speech_commands.yaml"
 RATE = 16000
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SMOOTHING = (0.0, 0.1, 0.2)
 GOAL_FA_PER_HOUR = 2.0
 
