@@ -314,7 +314,7 @@ Goals (issue 33): recall >= 0.90 at <= 2 false accepts per hour; <= 1 ms per hop
 {table}
 
 Command: `nice -n 10 python benchmarks/speech_spotting.py --data ../shared/data/speech_commands_v002_test_dev
---epochs {args.epochs}`. Machine: {cpu_model()}, Python {platform.python_version()}, {datetime.date.today()}.
+--epochs {args.epochs}{' --no-crnn' if args.no_crnn else ''}`. Machine: {cpu_model()}, Python {platform.python_version()}, {datetime.date.today()}.
 {END}"""
     write_section(args.output, section, START, END)
     print(section)
