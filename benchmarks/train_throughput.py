@@ -6,15 +6,17 @@
 PyTorch is optional (the `bench` extra: `pip install -e '.[bench]'`); without it the script says so and
 exits. The main process runs worker processes (this file with `--worker`) one after another,
 alternating frameworks: for each repeat and each shape, a Keras worker, then a PyTorch worker. A
-worker builds every variant, warms it up (the first calls trace the graphs), then times rounds that
-interleave the variants in a shuffled order and keeps each variant's fastest round. The main takes
-per-variant medians across repeats; a ratio is Keras samples/s over PyTorch samples/s.
+Keras worker builds every variant in every Keras configuration (`KERAS_CONFIGS`: before issue 35,
+today's default, XLA), warms each up (the first calls trace the graphs), then times rounds that
+interleave the models in a shuffled order and keeps each one's fastest round, by CPU time of the
+process and by wall clock. The main takes medians across repeats; a ratio is Keras samples/s over
+PyTorch samples/s.
 
 Kinds of run, each over the same `batches` batches of random data:
     step: one training step per batch (`model.train_on_batch`; PyTorch: zero_grad, forward, loss,
         backward, Adam step).
-    fit: one `model.fit` epoch over the batches as the pipelines fit (`pipelines.training.array_dataset`,
-        callbacks, the training steps), against PyTorch's training steps over the same batches.
+    fit: one `model.fit` epoch over the batches (data adapter, callbacks, the training steps),
+        against PyTorch's training steps over the same batches.
     predict: `model.predict` over the batches; PyTorch: the forward pass per batch under
         `torch.inference_mode()`.
     call: `model.predict_on_batch` per batch (the compiled forward pass without `predict`'s loop).
@@ -64,7 +66,17 @@ TORCH_COUNTERPART = {
 SHAPES = {"large": (100, 40, 128), "small": (30, 8, 32)}  # (timesteps, features, units)
 FULL = dict(batch_size=64, classes=10, batches=16, rounds=3, shapes=SHAPES)
 QUICK = dict(batch_size=8, classes=3, batches=2, rounds=1, shapes={"large": (10, 4, 8), "small": (5, 3, 4)})
+# The Keras configurations each Keras worker measures side by side, in the same process.
+KERAS_CONFIGS = {
+    # The zoo and `fit` before issue 35: Keras's plain time loops, `fit` on arrays, one step per call.
+    "before": dict(plain_loops=True, fit_input="arrays", steps_per_execution=1, jit_compile=False),
+    # Today's default: fused LSTM loops, `fit` as the pipelines fit.
+    "default": dict(plain_loops=False, fit_input="dataset", steps_per_execution=None, jit_compile=False),
+    # The same, compiled with XLA (`jit_compile=True`); the LSTM layers then take the plain loop.
+    "xla": dict(plain_loops=False, fit_input="dataset", steps_per_execution=None, jit_compile=True),
+}
 KINDS = ("step", "fit", "predict", "call")
+CLOCKS = ("cpu", "wall")
 RUNTIME_KINDS = ("call", "tflite", "onnx")
 # One thread per worker on both sides: on a shared machine a single-threaded process is disturbed
 # less by other work, and it is the same budget for both frameworks.
@@ -82,22 +94,31 @@ def _data(index: int, settings: dict, shape: tuple[int, int, int]) -> tuple[np.n
 
 
 def _time_rounds(models: dict, runs: dict, rounds: int, samples: int, index: int) -> dict:
-    """Fastest round's samples/s per variant and kind; variants interleaved in a shuffled order."""
+    """Fastest round's samples/s per model, kind and clock (`cpu`: per CPU-second of this process;
+    `wall`: per second); models interleaved in a shuffled order."""
     order = list(models)
     random.Random(index).shuffle(order)
-    rates = {v: {kind: [] for kind in runs} for v in order}
+    rates = {name: {kind: {clock: [] for clock in CLOCKS} for kind in runs} for name in order}
     for _ in range(rounds):
-        for variant in order:
+        for name in order:
             for kind, run in runs.items():
-                start = time.perf_counter()
-                run(models[variant])
-                rates[variant][kind].append(samples / (time.perf_counter() - start))
+                wall, cpu = time.perf_counter(), time.process_time()
+                run(models[name])
+                rates[name][kind]["cpu"].append(samples / (time.process_time() - cpu))
+                rates[name][kind]["wall"].append(samples / (time.perf_counter() - wall))
     # Keep the fastest round: slower rounds are other processes getting in the way, not the model.
-    return {v: {kind: max(r) for kind, r in kinds.items()} for v, kinds in rates.items()}
+    return {
+        name: {kind: {clock: max(r) for clock, r in clocks.items()} for kind, clocks in kinds.items()}
+        for name, kinds in rates.items()
+    }
 
 
-def keras_worker(index: int, variants: list[str], settings: dict, shape: tuple, options: dict) -> dict:
-    """Samples/s of every zoo variant: `{variant: {kind: samples/s}}`."""
+def keras_worker(
+    index: int, variants: list[str], settings: dict, shape: tuple, configs: list[str], runtimes: bool
+) -> dict:
+    """Samples/s of every zoo variant in every Keras configuration: `{"variant/config": {kind: {clock: samples/s}}}`."""
+    import contextlib
+
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
@@ -106,37 +127,61 @@ def keras_worker(index: int, variants: list[str], settings: dict, shape: tuple, 
 
     sys.path.insert(0, str(ROOT))
     from lstm_models import build_model
-    from pipelines.training import array_dataset
+    from lstm_models.fused import plain_loops
+    from pipelines.training import STEPS_PER_EXECUTION, array_dataset
 
     s = settings
     x, y = _data(index, s, shape)
     batch, samples = s["batch_size"], len(x)
     batches = [(x[i : i + batch], y[i : i + batch]) for i in range(0, samples, batch)]
     dataset = array_dataset(x, y, batch, shuffle=False)
-    if options["runtimes"]:
-        runs = {kind: _runner(kind) for kind in RUNTIME_KINDS}
+
+    def fit(model: "keras.Model", config: dict) -> None:
+        if config["fit_input"] == "arrays":
+            model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+        else:
+            model.fit(dataset, epochs=1, verbose=0)
+
+    if runtimes:
+        kinds = {kind: _runner(kind) for kind in RUNTIME_KINDS}
     else:
-        runs = {
-            "step": lambda model: [model.train_on_batch(xb, yb) for xb, yb in batches],
-            "fit": lambda model: model.fit(dataset, epochs=1, verbose=0),
-            "predict": lambda model: model.predict(x, batch_size=batch, verbose=0),
-            "call": lambda model: [model.predict_on_batch(xb) for xb, _ in batches],
+        kinds = {
+            "step": lambda model, config: [model.train_on_batch(xb, yb) for xb, yb in batches],
+            "fit": fit,
+            "predict": lambda model, config: model.predict(x, batch_size=batch, verbose=0),
+            "call": lambda model, config: [model.predict_on_batch(xb) for xb, _ in batches],
         }
+
+    def within(run: Callable) -> Callable[[tuple], Any]:
+        def run_entry(entry: tuple) -> Any:
+            model, config = entry
+            with plain_loops() if config["plain_loops"] else contextlib.nullcontext():
+                return run(model, config)
+
+        return run_entry
+
+    runs = {kind: within(run) for kind, run in kinds.items()}
     models = {}
-    for variant in variants:
-        keras.utils.set_random_seed(index)
-        model = build_model(variant, shape[:2], output_dim=s["classes"], units=shape[2])
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", **options["compile"])
-        if options["runtimes"]:
-            model = runtime_runners(model, [xb for xb, _ in batches])
-        for run in runs.values():  # warm-up: traces the graphs
-            run(model)
-        models[variant] = model
+    for config_name in configs:
+        config = KERAS_CONFIGS[config_name]
+        for variant in variants:
+            keras.utils.set_random_seed(index)
+            model = build_model(variant, shape[:2], output_dim=s["classes"], units=shape[2])
+            model.compile(
+                optimizer="adam",
+                loss="sparse_categorical_crossentropy",
+                steps_per_execution=config["steps_per_execution"] or STEPS_PER_EXECUTION,
+                jit_compile=config["jit_compile"],
+            )
+            entry = (runtime_runners(model, [xb for xb, _ in batches]) if runtimes else model), config
+            for run in runs.values():  # warm-up: traces (and with XLA compiles) the graphs
+                run(entry)
+            models[f"{variant}/{config_name}"] = entry
     return _time_rounds(models, runs, s["rounds"], samples, index)
 
 
-def _runner(kind: str) -> Callable[[dict], Any]:
-    return lambda runners: runners[kind]()
+def _runner(kind: str) -> Callable[[dict, dict], Any]:
+    return lambda runners, config: runners[kind]()
 
 
 def runtime_runners(model: "keras.Model", batches: list[np.ndarray]) -> dict:
@@ -273,7 +318,8 @@ def run_workers(args: argparse.Namespace, settings: dict) -> dict:
         for shape in settings["shapes"]:
             for framework in ("keras", "torch"):
                 command = [sys.executable, __file__, "--worker", framework, "--index", str(index), "--shape", shape]
-                command += ["--variants", ",".join(args.variants), *args.keras_options, *["--runtimes"] * args.runtimes]
+                command += ["--variants", ",".join(args.variants), "--configs", ",".join(args.configs)]
+                command += ["--runtimes"] * args.runtimes
                 process = subprocess.run(command + ["--quick"] * args.quick, capture_output=True, text=True, env=env)
                 if process.returncode != 0:
                     sys.exit(f"{framework} worker {index} ({shape}) failed:\n{process.stderr[-3000:]}")
@@ -282,20 +328,24 @@ def run_workers(args: argparse.Namespace, settings: dict) -> dict:
     return results
 
 
-def summarize(results: dict, variants: list[str], kinds: tuple[str, ...]) -> dict:
-    """Per shape, variant and kind: median Keras and PyTorch samples/s and the median of the per-repeat ratios."""
+def summarize(results: dict, variants: list[str], configs: list[str], kinds: tuple[str, ...]) -> dict:
+    """Per shape, variant, Keras config and kind: median Keras and PyTorch samples/s by clock, and the
+    per-repeat ratios (Keras over PyTorch) by clock."""
     summary = {}
     for shape, frameworks in results.items():
         for variant in variants:
-            for kind in kinds:
-                keras_rates = [r[variant][kind] for r in frameworks["keras"]]
-                torch_rates = [r[variant][kind] for r in frameworks["torch"]]
-                ratios = [k / t for k, t in zip(keras_rates, torch_rates, strict=True)]
-                summary[shape, variant, kind] = (
-                    statistics.median(keras_rates),
-                    statistics.median(torch_rates),
-                    ratios,
-                )
+            for config in configs:
+                for kind in kinds:
+                    keras_rates = [r[f"{variant}/{config}"][kind] for r in frameworks["keras"]]
+                    torch_rates = [r[variant][kind] for r in frameworks["torch"]]
+                    summary[shape, variant, config, kind] = {
+                        clock: (
+                            statistics.median(k[clock] for k in keras_rates),
+                            statistics.median(t[clock] for t in torch_rates),
+                            [k[clock] / t[clock] for k, t in zip(keras_rates, torch_rates, strict=True)],
+                        )
+                        for clock in CLOCKS
+                    }
     return summary
 
 
@@ -312,18 +362,23 @@ def versions() -> str:
     )
 
 
-def ratio_table(summary: dict, shape: str, variants: list[str], kinds: tuple[str, ...]) -> str:
-    """Per variant: Keras samples/s and the ratio to PyTorch, for every kind of run."""
+def ratio_table(summary: dict, shape: str, variants: list[str], configs: list[str], kinds: tuple[str, ...]) -> str:
+    """Per variant and Keras config: samples per CPU-second and the ratios to PyTorch, for every kind of run."""
     rows = []
     for variant in variants:
-        row = {"variant": f"`{variant}`", "PyTorch counterpart": TORCH_COUNTERPART[variant]}
-        for kind in kinds:
-            keras_rate, torch_rate, ratios = summary[shape, variant, kind]
-            row[f"{kind}: Keras / PyTorch samples/s"] = f"{keras_rate:,.0f} / {torch_rate:,.0f}"
-            spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
-            row[f"{kind} ratio"] = f"{statistics.median(ratios):.2f}x{spread}"
-        rows.append(row)
-    return markdown_table(rows, "ll" + "rr" * len(kinds))
+        for config in configs:
+            row = {"variant": f"`{variant}`", "Keras": config, "PyTorch": TORCH_COUNTERPART[variant]}
+            for kind in kinds:
+                cell = summary[shape, variant, config, kind]
+                keras_rate, torch_rate, cpu_ratios = cell["cpu"]
+                wall_ratio = statistics.median(cell["wall"][2])
+                spread = f" ({min(cpu_ratios):.2f}–{max(cpu_ratios):.2f})" if len(cpu_ratios) > 1 else ""
+                row[f"{kind}: Keras / PyTorch per CPU-s"] = f"{keras_rate:,.0f} / {torch_rate:,.0f}"
+                row[f"{kind} ratio, CPU (wall)"] = (
+                    f"**{statistics.median(cpu_ratios):.2f}x**{spread} ({wall_ratio:.2f}x)"
+                )
+            rows.append(row)
+    return markdown_table(rows, "lll" + "rr" * len(kinds))
 
 
 def render(summary: dict, args: argparse.Namespace, settings: dict, load: tuple[float, float]) -> str:
@@ -331,7 +386,7 @@ def render(summary: dict, args: argparse.Namespace, settings: dict, load: tuple[
 
     Args:
         summary: What `summarize` returns.
-        args: The parsed command line (variants, repeats, Keras options).
+        args: The parsed command line (variants, configs, repeats, runtimes).
         settings: `FULL` or `QUICK`.
         load: 1-minute load average at the start and at the end.
 
@@ -341,21 +396,21 @@ def render(summary: dict, args: argparse.Namespace, settings: dict, load: tuple[
     s = settings
     command = shlex.join([os.path.relpath(sys.executable), os.path.relpath(__file__), *sys.argv[1:]])
     kinds = RUNTIME_KINDS if args.runtimes else KINDS
-    title = "Inference runtimes against PyTorch on CPU" if args.runtimes else "train and inference throughput on CPU"
+    title = "Inference runtimes against PyTorch on CPU" if args.runtimes else "Keras against PyTorch on CPU"
     lines = [
         RUNTIMES_START if args.runtimes else START,
-        f"## Keras against PyTorch: {title}" if not args.runtimes else f"## {title}",
+        f"## {title}",
         "",
         "Written by `benchmarks/train_throughput.py`; do not edit by hand between the markers. A ratio is Keras "
-        "samples/s over PyTorch samples/s (above 1.00x: Keras is faster); the median over repeats, min–max "
-        "across repeats in brackets.",
+        "samples/s over PyTorch samples/s (above 1.00x: Keras is faster), by CPU time in bold (samples per "
+        "CPU-second of the worker process; min–max across repeats in brackets), by wall clock in brackets after it.",
     ]
     for shape, (timesteps, features, units) in s["shapes"].items():
         lines += [
             "",
             f"### {timesteps} timesteps, {features} features, {units} units",
             "",
-            ratio_table(summary, shape, args.variants, kinds),
+            ratio_table(summary, shape, args.variants, args.configs, kinds),
         ]
     if args.runtimes:
         described = (
@@ -368,32 +423,40 @@ def render(summary: dict, args: argparse.Namespace, settings: dict, load: tuple[
     else:
         described = (
             "- Kinds: `step` is one training step per batch (`model.train_on_batch`; PyTorch: zero_grad, forward, "
-            "loss, backward, Adam step); `fit` is one `model.fit` epoch over the same batches as the pipelines fit "
-            "(`pipelines.training.array_dataset`), against PyTorch's training steps; `predict` is `model.predict` "
-            "over the batches, against PyTorch's forward pass per batch under `torch.inference_mode()`; `call` is "
-            "`model.predict_on_batch` per batch, against the same PyTorch forward pass."
+            "loss, backward, Adam step); `fit` is one `model.fit` epoch over the same batches, against PyTorch's "
+            "training steps; `predict` is `model.predict` over the batches, against PyTorch's forward pass per batch "
+            "under `torch.inference_mode()`; `call` is `model.predict_on_batch` per batch, against the same PyTorch "
+            "forward pass."
         )
+    configs = {
+        "before": "Keras's plain time loops for every variant (`lstm_models.fused.plain_loops`), `fit` on the "
+        "arrays, one training step per call: the zoo and the pipelines' `fit` before issue 35",
+        "default": "the zoo as `build_model` returns it (fused `BlockLSTM` loops for the LSTM variants), `fit` as "
+        "the pipelines fit (`pipelines.training.array_dataset`, `steps_per_execution=STEPS_PER_EXECUTION`)",
+        "xla": "the same compiled with `jit_compile=True` (XLA; the LSTM layers take the plain loop)",
+    }
     lines += [
         "",
         described,
+        "- Keras configurations, measured side by side in each Keras worker: "
+        + "; ".join(f"`{name}`: {configs[name]}" for name in args.configs)
+        + ".",
         f"- Machine: {cpu_model()}, {os.cpu_count()} cores, shared with other work; CPU only. Every worker runs "
         f"with {THREADS} thread (TensorFlow intra-op and inter-op threads; `torch.set_num_threads` and "
         "`torch.set_num_interop_threads`).",
         f"- Load: 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at the end, other processes "
-        "included. Other work slows the absolute samples/s; the frameworks take turns, so both see the same load "
-        "on average, and the fastest round of each worker is kept.",
+        "included. Other work slows the wall clock most: the wall-clock ratios compare processes that ran at "
+        "different times under different load; CPU time, which the other work moves less, is the figure to read.",
         f"- Versions: {versions()}.",
         f"- Date: {datetime.date.today().isoformat()}. Command: `{command}`.",
         f"- Settings: batch {s['batch_size']}, {s['batches']} batches of random data, {s['classes']} classes, the "
         "classification head (`build_model(variant, (timesteps, features), output_dim=classes, units=units)`; "
-        "PyTorch: the last step, or the attention pooling, then a linear layer, cross-entropy on the logits), "
-        "Adam; Keras compiled with the pipelines' `steps_per_execution` (`pipelines.training.STEPS_PER_EXECUTION`) "
-        f"unless the options say otherwise. Keras options: `{' '.join(args.keras_options) or 'none'}`.",
+        "PyTorch: the last step, or the attention pooling, then a linear layer, cross-entropy on the logits), Adam.",
         f"- Method: {args.repeats} repeats; in each, per shape, a Keras worker process and then a PyTorch worker "
-        "process. A worker builds every variant, runs each kind once as warm-up (graph tracing), then times "
-        f"{s['rounds']} rounds of every kind per variant, variants interleaved in a shuffled order, and keeps the "
-        "fastest round. samples/s is the median over repeats; a ratio is the median over repeats of that "
-        "repeat's Keras samples/s over its PyTorch samples/s.",
+        "process. A worker builds every variant (and configuration), runs each kind once as warm-up (graph tracing "
+        f"and XLA compilation), then times {s['rounds']} rounds of every kind per model, models interleaved in a "
+        "shuffled order, and keeps the fastest round by each clock. samples/s is the median over repeats; a ratio "
+        "is the median over repeats of that repeat's Keras samples/s over its PyTorch samples/s.",
         RUNTIMES_END if args.runtimes else END,
     ]
     return "\n".join(lines)
@@ -404,14 +467,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="worker pairs per shape (default: 3)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (default: all)")
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated of {', '.join(SHAPES)}")
-    parser.add_argument("--jit-compile", action="store_true", help="compile the Keras models with jit_compile=True")
     parser.add_argument(
-        "--steps-per-execution",
-        type=int,
-        help="Keras compile(steps_per_execution=) (default: pipelines.training.STEPS_PER_EXECUTION)",
+        "--configs", default=",".join(KERAS_CONFIGS), help=f"Keras configurations, of {', '.join(KERAS_CONFIGS)}"
     )
     parser.add_argument(
-        "--runtimes", action="store_true", help="inference only: Keras, TFLite and ONNX Runtime (the export extra)"
+        "--runtimes",
+        action="store_true",
+        help="inference only, the default configuration: Keras, TFLite and ONNX Runtime (the export extra)",
     )
     parser.add_argument("--output", type=Path, help="markdown file (default: docs/benchmarks.md; none with --quick)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke check")
@@ -426,13 +488,11 @@ def parse_args() -> argparse.Namespace:
     args.shapes = [s for s in args.shapes.split(",") if s]
     if not args.shapes or set(args.shapes) - set(SHAPES):
         parser.error(f"--shapes takes some of {', '.join(SHAPES)}. Received: --shapes={','.join(args.shapes)}")
+    args.configs = ["default"] if args.runtimes else [c for c in args.configs.split(",") if c]
+    if not args.configs or set(args.configs) - set(KERAS_CONFIGS):
+        parser.error(f"--configs takes some of {', '.join(KERAS_CONFIGS)}. Received: --configs={args.configs}")
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1. Received: --repeats={args.repeats}")
-    if args.steps_per_execution is not None and args.steps_per_execution < 1:
-        parser.error(f"--steps-per-execution must be at least 1. Received: {args.steps_per_execution}")
-    args.keras_options = ["--jit-compile"] * args.jit_compile
-    if args.steps_per_execution is not None:
-        args.keras_options += ["--steps-per-execution", str(args.steps_per_execution)]
     if args.output is None and not args.quick:
         args.output = ROOT / "docs" / "benchmarks.md"
     return args
@@ -444,27 +504,19 @@ def main() -> None:
     settings = {**base, "shapes": {name: base["shapes"][name] for name in args.shapes}}
     if torch_missing():
         sys.exit("PyTorch is not installed; it is the `bench` extra: pip install -e '.[bench]'")
-    if args.worker == "keras":
-        if args.steps_per_execution is None:
-            sys.path.insert(0, str(ROOT))
-            from pipelines.training import STEPS_PER_EXECUTION
-
-            args.steps_per_execution = STEPS_PER_EXECUTION
-        options = {
-            "runtimes": args.runtimes,
-            "compile": {"jit_compile": args.jit_compile, "steps_per_execution": args.steps_per_execution},
-        }
-        result = keras_worker(args.index, args.variants, settings, settings["shapes"][args.shape], options)
+    if args.worker is not None:
+        shape = settings["shapes"][args.shape]
+        if args.worker == "keras":
+            result = keras_worker(args.index, args.variants, settings, shape, args.configs, args.runtimes)
+        else:
+            result = torch_worker(args.index, args.variants, settings, shape)
         print(json.dumps(result))
-        return
-    if args.worker == "torch":
-        print(json.dumps(torch_worker(args.index, args.variants, settings, settings["shapes"][args.shape])))
         return
     load_start = os.getloadavg()[0]
     results = run_workers(args, settings)
     load = load_start, os.getloadavg()[0]
     kinds = RUNTIME_KINDS if args.runtimes else KINDS
-    section = render(summarize(results, args.variants, kinds), args, settings, load)
+    section = render(summarize(results, args.variants, args.configs, kinds), args, settings, load)
     print(section)
     if args.output:
         markers = (RUNTIMES_START, RUNTIMES_END) if args.runtimes else (START, END)
