@@ -20,6 +20,7 @@ script owns.
 
 import argparse
 import datetime
+import functools
 import os
 import platform
 import sys
@@ -118,7 +119,9 @@ def tracks(spotter, recordings: dict) -> dict:
     for name, (waveform, _) in recordings.items():
         start = time.perf_counter()
         out[name] = spotter.probabilities(waveform)
-        print(f"  {name}: {len(waveform) / RATE / 60:.1f} min of audio in {time.perf_counter() - start:.0f} s", flush=True)
+        print(
+            f"  {name}: {len(waveform) / RATE / 60:.1f} min of audio in {time.perf_counter() - start:.0f} s", flush=True
+        )
     return out
 
 
@@ -151,7 +154,7 @@ def choose(probabilities, recordings, class_names, clip_seconds):
 
 
 def latency(served_keras, class_names, hops: int = 500) -> dict:
-    """Milliseconds per 20 ms hop, one thread: the Keras streaming step and its TFLite export (or the sliding window)."""
+    """Milliseconds per 20 ms hop, one thread: the Keras streaming step and its TFLite export (or the whole model)."""
     import tensorflow as tf
 
     from pipelines.speech_commands.streaming_model import (
@@ -183,7 +186,7 @@ def latency(served_keras, class_names, hops: int = 500) -> dict:
         _, state = step(chunk, state)
     keras_ms = 1000 * (time.perf_counter() - start) / hops
     with tempfile.TemporaryDirectory() as folder:
-        exported = export_streaming(streaming, folder, audio[: RATE], class_names)
+        exported = export_streaming(streaming, folder, audio[:RATE], class_names)
         run = tflite_runner(exported.tflite, num_threads=1)
         state = np.zeros((1, lay.state_size), "float32")
         arrays = [c[None] for c in audio.reshape(hops, lay.hop_samples)]
@@ -234,7 +237,15 @@ def main() -> None:
         counts = {k: f"{len(v[0]) / RATE / 60:.1f} min" for k, v in recordings[split].items()}
         print(f"{split}: {len(clips['commands'])} commands, {len(clips['others'])} other words; {counts}", flush=True)
 
-    runs = [(v, ["model.architecture=zoo", f"model.variant={v}", "model.units=64"] + (["model.num_layers=2"] if v == "stacked_lstm" else [])) for v in args.variants.split(",") if v]
+    runs = [
+        (
+            v,
+            ["model.architecture=zoo", f"model.variant={v}", "model.units=64"]
+            + (["model.num_layers=2"] if v == "stacked_lstm" else []),
+        )
+        for v in args.variants.split(",")
+        if v
+    ]
     if not args.no_crnn:
         runs.append(("crnn (shipped)", []))
     rows = []
@@ -250,9 +261,14 @@ def main() -> None:
             lay = spotter.streaming.layout
             export_streaming(spotter.streaming, export_dir, np.zeros(RATE, "float32") + 0.01, served.class_names)
             run_tflite = tflite_runner(export_dir / "streaming.tflite", num_threads=1)
-            spotter.probabilities = lambda w: stream_probabilities(run_tflite, w, lay.hop_samples, lay.state_size)
-        print(f"{name}: trained in {train_seconds:.0f} s, test accuracy "
-              f"{run.evaluation.metrics['test_accuracy']:.3f}; {spotter.mode}", flush=True)
+            spotter.probabilities = functools.partial(
+                stream_probabilities, run_tflite, hop_samples=lay.hop_samples, state_size=lay.state_size
+            )
+        print(
+            f"{name}: trained in {train_seconds:.0f} s, test accuracy "
+            f"{run.evaluation.metrics['test_accuracy']:.3f}; {spotter.mode}",
+            flush=True,
+        )
         val_tracks = tracks(spotter, recordings["val"])
         chosen, val_result = choose(val_tracks, recordings["val"], served.class_names, spotter.clip_seconds)
         test_tracks = tracks(spotter, recordings["test"])
@@ -297,11 +313,11 @@ def write(rows, args, recordings, speakers) -> None:
 
 `lstm-pipelines stream` on recordings built from held-out speakers of
 `speech_commands_v002_test_dev` (`benchmarks/speech_spotting.py`, seed {args.seed}): every command clip of the
-test speakers ({len(test['commands'][1])} clips, {len(speakers['test']['others'])} non-command clips) placed once
-at a known time between `_background_noise_` cuts and non-command words ({minutes['test_commands']:.1f} min), and
-{minutes['test_free']:.0f} min of command-free audio (noise and the test speakers' non-command words). Threshold
-and smoothing were chosen on the validation speakers' recordings ({len(val['commands'][1])} commands,
-{minutes['val_commands']:.1f} min; {minutes['val_free']:.0f} min command-free): the highest recall at <= 2 false
+test speakers ({len(test["commands"][1])} clips, {len(speakers["test"]["others"])} non-command clips) placed once
+at a known time between `_background_noise_` cuts and non-command words ({minutes["test_commands"]:.1f} min), and
+{minutes["test_free"]:.0f} min of command-free audio (noise and the test speakers' non-command words). Threshold
+and smoothing were chosen on the validation speakers' recordings ({len(val["commands"][1])} commands,
+{minutes["val_commands"]:.1f} min; {minutes["val_free"]:.0f} min command-free): the highest recall at <= 2 false
 accepts per hour. A hit: a detection of the placed word decided from 0.1 s after the clip starts to 1 s after it
 ends; every other detection is a false accept. Refractory period 1 s, hop 20 ms. Each model trained
 {args.epochs} epochs (early stopping as shipped) on the training speakers with the shipped config otherwise.
@@ -314,7 +330,8 @@ Goals (issue 33): recall >= 0.90 at <= 2 false accepts per hour; <= 1 ms per hop
 {table}
 
 Command: `nice -n 10 python benchmarks/speech_spotting.py --data ../shared/data/speech_commands_v002_test_dev
---epochs {args.epochs}{' --no-crnn' if args.no_crnn else ''}`. Machine: {cpu_model()}, Python {platform.python_version()}, {datetime.date.today()}.
+--epochs {args.epochs}{" --no-crnn" if args.no_crnn else ""}`. Machine: {cpu_model()},
+Python {platform.python_version()}, {datetime.date.today()}.
 {END}"""
     write_section(args.output, section, START, END)
     print(section)

@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument(
         "--export", metavar="DIR", help="also write the streaming model (SavedModel, TFLite) into DIR, checked"
     )
-    stream.add_argument("--config", help="YAML config whose spotting group is used (default: conf/speech_commands.yaml)")
+    stream.add_argument(
+        "--config", help="YAML config whose spotting group is used (default: conf/speech_commands.yaml)"
+    )
     stream.add_argument(
         "--set",
         dest="overrides",

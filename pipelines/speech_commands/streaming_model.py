@@ -156,7 +156,11 @@ class StreamingSpeechModel(keras.Model):
     def call(self, samples, state):
         lay = self.layout
         k, tail_end, window_end = lay.frames_per_hop, lay.tail_samples, lay.tail_samples + lay.window_frames
-        tail, peaks, position = state[:, :tail_end], state[:, tail_end:window_end], state[:, window_end : window_end + 1]
+        tail, peaks, position = (
+            state[:, :tail_end],
+            state[:, tail_end:window_end],
+            state[:, window_end : window_end + 1],
+        )
         audio = ops.concatenate([tail, ops.cast(samples, "float32")], axis=-1)
         log_mel = self.absolute_log_mel(audio)  # (batch, frames_per_hop, bins)
         valid = (position + ops.arange(k, dtype="float32")[None, :]) >= lay.warmup_frames
@@ -458,7 +462,9 @@ def export_streaming(
             probabilities, state = step(chunk, states[name])
             tflite_seconds += time.perf_counter() - start if name == "tflite" else 0.0
             states[name] = np.asarray(state)
-            gap = max(np.max(np.abs(np.asarray(probabilities) - expected)), np.max(np.abs(states[name] - states["keras"])))
+            gap = max(
+                np.max(np.abs(np.asarray(probabilities) - expected)), np.max(np.abs(states[name] - states["keras"]))
+            )
             differences[name] = max(differences[name], float(gap))
     for name, gap in differences.items():
         if gap > tolerance:

@@ -186,7 +186,9 @@ class SpeechSpottingConfig:
             )
         for key in ("smoothing_seconds", "refractory_seconds"):
             if not 0.0 <= getattr(self, key) < math.inf:
-                raise ConfigError(f"spotting.{key}: expected a finite number of seconds >= 0, got {getattr(self, key)!r}")
+                raise ConfigError(
+                    f"spotting.{key}: expected a finite number of seconds >= 0, got {getattr(self, key)!r}"
+                )
         if not 0.0 < self.threshold <= 1.0:
             raise ConfigError(f"spotting.threshold: expected a probability in (0, 1], got {self.threshold!r}")
 

@@ -83,7 +83,10 @@ def test_a_clip_whose_loudest_frame_comes_late_differs_as_documented():
     [
         (["model.variant=bilstm"], r"its layer encoder_0 \(Bidirectional\) looks at the whole clip"),
         (["model.variant=attention_lstm"], r"its layer attention \(TemporalAttention\) looks at the whole clip"),
-        (["model.architecture=crnn", "model.variant=attention_lstm"], r"its layer encoder_0 \(Bidirectional\) looks at"),
+        (
+            ["model.architecture=crnn", "model.variant=attention_lstm"],
+            r"its layer encoder_0 \(Bidirectional\) looks at",
+        ),
     ],
 )
 def test_a_model_that_looks_at_the_whole_clip_is_refused_with_the_variants_that_stream(overrides, layer):
@@ -174,9 +177,9 @@ def test_stream_finds_the_placed_word_and_exports(tmp_path, capsys):
     # Tones, one pitch per word (`yes` is 300 Hz, `no` 600 Hz, ...); `_silence_` is cut from white noise.
     root = speech_commands_tree(tmp_path / "tones", speakers=10)
     overrides = [f"data.path={root}", "model.architecture=zoo", "model.variant=gru", "model.units=32",
-                 "train.epochs=60", "train.early_stopping_patience=60", "train.learning_rate=0.01", "train.batch_size=16",
-                 "train.verbose=0",
-                 "augment.freq_masks=0", "augment.time_masks=0", "augment.speed_change=0"]  # fmt: skip
+                 "train.epochs=60", "train.early_stopping_patience=60", "train.learning_rate=0.01",
+                 "train.batch_size=16", "train.verbose=0", "augment.freq_masks=0", "augment.time_masks=0",
+                 "augment.speed_change=0"]  # fmt: skip
     run = workflows.train("speech_commands", overrides=overrides)
     rng = np.random.default_rng(5)
     recording = 0.01 * rng.standard_normal(16000 * 5).astype("float32")
