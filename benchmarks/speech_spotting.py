@@ -2,12 +2,14 @@
 
 Usage:
     nice -n 10 python benchmarks/speech_spotting.py --data ../shared/data/speech_commands_v002_test_dev
-    nice -n 10 python benchmarks/speech_spotting.py --data ... --variants lstm,gru --epochs 20 --no-crnn
+    nice -n 10 python benchmarks/speech_spotting.py --data ... --variants lstm --units 128 --no-crnn
 
-Each variant (`model.architecture: zoo`, 64 units) is trained with `workflows.train` on the tree's
-training speakers (its split lists hold the validation and test speakers out); the shipped CRNN,
+Each variant (`model.architecture: zoo`, `--units`, 64 by default) is trained with `workflows.train`
+on the tree's training speakers (its split lists hold the validation and test speakers out), with the
+shipped config's epochs and early stopping unless `--epochs` is given; the shipped CRNN,
 which cannot stream state by state, is the extra sliding-window row. Long recordings are built
-(seeded) from the held-out speakers only: each command clip placed once at a known time between
+(each from its own seed, so the command recordings do not depend on the lengths asked for the
+command-free ones) from the held-out speakers only: each command clip placed once at a known time between
 stretches of `_background_noise_` (random cuts and gains) and non-command words; and command-free
 audio of the same noise and non-command words. The validation speakers' recordings choose the
 threshold and smoothing (the highest recall at <= 2 false accepts per hour there); the test
@@ -202,7 +204,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/speech_commands_v002_test_dev")
     parser.add_argument("--variants", default="lstm,gru,peephole_lstm,stacked_lstm")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the shipped config's (early stopping on)")
+    parser.add_argument("--units", type=int, default=64, help="model.units of the streamable variants")
     parser.add_argument("--free-minutes", type=float, default=60.0, help="command-free test audio")
     parser.add_argument("--val-free-minutes", type=float, default=20.0)
     parser.add_argument("--no-crnn", action="store_true", help="skip the sliding-window CRNN row")
@@ -224,15 +227,18 @@ def main() -> None:
     from pipelines.speech_commands.streaming_model import export_streaming, stream_probabilities, tflite_runner
 
     root = Path(args.data).resolve()
-    rng = np.random.default_rng(args.seed)
     noise = np.concatenate([read_wav(p)[1] for p in sorted((root / "_background_noise_").glob("*.wav"))])
     speakers = held_out(root)
     recordings = {}
-    for split, free_minutes in (("val", args.val_free_minutes), ("test", args.free_minutes)):
+    for index, (split, free_minutes) in enumerate((("val", args.val_free_minutes), ("test", args.free_minutes))):
         clips = speakers[split]
         recordings[split] = {
-            "commands": build_recording(noise, clips["commands"], clips["others"], 0, rng),
-            "free": build_recording(noise, [], clips["others"], free_minutes * 60, rng),
+            "commands": build_recording(
+                noise, clips["commands"], clips["others"], 0, np.random.default_rng([args.seed, index, 0])
+            ),
+            "free": build_recording(
+                noise, [], clips["others"], free_minutes * 60, np.random.default_rng([args.seed, index, 1])
+            ),
         }
         counts = {k: f"{len(v[0]) / RATE / 60:.1f} min" for k, v in recordings[split].items()}
         print(f"{split}: {len(clips['commands'])} commands, {len(clips['others'])} other words; {counts}", flush=True)
@@ -240,7 +246,7 @@ def main() -> None:
     runs = [
         (
             v,
-            ["model.architecture=zoo", f"model.variant={v}", "model.units=64"]
+            ["model.architecture=zoo", f"model.variant={v}", f"model.units={args.units}"]
             + (["model.num_layers=2"] if v == "stacked_lstm" else []),
         )
         for v in args.variants.split(",")
@@ -251,7 +257,8 @@ def main() -> None:
     rows = []
     for name, overrides in runs:
         start = time.perf_counter()
-        settings = [f"data.path={root}", f"train.epochs={args.epochs}", "train.verbose=0", *overrides]
+        epochs = [] if args.epochs is None else [f"train.epochs={args.epochs}"]
+        settings = [f"data.path={root}", *epochs, "train.verbose=0", *overrides]
         run = workflows.train("speech_commands", CONFIG, settings)
         train_seconds = time.perf_counter() - start
         served = mlflow.pyfunc.load_model(run.model_uri).unwrap_python_model()
@@ -291,7 +298,7 @@ def write(rows, args, recordings, speakers) -> None:
     table = markdown_table(
         [
             {
-                "variant (64 units)": row["variant"],
+                f"variant ({args.units} units)": row["variant"],
                 "mode": row["mode"],
                 "1 s clip accuracy": _fmt(row["clip accuracy"], 3),
                 "threshold / smoothing (from val)": f"{row['threshold']:g} / {row['smoothing']:g} s",
@@ -307,6 +314,13 @@ def write(rows, args, recordings, speakers) -> None:
         "llrrrrrrrr",
     )
     test, val = recordings["test"], recordings["val"]
+    trained = "up to the shipped config's epochs" if args.epochs is None else f"up to {args.epochs} epochs"
+    options = "".join(
+        f" --{name.replace('_', '-')} {getattr(args, name)}"
+        for name, default in (("epochs", None), ("units", 64), ("free_minutes", 60.0), ("val_free_minutes", 20.0))
+        if getattr(args, name) != default
+    )
+    options += "" if args.variants == "lstm,gru,peephole_lstm,stacked_lstm" else f" --variants {args.variants}"
     minutes = {f"{s}_{k}": len(r[k][0]) / RATE / 60 for s, r in recordings.items() for k in r}
     section = f"""{START}
 ## Keyword spotting on long recordings
@@ -320,7 +334,7 @@ and smoothing were chosen on the validation speakers' recordings ({len(val["comm
 {minutes["val_commands"]:.1f} min; {minutes["val_free"]:.0f} min command-free): the highest recall at <= 2 false
 accepts per hour. A hit: a detection of the placed word decided from 0.1 s after the clip starts to 1 s after it
 ends; every other detection is a false accept. Refractory period 1 s, hop 20 ms. Each model trained
-{args.epochs} epochs (early stopping as shipped) on the training speakers with the shipped config otherwise.
+{trained} (early stopping as shipped) on the training speakers with the shipped config otherwise.
 The streaming rows' probabilities come from the TFLite export of the streaming model (checked against the
 Keras step, last column). Latency: mean per 20 ms hop over 500 hops, one thread (`tf.function` step; TFLite
 interpreter); the sliding-window row runs the whole model on 1 s every hop (its Keras time is one call, batch 1).
@@ -330,7 +344,7 @@ Goals (issue 33): recall >= 0.90 at <= 2 false accepts per hour; <= 1 ms per hop
 {table}
 
 Command: `nice -n 10 python benchmarks/speech_spotting.py --data ../shared/data/speech_commands_v002_test_dev
---epochs {args.epochs}{" --no-crnn" if args.no_crnn else ""}`. Machine: {cpu_model()},
+{options}{" --no-crnn" if args.no_crnn else ""}`. Machine: {cpu_model()},
 Python {platform.python_version()}, {datetime.date.today()}.
 {END}"""
     write_section(args.output, section, START, END)
