@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from pipelines.speech_commands.streaming import ClipFile, clip_batches
+from pipelines.speech_commands.clip_file import ClipFile, clip_batches
 
 
 def noise_mixer(

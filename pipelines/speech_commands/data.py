@@ -55,7 +55,7 @@ from scipy.signal import resample_poly
 
 from pipelines.downloads import CACHE_ENV, cache_dir, make_folder
 from pipelines.errors import ConfigError, DataError
-from pipelines.speech_commands.streaming import ClipFile
+from pipelines.speech_commands.clip_file import ClipFile
 
 if TYPE_CHECKING:
     from pipelines.speech_commands.task import SpeechDataConfig

@@ -31,7 +31,7 @@ from pipelines.speech_commands.data import (
 from pipelines.speech_commands.features import feature_statistics
 from pipelines.speech_commands.model import ARCHITECTURES, CONV_NORMS, build_speech_model
 from pipelines.speech_commands.serving import SpeechServingModel, save_class_names, serving_signature
-from pipelines.speech_commands.streaming import ClipFile
+from pipelines.speech_commands.clip_file import ClipFile
 from pipelines.tasks import Evaluation, ServingBundle, Task
 from pipelines.tracking import local_dataset
 

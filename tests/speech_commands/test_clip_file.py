@@ -14,9 +14,9 @@ import pytest
 from pipelines import downloads
 from pipelines.config import load_config
 from pipelines.errors import ConfigError, DataError
-from pipelines.speech_commands import augment, data, streaming
+from pipelines.speech_commands import augment, clip_file, data
 from pipelines.speech_commands.data import load_source
-from pipelines.speech_commands.streaming import ClipFile, clip_batches
+from pipelines.speech_commands.clip_file import ClipFile, clip_batches
 from pipelines.speech_commands.task import SpeechConfig, SpeechDataConfig
 from tests.speech_commands.audio_trees import speech_commands_tree, tone, write_wav
 
@@ -68,7 +68,7 @@ def test_a_full_disk_names_the_clip_file_and_what_to_do(tmp_path, monkeypatch):
     def no_space(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(streaming.os, "pwrite", no_space)
+    monkeypatch.setattr(clip_file.os, "pwrite", no_space)
     with pytest.raises(DataError, match=r"clips-.*\.f32: cannot write the clips \(No space left on device\).*"
                                         r"LSTM_PIPELINES_CACHE.*data.in_memory_max_clips"):  # fmt: skip
         clips.append(np.ones(8))
