@@ -4,7 +4,6 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 from pipelines.tasks import ADAPTING_TASKS, TASK_MODULES
 
@@ -150,41 +149,20 @@ def _print_metrics(metrics: dict[str, float]) -> None:
 
 
 def _stream(args: argparse.Namespace) -> None:
-    """`stream`: load a speech model as `predict` does, export its streaming form and/or spot words in recordings."""
-    import numpy as np
-
+    """`stream`: export a speech model's streaming form and/or spot words in recordings (`workflows.stream`)."""
     from pipelines import workflows
-    from pipelines.errors import PipelineError
-    from pipelines.speech_commands import spotting, streaming_model
-    from pipelines.tasks import get_task
 
-    task = get_task("speech_commands")
-    config = workflows.load_task_config(task, args.config, args.overrides)  # a bad --set fails before the download
-    model = workflows._load_served_model(args.model)
-    if workflows._task_of(model, args.model) != task.name:
-        raise PipelineError(f"model {args.model} is a {workflows._task_of(model, args.model)} model, not {task.name}")
-    served = model.unwrap_python_model()
-    keras_model, settings = served.keras_model, config.spotting
-    if args.export:
-        streaming = streaming_model.build_streaming_model(keras_model, settings.hop_seconds)
-        result = streaming_model.export_streaming(
-            streaming, args.export, np.concatenate(list(served.sample_inputs[:2])), served.class_names
-        )
-        gaps = ", ".join(f"{name} {gap:.3g}" for name, gap in result.max_abs_diff.items())
+    result = workflows.stream(args.model, args.input, args.output, args.config, args.overrides, args.export)
+    if result.export is not None:
+        exported = result.export
+        gaps = ", ".join(f"{name} {gap:.3g}" for name, gap in exported.max_abs_diff.items())
         print(
-            f"exported the streaming model to {result.saved_model} and {result.tflite} ({result.metadata}); "
-            f"max abs difference vs Keras over {result.hops_checked} hops: {gaps}"
+            f"exported the streaming model to {exported.saved_model} and {exported.tflite} ({exported.metadata}); "
+            f"max abs difference vs Keras over {exported.hops_checked} hops: {gaps}"
         )
-    if args.input is None:
-        return
-    table = spotting.spot(keras_model, served.class_names, served.sample_rate, args.input, settings)
-    try:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.output, index=False)
-    except OSError as error:
-        raise PipelineError(f"cannot write detections to {args.output}: {error.strerror or error}") from None
-    mode = "streaming" if streaming_model.can_stream(keras_model) else "sliding window: the whole model every hop"
-    print(f"wrote {len(table)} detection(s) to {args.output} ({mode})")
+    if result.detections is not None:
+        mode = "streaming" if result.mode == "streaming" else "sliding window: the whole model every hop"
+        print(f"wrote {len(result.detections)} detection(s) to {args.output} ({mode})")
 
 
 def run(args: argparse.Namespace) -> None:

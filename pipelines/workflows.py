@@ -1,4 +1,4 @@
-"""The user-facing commands (train, tune, register, predict, export, adapt), independent of the CLI."""
+"""The user-facing commands (train, tune, register, predict, export, stream, adapt), independent of the CLI."""
 
 import dataclasses
 import logging
@@ -257,6 +257,77 @@ def _write_csv(predictions: Any, path: Path) -> None:
         predictions.to_csv(path, index=False)
     except OSError as error:
         raise PipelineError(f"cannot write predictions to {path}: {error.strerror or error}") from None
+
+
+@dataclasses.dataclass
+class StreamResult:
+    """What `stream` produced: the detections (None without an input), how the model ran over the
+    recordings (`"streaming"` or `"sliding window"`), and the streaming export (None without one)."""
+
+    detections: Any
+    mode: str
+    export: Any = None
+
+
+def stream(
+    model_uri: str,
+    input_path: str | Path | None = None,
+    output_path: str | Path | None = None,
+    config_path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    export_dir: str | Path | None = None,
+) -> StreamResult:
+    """Spot speech commands in long recordings with a logged or registered speech model; optionally export its
+    streaming form.
+
+    The config is read (and a bad override refused) before the model is loaded; only its `spotting`
+    group is used (`speech_commands.spotting` describes the detection rule).
+
+    Args:
+        model_uri: A speech_commands model URI, e.g. `models:/speech_commands@champion`.
+        input_path: A WAV file of any length, or a folder of them (searched recursively). Default: no spotting.
+        output_path: The detections CSV to write (`file, word, start, end, confidence`); required with
+            `input_path`.
+        config_path: `--config`. Default: `conf/speech_commands.yaml`.
+        overrides: `--set KEY=VALUE` strings, e.g. `spotting.threshold=0.7`.
+        export_dir: Write the streaming model (SavedModel, TFLite) here, checked against Keras. Default: not.
+
+    Returns:
+        A `StreamResult`.
+
+    Raises:
+        PipelineError: The model is not a speech_commands model, `input_path` comes without
+            `output_path`, or the CSV cannot be written; `DataError` / `ConfigError` as `spotting.spot`
+            and `streaming_model.build_streaming_model` raise them.
+    """
+    import numpy as np
+
+    from pipelines.speech_commands import spotting, streaming_model
+
+    if (input_path is None) != (output_path is None):
+        raise PipelineError("stream: an input needs an output CSV, and an output CSV an input")
+    task = get_task("speech_commands")
+    config = load_task_config(task, config_path, overrides)
+    model = _load_served_model(model_uri)
+    if _task_of(model, model_uri) != task.name:
+        raise PipelineError(f"model {model_uri} is a {_task_of(model, model_uri)} model, not {task.name}")
+    served = model.unwrap_python_model()
+    keras_model, settings = served.keras_model, config.spotting
+    mode = "streaming" if streaming_model.can_stream(keras_model) else "sliding window"
+    exported = None
+    if export_dir is not None:
+        streaming = streaming_model.build_streaming_model(keras_model, settings.hop_seconds)
+        sample = np.concatenate(list(served.sample_inputs[:2]))
+        exported = streaming_model.export_streaming(streaming, export_dir, sample, served.class_names)
+    if input_path is None:
+        return StreamResult(None, mode, exported)
+    detections = spotting.spot(keras_model, served.class_names, served.sample_rate, input_path, settings)
+    try:
+        Path(output_path).parent.mkdir(parents=True, exist_ok=True)
+        detections.to_csv(output_path, index=False)
+    except OSError as error:
+        raise PipelineError(f"cannot write detections to {output_path}: {error.strerror or error}") from None
+    return StreamResult(detections, mode, exported)
 
 
 @dataclasses.dataclass

@@ -7,7 +7,7 @@ import pytest
 from pipelines import workflows
 from pipelines.cli import main as cli_main
 from pipelines.config import load_config
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, PipelineError
 from pipelines.speech_commands.model import build_speech_model
 from pipelines.speech_commands.spotting import Spotter, detect, sliding_probabilities
 from pipelines.speech_commands.streaming_model import (
@@ -201,6 +201,15 @@ def test_stream_finds_the_placed_word_and_exports(tmp_path, capsys):
     assert 2.0 < table["end"][0] < 3.5 and table["start"][0] == pytest.approx(table["end"][0] - 1.0)
     assert 0.7 <= table["confidence"][0] <= 1.0, table.to_string()
     assert (tmp_path / "export" / "streaming.tflite").is_file()
+
+    # The same through the Python entry point the command calls: one file, a DataFrame back, the same detection.
+    result = workflows.stream(run.model_uri, tmp_path / "long" / "a.wav", tmp_path / "a.csv",
+                              overrides=["spotting.threshold=0.7"])  # fmt: skip
+    assert result.mode == "streaming" and result.export is None
+    pd.testing.assert_frame_equal(result.detections, pd.read_csv(tmp_path / "a.csv"))
+    assert result.detections[["word", "start", "end"]].equals(table[["word", "start", "end"]])
+    with pytest.raises(PipelineError, match="an input needs an output CSV"):
+        workflows.stream(run.model_uri, tmp_path / "long" / "a.wav")
 
     bad = tmp_path / "long" / "broken.wav"
     assert cli_main(["stream", "--model", run.model_uri, "--input", str(bad), "--output", str(output)]) == 2
