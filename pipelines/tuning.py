@@ -359,13 +359,16 @@ def _parent_run(
     return run
 
 
-def _close_orphan_runs(study: optuna.Study) -> None:
+def _close_orphan_runs(study: optuna.Study, experiment_id: str) -> None:
     """Mark FAILED the MLflow runs of trials that ended without closing them (lost workers).
 
-    A run that cannot be read or closed (deleted, purged, tracking down) is skipped with a warning:
-    the sweep must not cost the tune its summary.
+    Those are the runs the trials recorded, and the RUNNING runs tagged with the study whose trial
+    has ended (a worker killed after creating the run, before recording it on the trial). A run that
+    cannot be read or closed (deleted, purged, tracking down) is skipped with a warning: the sweep
+    must not cost the tune its summary.
     """
-    for trial in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    for trial in trials:
         run_id = trial.user_attrs.get("mlflow_run_id")
         if not run_id or trial.state == TrialState.RUNNING:
             continue
@@ -374,6 +377,18 @@ def _close_orphan_runs(study: optuna.Study) -> None:
                 tracking.mark_lost(run_id, f"trial ended as {trial.state.name} without closing its run")
         except Exception as error:
             logger.warning("could not check MLflow run %s of trial %d: %s", run_id, trial.number, error)
+    ended = {str(trial.number): trial for trial in trials if trial.state != TrialState.RUNNING}
+    name = study.study_name.replace("'", "\\'")
+    try:
+        running = MlflowClient().search_runs(
+            [experiment_id], f"tags.`optuna.study` = '{name}' and attributes.status = 'RUNNING'"
+        )
+        for run in running:
+            trial = ended.get(run.data.tags.get("optuna.trial", ""))
+            if trial is not None and trial.user_attrs.get("mlflow_run_id") != run.info.run_id:
+                tracking.mark_lost(run.info.run_id, "worker lost before its trial recorded this run")
+    except Exception as error:
+        logger.warning("could not look for unrecorded runs of study %s: %s", study.study_name, error)
 
 
 def _fail_lost_trials(study: optuna.Study, storage: BaseStorage) -> None:
@@ -441,12 +456,14 @@ def _objective(
     def objective(trial: optuna.Trial) -> float:
         trial_config = with_values(config, suggest(trial, config.search.space))
         _end_runs_above(parent_run_id)
-        run = mlflow.start_run(run_name=f"trial-{trial.number}", parent_run_id=parent_run_id, nested=True)
+        # The tags are written with the run: a worker killed before `set_user_attr` below leaves a
+        # run that only they tie to its trial, and the sweep (`_close_orphan_runs`) finds it by them.
+        tags = {"optuna.study": study_name, "optuna.trial": str(trial.number)}
+        run = mlflow.start_run(run_name=f"trial-{trial.number}", parent_run_id=parent_run_id, nested=True, tags=tags)
         # Everything after start_run is inside the try: a trial's run must end whatever fails (a
         # storage error in set_user_attr too), or every later trial would nest under it and fail.
         try:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
-            mlflow.set_tags({"optuna.study": study_name, "optuna.trial": trial.number})
             pruning = KerasPruningCallback(trial, "val_loss")
             result = runner.train_and_log(task, trial_config, source, callbacks=[pruning])
             value = result.evaluation.metrics[task.objective]
@@ -618,7 +635,7 @@ def tune(
         else:
             logger.info("study %s already has %d finished trials (asked for %d)", study_name, finished, trials)
         _fail_lost_trials(study, storage)
-        _close_orphan_runs(study)
+        _close_orphan_runs(study, parent.info.experiment_id)
         counts, best = _log_study_summary(study, task)
     except KeyboardInterrupt:
         if mlflow.active_run() is not None:  # set_tag would start a stray run before the parent exists

@@ -156,6 +156,26 @@ def test_a_trial_run_gone_from_tracking_neither_stops_the_sweep_nor_the_summary(
     assert client.get_run(result.parent_run_id).data.metrics["trials_fail"] == 2
 
 
+def test_a_trial_run_its_killed_worker_never_recorded_is_closed_by_the_sweep(config, experiment_id, tmp_path):
+    # What a worker killed between creating its trial's run and recording the run id on the trial
+    # leaves: a RUNNING run that only its tags tie to the trial, and the trial failed by Optuna's
+    # stale-heartbeat check.
+    storage = str(tmp_path / "journal.log")
+    parent = _tune(config, storage).parent_run_id
+    study = optuna.load_study(study_name="s", storage=tuning.open_storage(storage))
+    trial = study.ask()
+    tags = {"optuna.study": "s", "optuna.trial": str(trial.number), "mlflow.parentRunId": parent}
+    client = MlflowClient()
+    unrecorded = client.create_run(experiment_id, tags=tags).info.run_id
+    other_study = client.create_run(experiment_id, tags={**tags, "optuna.study": "another"}).info.run_id
+    study.tell(trial, state=TrialState.FAIL)
+
+    _tune(config, storage)
+    run = client.get_run(unrecorded)
+    assert run.info.status == "FAILED" and "worker lost" in run.data.tags["error"]
+    assert client.get_run(other_study).info.status == "RUNNING", "another study's runs are left alone"
+
+
 def test_a_best_model_gone_from_tracking_neither_stops_the_summary_nor_gets_registered(
     config, experiment_id, monkeypatch, tmp_path, caplog
 ):
