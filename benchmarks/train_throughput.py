@@ -68,12 +68,12 @@ FULL = dict(batch_size=64, classes=10, batches=16, rounds=3, shapes=SHAPES)
 QUICK = dict(batch_size=8, classes=3, batches=2, rounds=1, shapes={"large": (10, 4, 8), "small": (5, 3, 4)})
 # The Keras configurations each Keras worker measures side by side, in the same process.
 KERAS_CONFIGS = {
-    # The zoo and `fit` before issue 35: Keras's plain time loops, `fit` on arrays, one step per call.
-    "before": dict(plain_loops=True, fit_input="arrays", steps_per_execution=1, jit_compile=False),
+    # The zoo and `fit` before issue 35: Keras's plain time loops, `fit` on arrays.
+    "before": dict(plain_loops=True, fit_input="arrays", jit_compile=False),
     # Today's default: fused LSTM loops, `fit` as the pipelines fit.
-    "default": dict(plain_loops=False, fit_input="dataset", steps_per_execution=None, jit_compile=False),
+    "default": dict(plain_loops=False, fit_input="dataset", jit_compile=False),
     # The same, compiled with XLA (`jit_compile=True`); the LSTM layers then take the plain loop.
-    "xla": dict(plain_loops=False, fit_input="dataset", steps_per_execution=None, jit_compile=True),
+    "xla": dict(plain_loops=False, fit_input="dataset", jit_compile=True),
 }
 KINDS = ("step", "fit", "predict", "call")
 CLOCKS = ("cpu", "wall")
@@ -128,7 +128,7 @@ def keras_worker(
     sys.path.insert(0, str(ROOT))
     from lstm_models import build_model
     from lstm_models.fused import plain_loops
-    from pipelines.training import STEPS_PER_EXECUTION, array_dataset
+    from pipelines.training import array_dataset
 
     s = settings
     x, y = _data(index, s, shape)
@@ -170,7 +170,6 @@ def keras_worker(
             model.compile(
                 optimizer="adam",
                 loss="sparse_categorical_crossentropy",
-                steps_per_execution=config["steps_per_execution"] or STEPS_PER_EXECUTION,
                 jit_compile=config["jit_compile"],
             )
             entry = (runtime_runners(model, [xb for xb, _ in batches]) if runtimes else model), config
@@ -430,9 +429,9 @@ def render(summary: dict, args: argparse.Namespace, settings: dict, load: tuple[
         )
     configs = {
         "before": "Keras's plain time loops for every variant (`lstm_models.fused.plain_loops`), `fit` on the "
-        "arrays, one training step per call: the zoo and the pipelines' `fit` before issue 35",
+        "arrays: the zoo and the pipelines' `fit` before issue 35",
         "default": "the zoo as `build_model` returns it (fused `BlockLSTM` loops for the LSTM variants), `fit` as "
-        "the pipelines fit (`pipelines.training.array_dataset`, `steps_per_execution=STEPS_PER_EXECUTION`)",
+        "the pipelines fit (through `pipelines.training.array_dataset`)",
         "xla": "the same compiled with `jit_compile=True` (XLA; the LSTM layers take the plain loop)",
     }
     lines += [

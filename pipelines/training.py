@@ -15,10 +15,6 @@ from pipelines.errors import PipelineError
 
 logger = logging.getLogger(__name__)
 
-# Training steps run per call into the compiled train function: fewer Python round trips per epoch
-# (docs/benchmarks.md). Callbacks' batch hooks then see every 16th batch.
-STEPS_PER_EXECUTION = 16
-
 
 def distribution_scope(config: Any) -> contextlib.AbstractContextManager:
     """The scope to build and compile the model in.
@@ -84,7 +80,7 @@ def build_and_compile(
         metrics: Keras metric names. Default: `()`.
 
     Returns:
-        A compiled `keras.Model` that runs `STEPS_PER_EXECUTION` training steps per call.
+        A compiled `keras.Model`.
     """
     model = build_model(
         config.model.variant,
@@ -96,9 +92,9 @@ def build_and_compile(
         dropout=config.model.dropout,
         recurrent_dropout=config.model.recurrent_dropout,
     )
-    model.compile(
-        optimizer=optimizer(config), loss=loss, metrics=list(metrics), steps_per_execution=STEPS_PER_EXECUTION
-    )
+    # No steps_per_execution: the saved model keeps it, and predict then retraces for every number of
+    # batches it is given (docs/benchmarks.md).
+    model.compile(optimizer=optimizer(config), loss=loss, metrics=list(metrics))
     return model
 
 
