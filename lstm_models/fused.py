@@ -4,7 +4,7 @@ Keras runs an LSTM on CPU as a `while` loop of small ops per step; TensorFlow sh
 and its gradient, as one CPU kernel (`tf.raw_ops.BlockLSTM`, peepholes included). `LSTM` here and
 `PeepholeLSTM` take that path when it computes what the plain loop computes (see `fused_applies`)
 and fall back to the plain loop otherwise. The weights stay in Keras's layout and gate order
-(i, f, c, o); they are reordered for the op at call time, so the saved files do not change.
+(i, f, c, o); they are reordered for the op at call time, so the saved weights do not change.
 """
 
 import contextlib
@@ -14,9 +14,6 @@ from typing import Any
 
 import keras
 from keras import activations
-
-# Whether a graph is being compiled by XLA; TensorFlow has no public function for it.
-from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
 
 # BlockLSTMV2 takes Keras's gate order, but TensorFlow registers BlockLSTM's gradient kernel for it
 # (tensorflow/python/ops/rnn_grad.py), which reads the gates in BlockLSTM's order i, c, f, o: the
@@ -75,6 +72,9 @@ def fused_applies(layer: keras.layers.Layer, mask: Any, training: bool | None) -
 
 def _in_xla_context() -> bool:
     import tensorflow as tf
+
+    # Whether the graph being traced is compiled by XLA; TensorFlow has no public function for it.
+    from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
 
     return not tf.executing_eagerly() and GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
