@@ -24,9 +24,16 @@ With `--runtimes`, inference only, the Keras model exported (plain loops) and ru
     tflite: TFLite's interpreter (XNNPACK, `THREADS` threads), converted for the batch size;
     onnx: ONNX Runtime (CPU, `THREADS` threads), exported through tf2onnx (the `export` extra);
 each against the same PyTorch forward pass; this writes its own section.
+With `--crossover`, no PyTorch and no workers: where the fused LSTM loop wins. In this process with
+    TensorFlow's default threads (what the pipelines run), each (variant, timesteps, features,
+    units, batch) of `CROSSOVER_SHAPES` is built twice, once with the fused loop forced on and once
+    inside `plain_loops()`, and `fit` (two epochs of 1,024 random windows after a warm-up epoch)
+    is timed alternately, best of `--repeats`; this writes its own section, the evidence for
+    `lstm_models.fused.FUSED_MAX_STEP_WEIGHTS`.
 """
 
 import argparse
+import contextlib
 import datetime
 import importlib.metadata
 import importlib.util
@@ -83,6 +90,32 @@ RUNTIME_KINDS = ("call", "tflite", "onnx")
 THREADS = 1
 START, END = "<!-- train_throughput:start -->", "<!-- train_throughput:end -->"
 RUNTIMES_START, RUNTIMES_END = "<!-- inference_runtimes:start -->", "<!-- inference_runtimes:end -->"
+CROSSOVER_START, CROSSOVER_END = "<!-- fused_crossover:start -->", "<!-- fused_crossover:end -->"
+# (variant, timesteps, features, units, batch): around the limit, and the pipelines' shapes (the
+# stock demo's best trial (60, 6, 120), the speech CRNN's bidirectional LSTM (98, 480, 64)).
+CROSSOVER_SHAPES = [
+    ("lstm", 30, 8, 16, 64),
+    ("lstm", 30, 8, 32, 64),
+    ("lstm", 100, 40, 32, 64),
+    ("lstm", 30, 40, 48, 64),
+    ("lstm", 60, 6, 64, 64),
+    ("lstm", 30, 8, 64, 64),
+    ("lstm", 30, 8, 64, 32),
+    ("lstm", 30, 8, 64, 128),
+    ("lstm", 30, 20, 64, 64),
+    ("lstm", 30, 8, 72, 64),
+    ("lstm", 100, 40, 64, 64),
+    ("lstm", 60, 6, 80, 64),
+    ("lstm", 30, 8, 96, 64),
+    ("lstm", 60, 6, 120, 64),
+    ("lstm", 30, 8, 128, 64),
+    ("lstm", 100, 40, 128, 64),
+    ("bilstm", 98, 480, 64, 64),
+    ("peephole_lstm", 30, 8, 32, 64),
+    ("peephole_lstm", 60, 6, 64, 64),
+    ("peephole_lstm", 100, 40, 64, 64),
+    ("peephole_lstm", 30, 8, 128, 64),
+]
 
 
 def _data(index: int, settings: dict, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -349,15 +382,11 @@ def summarize(results: dict, variants: list[str], configs: list[str], kinds: tup
 
 
 def versions() -> str:
-    """Python, TensorFlow, Keras, PyTorch and NumPy versions, as one line."""
+    """Python, TensorFlow, Keras, PyTorch (when installed) and NumPy versions, as one line."""
+    packages = [("TensorFlow", "tensorflow"), ("Keras", "keras"), ("PyTorch", "torch"), ("NumPy", "numpy")]
+    installed = [(name, package) for name, package in packages if importlib.util.find_spec(package) is not None]
     return f"Python {platform.python_version()}, " + ", ".join(
-        f"{name} {importlib.metadata.version(package)}"
-        for name, package in (
-            ("TensorFlow", "tensorflow"),
-            ("Keras", "keras"),
-            ("PyTorch", "torch"),
-            ("NumPy", "numpy"),
-        )
+        f"{name} {importlib.metadata.version(package)}" for name, package in installed
     )
 
 
@@ -461,6 +490,84 @@ def render(summary: dict, args: argparse.Namespace, settings: dict, load: tuple[
     return "\n".join(lines)
 
 
+def crossover(repeats: int, quick: bool) -> str:
+    """Time `fit` with the fused loop forced on and with the plain loop, over `CROSSOVER_SHAPES`.
+
+    Args:
+        repeats: Timed rounds per shape (the fastest is kept).
+        quick: Two tiny shapes, for a smoke check.
+
+    Returns:
+        The Markdown section: a table and how it was measured.
+    """
+    sys.path.insert(0, str(ROOT))
+    import keras
+
+    from lstm_models import build_model, fused
+    from lstm_models.fused import plain_loops
+    from pipelines.training import array_dataset
+
+    shapes = [("lstm", 5, 3, 4, 8), ("peephole_lstm", 5, 3, 4, 8)] if quick else CROSSOVER_SHAPES
+    windows, epochs = (16, 1) if quick else (1024, 2)
+    limit = fused.FUSED_MAX_STEP_WEIGHTS
+    rows = []
+    for variant, timesteps, features, units, batch in shapes:
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(windows, timesteps, features)).astype("float32")
+        y = rng.normal(size=(windows, 1)).astype("float32")
+        dataset = array_dataset(x, y, batch_size=batch, shuffle=True)
+        models = {}
+        fused.FUSED_MAX_STEP_WEIGHTS = 10**12  # the fused loop wherever it applies
+        try:
+            for loop in ("fused", "plain"):
+                keras.utils.set_random_seed(0)
+                model = build_model(variant, (timesteps, features), head="regression", units=units)
+                model.compile(optimizer="adam", loss="mse")
+                with plain_loops() if loop == "plain" else contextlib.nullcontext():
+                    model.fit(dataset, epochs=1, verbose=0)  # traces the training step
+                models[loop] = model
+        finally:
+            fused.FUSED_MAX_STEP_WEIGHTS = limit
+        best = {}
+        for _ in range(repeats):
+            for loop, model in models.items():
+                wall, cpu = time.perf_counter(), time.process_time()
+                model.fit(dataset, epochs=epochs, verbose=0)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                best[loop] = min(best.get(loop, (wall, cpu)), (wall, cpu))
+        weights = (features + units) * units
+        rows.append(
+            {
+                "variant": variant,
+                "(timesteps, features, units)": f"({timesteps}, {features}, {units})",
+                "batch": str(batch),
+                "(features + units) x units": f"{weights:,}",
+                "fused wall / CPU s": f"{best['fused'][0]:.2f} / {best['fused'][1]:.2f}",
+                "plain wall / CPU s": f"{best['plain'][0]:.2f} / {best['plain'][1]:.2f}",
+                "fused speed-up (wall)": f"{best['plain'][0] / best['fused'][0]:.2f}x",
+                "default takes": "fused" if fused.fused_wins(features, units) else "plain",
+            }
+        )
+        print(rows[-1], flush=True)
+    command = "python benchmarks/train_throughput.py --crossover" + (" --quick" if quick else "")
+    return "\n".join(
+        [
+            CROSSOVER_START,
+            "### Where the fused LSTM loop wins (TensorFlow's default threads)",
+            "",
+            "Written by `benchmarks/train_throughput.py --crossover`; do not edit by hand between the markers.",
+            f"Measured {datetime.date.today().isoformat()} on {cpu_model()} ({os.cpu_count()} cores), {versions()}.",
+            f"`{command}`: `fit` over {windows:,} random windows, {epochs} epochs after a warm-up epoch, best",
+            f"of {repeats} alternating rounds, fused loop forced on against `plain_loops()`, in one process with",
+            "TensorFlow's default threads. The default takes the fused loop while (features + units) x units",
+            f"<= {limit:,} (`lstm_models.fused.FUSED_MAX_STEP_WEIGHTS`).",
+            "",
+            markdown_table(rows, "lllrrrrl"),
+            CROSSOVER_END,
+        ]
+    )
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="worker pairs per shape (default: 3)")
@@ -473,6 +580,9 @@ def parse_args() -> argparse.Namespace:
         "--runtimes",
         action="store_true",
         help="inference only, the default configuration: Keras, TFLite and ONNX Runtime (the export extra)",
+    )
+    parser.add_argument(
+        "--crossover", action="store_true", help="fused LSTM loop against the plain loop at default threads, no torch"
     )
     parser.add_argument("--output", type=Path, help="markdown file (default: docs/benchmarks.md; none with --quick)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke check")
@@ -499,6 +609,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.crossover:
+        section = crossover(args.repeats, args.quick)
+        print(section)
+        if args.output:
+            write_section(args.output, section, CROSSOVER_START, CROSSOVER_END, title="# Benchmarks\n")
+        return
     base = QUICK if args.quick else FULL
     settings = {**base, "shapes": {name: base["shapes"][name] for name in args.shapes}}
     if torch_missing():

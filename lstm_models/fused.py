@@ -3,8 +3,9 @@
 Keras runs an LSTM on CPU as a `while` loop of small ops per step; TensorFlow ships the whole loop,
 and its gradient, as one CPU kernel (`tf.raw_ops.BlockLSTM`, peepholes included). `LSTM` here and
 `PeepholeLSTM` take that path when it computes what the plain loop computes (see `fused_applies`)
-and fall back to the plain loop otherwise. The weights stay in Keras's layout and gate order
-(i, f, c, o); they are reordered for the op at call time, so the saved weights do not change.
+and when it is the faster of the two (see `fused_wins`), and run the plain loop otherwise.
+The weights stay in Keras's layout and gate order (i, f, c, o); they are reordered for the op at
+call time, so the saved weights do not change.
 """
 
 import contextlib
@@ -21,6 +22,15 @@ from keras import activations
 # no cell clipping computes the same maths with a matching gradient.
 _BLOCK_LSTM_GATE_ORDER = (0, 2, 1, 3)  # Keras's (i, f, c, o) blocks taken as (i, c, f, o)
 _PLAIN_LOOPS = contextvars.ContextVar("plain_loops", default=False)
+
+# `BlockLSTM` wins while each step's product is small: (features + units) x units weights at most
+# this. Above it Eigen splits each step's product over threads and the op loses to the plain
+# loop's oneDNN products: at batch 64 with TensorFlow's default threads on 2 cores the fused loop
+# was 1.4x-2.2x as fast below and 0.5x-0.8x above (docs/benchmarks.md). The crossover moves with
+# the batch (about batch x weights = 400,000), which is unknown while a `fit` step is traced, and
+# choosing per batch with a `tf.cond` slowed the plain loop inside it by up to 1.5x: the limit is
+# set for batch 64, the configs' default.
+FUSED_MAX_STEP_WEIGHTS = 6_000
 
 
 @contextlib.contextmanager
@@ -83,6 +93,19 @@ def _gpu_available() -> bool:
     import tensorflow as tf
 
     return bool(tf.config.list_logical_devices("GPU"))
+
+
+def fused_wins(features: int, units: int) -> bool:
+    """Whether `BlockLSTM` is faster than the plain loop for a layer of this size.
+
+    Args:
+        features: Input features per step.
+        units: The layer's units.
+
+    Returns:
+        True when `(features + units) * units <= FUSED_MAX_STEP_WEIGHTS`.
+    """
+    return (features + units) * units <= FUSED_MAX_STEP_WEIGHTS
 
 
 def block_lstm(
@@ -157,9 +180,10 @@ class LSTM(keras.layers.LSTM):
     only the kernel that runs the loop differs. The class keeps the name `LSTM` because Keras
     files address a layer's weights by its class name: `.keras` and `.weights.h5` files of
     `keras.layers.LSTM` and of this layer hold their weights at the same paths and load into
-    each other. The package exports it as `lstm_models.FusedLSTM`. It takes the fused op when `fused_applies` holds
-    and no GPU is visible (there Keras's own cuDNN path is faster), and `keras.layers.LSTM`'s path
-    otherwise, and under XLA (`jit_compile=True`), which compiles the plain loop.
+    each other. The package exports it as `lstm_models.FusedLSTM`. It takes the fused op when `fused_applies` holds,
+    no GPU is visible (there Keras's own cuDNN path is faster) and the step is small enough for it
+    to win (`fused_wins`), and `keras.layers.LSTM`'s path otherwise, and under XLA
+    (`jit_compile=True`), which compiles the plain loop.
 
     Args:
         units: Positive integer, dimensionality of the output space.
@@ -180,6 +204,7 @@ class LSTM(keras.layers.LSTM):
     """
 
     def inner_loop(self, sequences: Any, initial_state: list[Any], mask: Any, training: bool = False) -> Any:
-        if fused_applies(self, mask, training) and not _gpu_available():
+        fast = fused_wins(sequences.shape[-1], self.cell.units) and not _gpu_available()
+        if fused_applies(self, mask, training) and fast:
             return block_lstm(self, sequences, initial_state, training, peepholes=False)
         return super().inner_loop(sequences, initial_state, mask, training=training)

@@ -13,7 +13,7 @@ from keras import activations, constraints, initializers, ops, regularizers
 # sequence (variational dropout) instead of one per step; LSTMCell and GRUCell use it too.
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
-from lstm_models.fused import block_lstm, fused_applies
+from lstm_models.fused import block_lstm, fused_applies, fused_wins
 
 
 def check_rate(name: str, value: Any) -> None:
@@ -263,7 +263,8 @@ class PeepholeLSTM(keras.layers.RNN):
     It subclasses `RNN`, not `LSTM`, so an `LSTM` code path (cuDNN on GPU) never skips the
     peepholes. On the TensorFlow backend the time loop runs as the fused `BlockLSTM` op, which has
     peepholes, whenever `lstm_models.fused.fused_applies` holds (no mask, default activations, no
-    recurrent dropout while training); otherwise the cell's `call` runs step by step. Both compute
+    recurrent dropout while training) and the step is small enough for it to win
+    (`lstm_models.fused.fused_wins`); otherwise the cell's `call` runs step by step. Both compute
     the same numbers. Under XLA (`jit_compile=True`) XLA compiles the plain loop.
 
     Args:
@@ -320,7 +321,7 @@ class PeepholeLSTM(keras.layers.RNN):
         self.input_spec = keras.layers.InputSpec(ndim=3)
 
     def inner_loop(self, sequences: Any, initial_state: list[Any], mask: Any, training: bool = False) -> Any:
-        if fused_applies(self, mask, training):
+        if fused_applies(self, mask, training) and fused_wins(sequences.shape[-1], self.cell.units):
             return block_lstm(self, sequences, initial_state, training, peepholes=True)
         return super().inner_loop(sequences, initial_state, mask, training=training)
 

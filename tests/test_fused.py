@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from lstm_models import FusedLSTM, PeepholeLSTM, build_model
-from lstm_models.fused import plain_loops
+from lstm_models.fused import fused_wins, plain_loops
 from tests.helpers import assert_same_model
 
 UNITS, FEATURES, BATCH, TIMESTEPS = 5, 3, 4, 9
@@ -141,6 +141,25 @@ def test_the_plain_loop_runs_where_the_fused_op_does_not_apply(layer_class, laye
     layer = layer_class(UNITS, **layer_kwargs)
     ops = _ops(layer, _inputs(), **call_kwargs)
     assert "BlockLSTM" not in ops and "While" in ops | {"StatelessWhile"}
+
+
+@pytest.mark.parametrize("layer_class", [FusedLSTM, PeepholeLSTM])
+def test_layers_too_large_for_the_fused_op_to_win_take_the_plain_loop(layer_class):
+    """The size rule: (features + units) * units weights above the limit trace the plain loop."""
+    at_limit = (FEATURES + UNITS) * UNITS
+    for features, fused in ((FEATURES, True), (FEATURES + 1, False)):
+        layer = layer_class(UNITS)
+        x = np.zeros((BATCH, TIMESTEPS, features), "float32")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("lstm_models.fused.FUSED_MAX_STEP_WEIGHTS", at_limit)
+            assert ("BlockLSTM" in _ops(layer, x)) is fused
+
+
+def test_the_shipped_limit_splits_the_measured_shapes():
+    """docs/benchmarks.md: at batch 64 the fused op won at these (features, units) and lost at those."""
+    won = [(8, 16), (8, 32), (8, 64), (6, 64), (40, 32), (40, 48), (20, 64), (8, 72)]
+    lost = [(8, 128), (6, 120), (40, 128), (480, 64), (6, 80)]
+    assert all(fused_wins(f, u) for f, u in won) and not any(fused_wins(f, u) for f, u in lost)
 
 
 def test_recurrent_dropout_at_inference_is_fused_and_matches():
