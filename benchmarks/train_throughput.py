@@ -459,8 +459,9 @@ def render(summary: dict, args: argparse.Namespace, settings: dict, load: tuple[
     configs = {
         "before": "Keras's plain time loops for every variant (`lstm_models.fused.plain_loops`), `fit` on the "
         "arrays: the zoo and the pipelines' `fit` before issue 35",
-        "default": "the zoo as `build_model` returns it (fused `BlockLSTM` loops for the LSTM variants), `fit` as "
-        "the pipelines fit (through `pipelines.training.array_dataset`)",
+        "default": "the zoo as `build_model` returns it (fused `BlockLSTM` loops for the LSTM layers small "
+        "enough to win, `lstm_models.fused.fused_wins`), `fit` as the pipelines fit (through "
+        "`pipelines.training.array_dataset`)",
         "xla": "the same compiled with `jit_compile=True` (XLA; the LSTM layers take the plain loop)",
     }
     lines += [
