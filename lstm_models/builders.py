@@ -78,7 +78,7 @@ def recurrent_layer(
 
     Args:
         variant: One of `VARIANTS`; `lstm`, `bilstm`, `stacked_lstm` and `attention_lstm` use
-            `FusedLSTM` (`keras.layers.LSTM` with TensorFlow's fused loop on CPU).
+            `FusedLSTM` (`keras.layers.LSTM` with TensorFlow's fused loop on CPU where it is faster).
         units: Units of the layer (per direction for `bilstm`).
         return_sequences: Return `(batch, timesteps, units)` instead of the last step.
         dropout: Input dropout rate. Default: `0.0`.
