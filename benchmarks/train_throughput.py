@@ -30,6 +30,10 @@ With `--crossover`, no PyTorch and no workers: where the fused LSTM loop wins. I
     inside `plain_loops()`, and `fit` (two epochs of 1,024 random windows after a warm-up epoch)
     is timed alternately, best of `--repeats`; this writes its own section, the evidence for
     `lstm_models.fused.FUSED_MAX_STEP_WEIGHTS`.
+With `--serving`, no PyTorch: what a served request costs in the model call. For request sizes of
+    `SERVING_ROWS` rows, `keras.Model.predict` against `pipelines.serving.KerasServingModel.model_outputs`
+    (what the pyfunc models call: `predict_on_batch` per 256 rows), on the stock task's default model size,
+    default threads, median of `SERVING_CALLS` calls after two warm-up calls; this writes its own section.
 """
 
 import argparse
@@ -91,6 +95,9 @@ THREADS = 1
 START, END = "<!-- train_throughput:start -->", "<!-- train_throughput:end -->"
 RUNTIMES_START, RUNTIMES_END = "<!-- inference_runtimes:start -->", "<!-- inference_runtimes:end -->"
 CROSSOVER_START, CROSSOVER_END = "<!-- fused_crossover:start -->", "<!-- fused_crossover:end -->"
+SERVING_START, SERVING_END = "<!-- serving_call:start -->", "<!-- serving_call:end -->"
+SERVING_ROWS = (1, 32, 256, 1000)
+SERVING_CALLS = 30
 # (variant, timesteps, features, units, batch): around the limit, and the pipelines' shapes (the
 # stock demo's best trial (60, 6, 120), the speech CRNN's bidirectional LSTM (98, 480, 64)).
 CROSSOVER_SHAPES = [
@@ -569,6 +576,67 @@ def crossover(repeats: int, quick: bool) -> str:
     )
 
 
+def serving(quick: bool) -> str:
+    """Time one request's model call through `predict` and through `model_outputs`.
+
+    Args:
+        quick: Fewer calls, for a smoke check.
+
+    Returns:
+        The Markdown section: a table and how it was measured.
+    """
+    sys.path.insert(0, str(ROOT))
+    from lstm_models import build_model
+    from pipelines.serving import KerasServingModel
+
+    calls = 3 if quick else SERVING_CALLS
+    timesteps, features, units, horizon = 30, 8, 32, 5  # conf/stock_forecasting.yaml's window and model
+    served = KerasServingModel()
+    served.keras_model = build_model("lstm", (timesteps, features), head="regression", output_dim=horizon, units=units)
+    ways = {
+        "`predict`": lambda x: served.keras_model.predict(x, verbose=0),
+        "`model_outputs`": served.model_outputs,
+    }
+    rows = []
+    for size in SERVING_ROWS:
+        x = np.random.default_rng(size).normal(size=(size, timesteps, features)).astype("float32")
+        times = {}
+        for name, call in ways.items():
+            call(x), call(x)
+            samples = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                call(x)
+                samples.append(time.perf_counter() - start)
+            times[name] = statistics.median(samples)
+        predict, outputs = times["`predict`"], times["`model_outputs`"]
+        rows.append(
+            {
+                "request rows": str(size),
+                "`predict` ms": f"{predict * 1000:.2f}",
+                "`model_outputs` ms": f"{outputs * 1000:.2f}",
+                "speed-up": f"{predict / outputs:.1f}x",
+            }
+        )
+        print(rows[-1], flush=True)
+    command = "python benchmarks/train_throughput.py --serving" + (" --quick" if quick else "")
+    return "\n".join(
+        [
+            SERVING_START,
+            "### A served request's model call: `predict` against `predict_on_batch`",
+            "",
+            "Written by `benchmarks/train_throughput.py --serving`; do not edit by hand between the markers.",
+            f"Measured {datetime.date.today().isoformat()} on {cpu_model()} ({os.cpu_count()} cores), {versions()}.",
+            f"`{command}`: `build_model('lstm', ({timesteps}, {features}), head='regression', output_dim={horizon},",
+            f"units={units})` (the stock task's default size), TensorFlow's default threads, median of {calls} calls",
+            "after two warm-up calls per request size.",
+            "",
+            markdown_table(rows, "rrrr"),
+            SERVING_END,
+        ]
+    )
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="worker pairs per shape (default: 3)")
@@ -584,6 +652,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--crossover", action="store_true", help="fused LSTM loop against the plain loop at default threads, no torch"
+    )
+    parser.add_argument(
+        "--serving", action="store_true", help="a served request's model call: predict against model_outputs"
     )
     parser.add_argument("--output", type=Path, help="markdown file (default: docs/benchmarks.md; none with --quick)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke check")
@@ -610,11 +681,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args.crossover:
-        section = crossover(args.repeats, args.quick)
+    if args.crossover or args.serving:
+        section = crossover(args.repeats, args.quick) if args.crossover else serving(args.quick)
         print(section)
         if args.output:
-            write_section(args.output, section, CROSSOVER_START, CROSSOVER_END, title="# Benchmarks\n")
+            markers = (CROSSOVER_START, CROSSOVER_END) if args.crossover else (SERVING_START, SERVING_END)
+            write_section(args.output, section, *markers, title="# Benchmarks\n")
         return
     base = QUICK if args.quick else FULL
     settings = {**base, "shapes": {name: base["shapes"][name] for name in args.shapes}}

@@ -186,7 +186,7 @@ class AnomalyServingModel(KerasServingModel):
             raise DataError(f"request is missing column(s) {', '.join(missing)}; send {', '.join(self.value_columns)}")
         check_time_order(frame, self.timestamp_column)
         values = _numbers(frame, self.value_columns)
-        predict = lambda x: self.keras_model.predict(x, verbose=0)  # noqa: E731
+        predict = self.model_outputs
         detector = self._known(frame)
         if detector is not None:
             if len(values) <= detector.first_row:

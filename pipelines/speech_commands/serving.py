@@ -139,7 +139,7 @@ class SpeechServingModel(KerasServingModel):
             DataError: The request is not waveforms of `clip_samples` finite numbers.
         """
         files, waveforms = _waveforms(model_input, self.clip_samples)
-        probabilities = self.keras_model.predict(waveforms, batch_size=256, verbose=0).astype("float64")
+        probabilities = self.model_outputs(waveforms).astype("float64")
         best = probabilities.argmax(axis=1)
         out = pd.DataFrame(
             {"label": [self.class_names[i] for i in best], "probability": probabilities[np.arange(len(best)), best]}

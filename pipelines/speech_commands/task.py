@@ -18,6 +18,7 @@ from pipelines.errors import ConfigError, DataError
 from pipelines.serving import save_keras_artifacts
 from pipelines.speech_commands import augment, evaluation
 from pipelines.speech_commands.adaptation import AdaptationSettings, confident_pseudo_labels, self_train
+from pipelines.speech_commands.clip_file import ClipFile
 from pipelines.speech_commands.data import (
     CLASS_SETUPS,
     LAYOUTS,
@@ -31,7 +32,6 @@ from pipelines.speech_commands.data import (
 from pipelines.speech_commands.features import feature_statistics
 from pipelines.speech_commands.model import ARCHITECTURES, CONV_NORMS, build_speech_model
 from pipelines.speech_commands.serving import SpeechServingModel, save_class_names, serving_signature
-from pipelines.speech_commands.clip_file import ClipFile
 from pipelines.tasks import Evaluation, ServingBundle, Task
 from pipelines.tracking import local_dataset
 
@@ -414,9 +414,7 @@ class SpeechCommands(Task):
                 f"{data.input_shape[0]} at {config.data.sample_rate} Hz; set data.sample_rate and data.clip_seconds "
                 "as the model was trained"
             )
-        confident_pseudo_labels(
-            served.keras_model.predict(_waveforms(inputs), batch_size=256, verbose=0), settings.threshold
-        )
+        confident_pseudo_labels(served.model_outputs(_waveforms(inputs)), settings.threshold)
 
     def adapt(
         self,

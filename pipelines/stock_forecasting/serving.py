@@ -129,7 +129,7 @@ class StockServingModel(KerasServingModel):
         prices = frame[list(PRICE_COLUMNS)].astype("float64")
         extra = [c for c in frame.columns if c not in PRICE_COLUMNS]
         windows = self.preprocessor.windows_from_ohlcv(pd.concat([prices, frame[extra]], axis=1))
-        scaled = self.keras_model.predict(windows, verbose=0)
+        scaled = self.model_outputs(windows)
         window = self.preprocessor.window
         last_close = prices["close"].to_numpy()[window:]
         forecast = self.preprocessor.to_prices(scaled, last_close)

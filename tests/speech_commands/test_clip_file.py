@@ -15,8 +15,8 @@ from pipelines import downloads
 from pipelines.config import load_config
 from pipelines.errors import ConfigError, DataError
 from pipelines.speech_commands import augment, clip_file, data
-from pipelines.speech_commands.data import load_source
 from pipelines.speech_commands.clip_file import ClipFile, clip_batches
+from pipelines.speech_commands.data import load_source
 from pipelines.speech_commands.task import SpeechConfig, SpeechDataConfig
 from tests.speech_commands.audio_trees import speech_commands_tree, tone, write_wav
 
