@@ -15,6 +15,7 @@ from pipelines.config import load_config
 from pipelines.errors import ConfigError, DataError, PipelineError
 from pipelines.speech_commands.adaptation import AdaptationSettings, self_train
 from pipelines.speech_commands.model import build_speech_model
+from pipelines.speech_commands.serving import SpeechServingModel
 from pipelines.speech_commands.task import TASK, SpeechConfig
 from pipelines.training import average_ensemble, ensemble_members
 from tests.speech_commands.audio_trees import fsdd_tree, pitch, speech_commands_tree, tone, write_wav
@@ -86,8 +87,13 @@ def test_no_confident_clip_is_an_error_and_leaves_the_model_as_it_was():
 
 def test_the_adapt_check_refuses_inputs_the_model_labels_with_no_confidence():
     ensemble = _ensemble()  # untrained: about a third for each of its 3 classes
-    served = types.SimpleNamespace(keras_model=ensemble, class_names=["a", "b", "c"], sample_rate=16000,
-                                   clip_samples=SAMPLES)  # fmt: skip
+    served = SpeechServingModel()  # as load_context leaves it
+    served.keras_model, served.class_names, served.sample_rate, served.clip_samples = (
+        ensemble,
+        ["a", "b", "c"],
+        16000,
+        SAMPLES,
+    )
     data = types.SimpleNamespace(class_names=["a", "b", "c"], input_shape=(SAMPLES,))
     config = load_config(SpeechConfig, None, [])
     inputs = pd.DataFrame({"file": [f"{i}.wav" for i in range(4)], "waveform": list(_clips(4))})
