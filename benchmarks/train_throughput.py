@@ -498,6 +498,26 @@ def render(summary: dict, args: argparse.Namespace, settings: dict, load: tuple[
     return "\n".join(lines)
 
 
+def section_head(start: str, title: str, mode: str) -> list[str]:
+    """The first lines of a section this script writes: marker, title, provenance.
+
+    Args:
+        start: The section's opening marker.
+        title: Its `###` heading.
+        mode: The flag that writes it, e.g. `--serving`.
+
+    Returns:
+        The lines, ending with the machine and versions line.
+    """
+    return [
+        start,
+        f"### {title}",
+        "",
+        f"Written by `benchmarks/train_throughput.py {mode}`; do not edit by hand between the markers.",
+        f"Measured {datetime.date.today().isoformat()} on {cpu_model()} ({os.cpu_count()} cores), {versions()}.",
+    ]
+
+
 def crossover(repeats: int, quick: bool) -> str:
     """Time `fit` with the fused loop forced on and with the plain loop, over `CROSSOVER_SHAPES`.
 
@@ -558,13 +578,10 @@ def crossover(repeats: int, quick: bool) -> str:
         )
         print(rows[-1], flush=True)
     command = "python benchmarks/train_throughput.py --crossover" + (" --quick" if quick else "")
+    title = "Where the fused LSTM loop wins (TensorFlow's default threads)"
     return "\n".join(
         [
-            CROSSOVER_START,
-            "### Where the fused LSTM loop wins (TensorFlow's default threads)",
-            "",
-            "Written by `benchmarks/train_throughput.py --crossover`; do not edit by hand between the markers.",
-            f"Measured {datetime.date.today().isoformat()} on {cpu_model()} ({os.cpu_count()} cores), {versions()}.",
+            *section_head(CROSSOVER_START, title, "--crossover"),
             f"`{command}`: `fit` over {windows:,} random windows, {epochs} epochs after a warm-up epoch, best",
             f"of {repeats} alternating rounds, fused loop forced on against `plain_loops()`, in one process with",
             "TensorFlow's default threads. The default takes the fused loop while (features + units) x units",
@@ -590,7 +607,8 @@ def serving(quick: bool) -> str:
     from pipelines.serving import KerasServingModel
 
     calls = 3 if quick else SERVING_CALLS
-    timesteps, features, units, horizon = 30, 8, 32, 5  # conf/stock_forecasting.yaml's window and model
+    # conf/stock_forecasting.yaml: a 30-day window of the 5 price features, 32 units, 5 days ahead
+    timesteps, features, units, horizon = 30, 5, 32, 5
     served = KerasServingModel()
     served.keras_model = build_model("lstm", (timesteps, features), head="regression", output_dim=horizon, units=units)
     ways = {
@@ -620,13 +638,10 @@ def serving(quick: bool) -> str:
         )
         print(rows[-1], flush=True)
     command = "python benchmarks/train_throughput.py --serving" + (" --quick" if quick else "")
+    title = "A served request's model call: `predict` against `predict_on_batch`"
     return "\n".join(
         [
-            SERVING_START,
-            "### A served request's model call: `predict` against `predict_on_batch`",
-            "",
-            "Written by `benchmarks/train_throughput.py --serving`; do not edit by hand between the markers.",
-            f"Measured {datetime.date.today().isoformat()} on {cpu_model()} ({os.cpu_count()} cores), {versions()}.",
+            *section_head(SERVING_START, title, "--serving"),
             f"`{command}`: `build_model('lstm', ({timesteps}, {features}), head='regression', output_dim={horizon},",
             f"units={units})` (the stock task's default size), TensorFlow's default threads, median of {calls} calls",
             "after two warm-up calls per request size.",

@@ -26,7 +26,7 @@ _PLAIN_LOOPS = contextvars.ContextVar("plain_loops", default=False)
 # `BlockLSTM` wins while each step's product is small: (features + units) x units weights at most
 # this. Above it Eigen splits each step's product over threads and the op loses to the plain
 # loop's oneDNN products: at batch 64 with TensorFlow's default threads on 2 cores the fused loop
-# was 1.4x-2.2x as fast below and 0.5x-0.8x above (docs/benchmarks.md). The crossover moves with
+# was 1.2x-2.7x as fast below and 0.5x-0.8x above, but near it (docs/benchmarks.md). The crossover moves with
 # the batch (about batch x weights = 400,000), which is unknown while a `fit` step is traced, and
 # choosing per batch with a `tf.cond` slowed the plain loop inside it by up to 1.5x: the limit is
 # set for batch 64, the configs' default.
